@@ -1,0 +1,284 @@
+//! The command line: `netbootd [serve]`, `netbootd check`, `netbootd config`, `--version` and
+//! `--help`. Gathers flags, the environment and the config file into a [`Config`], loads the
+//! inventory, sets up logging and hands over to the service loop.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use log::{error, info, warn};
+use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
+
+use crate::config::{self, args, value, Config, ConfigFile, Settings, OPTIONS};
+use crate::inventory::{self, Problem};
+use crate::io::netif::SystemHost;
+use crate::io::signals::Signals;
+use crate::service::{self, reload::InventoryReloader};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Exit codes: 0 fine, 1 bad configuration or inventory, 2 bad command line.
+pub fn main() -> i32 {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "--help" || a == "-h") || argv.first().is_some_and(|a| a == "help")
+    {
+        print!("{}", help_text());
+        return 0;
+    }
+    let flags = match args::parse(&argv) {
+        Ok(flags) => flags,
+        Err(message) => {
+            eprintln!("netbootd: {message}\nRun 'netbootd --help' for the options.");
+            return 2;
+        }
+    };
+    if flags.version {
+        println!("netbootd {VERSION}");
+        return 0;
+    }
+    let command = flags.command.clone().unwrap_or_else(|| "serve".into());
+    if !matches!(command.as_str(), "serve" | "check" | "config") {
+        eprintln!("netbootd: unknown command {command:?} (expected serve, check or config)");
+        return 2;
+    }
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("NETBOOTD_") || k.starts_with("SMEE_"))
+        .collect();
+    let (settings, config) = match load_config(&flags, &env) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("netbootd: {message}");
+            return 1;
+        }
+    };
+    match command.as_str() {
+        "check" => check(&config),
+        "config" => {
+            print!("{}", describe_settings(&settings, &config));
+            0
+        }
+        _ => serve(config),
+    }
+}
+
+/// Flags + environment + config file → validated config. Errors are one line.
+pub fn load_config(
+    flags: &config::Flags,
+    env: &BTreeMap<String, String>,
+) -> Result<(Settings, Config), String> {
+    let config_path = Settings::resolve(flags, env, None).get("config").clone();
+    let file = match config_path.value.as_str() {
+        "" if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
+            Some(read_config_file(Path::new(config::DEFAULT_CONFIG_PATH))?)
+        }
+        "" => None,
+        path => Some(
+            read_config_file(Path::new(path))
+                .map_err(|e| format!("{e} (from {})", config_path.origin()))?,
+        ),
+    };
+    let settings = Settings::resolve(flags, env, file.as_ref());
+    let profiles = file.map(|f| f.profiles).unwrap_or_default();
+    let mut config = Config::from_settings(&settings, profiles, &SystemHost).map_err(|e| e.0)?;
+    for var in Settings::unknown_env(env) {
+        config.warnings.push(format!(
+            "environment variable {var} names no option; ignored"
+        ));
+    }
+    Ok((settings, config))
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    config::file::parse(&text, path).map_err(|errors| errors.join("\n"))
+}
+
+/// `netbootd check`: validate config and inventory, print warnings and a summary.
+fn check(config: &Config) -> i32 {
+    let path = config.hardware_file();
+    match inventory::load_file(path, &config.profiles) {
+        Ok(loaded) => {
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
+            let inv = &loaded.inventory;
+            let warnings = config.warnings.len() + loaded.warnings.len();
+            println!(
+                "ok: {} machines ({} netboot), {warnings} warnings",
+                inv.len(),
+                inv.netboot_count()
+            );
+            0
+        }
+        Err(problems) => {
+            print_problems(&problems);
+            eprintln!("failed: {} errors in {}", problems.len(), path.display());
+            1
+        }
+    }
+}
+
+fn print_problems(problems: &[Problem]) {
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+}
+
+fn init_logging(level: LevelFilter) {
+    let log_config = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .build();
+    let _ = WriteLogger::init(level, log_config, std::io::stderr());
+}
+
+/// `netbootd [serve]`.
+fn serve(config: Config) -> i32 {
+    init_logging(config.log_level);
+    // Before any thread exists, so every thread inherits the blocked signals.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot set up signal handling: {e}");
+            return 1;
+        }
+    };
+    for w in &config.warnings {
+        warn!("config: {w}");
+    }
+    let path = config.hardware_file().to_path_buf();
+    let (reloader, warnings) =
+        match InventoryReloader::start(&path, config.profiles.clone(), Instant::now()) {
+            Ok(started) => started,
+            Err(problems) => {
+                for p in &problems {
+                    error!("inventory: {p}");
+                }
+                error!(
+                    "not starting: the inventory {} has {} errors",
+                    path.display(),
+                    problems.len()
+                );
+                return 1;
+            }
+        };
+    for w in &warnings {
+        warn!("inventory: {w}");
+    }
+    let inv = reloader.store().snapshot();
+    info!("netbootd {VERSION} starting: {}", summary(&config));
+    info!(
+        "inventory {}: {} machines ({} netboot), {} warnings",
+        path.display(),
+        inv.len(),
+        inv.netboot_count(),
+        warnings.len()
+    );
+    info!("the DHCP, TFTP, HTTP and syslog services are not built yet: waiting for SIGTERM/SIGINT; SIGHUP or a file change reloads the inventory");
+    drop(inv);
+    service::run(signals, reloader)
+}
+
+/// One line describing what will run where.
+pub fn summary(c: &Config) -> String {
+    let dhcp = if c.dhcp.enabled {
+        format!(
+            "dhcp {} on {}{}",
+            c.dhcp.mode.as_str(),
+            c.dhcp.addr,
+            c.dhcp
+                .iface
+                .as_ref()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default()
+        )
+    } else {
+        "dhcp off".into()
+    };
+    let tftp = if c.tftp.enabled {
+        format!("tftp {}:{}", c.tftp.addr, c.tftp.port)
+    } else {
+        "tftp off".into()
+    };
+    let http = if c.http.enabled() {
+        format!("http {}:{}", c.http.addr, c.http.port)
+    } else {
+        "http off".into()
+    };
+    let syslog = if c.syslog.enabled {
+        format!("syslog {}:{}", c.syslog.addr, c.syslog.port)
+    } else {
+        "syslog off".into()
+    };
+    let dir = |d: &Option<PathBuf>| {
+        d.as_ref()
+            .map_or("-".to_string(), |p| p.display().to_string())
+    };
+    format!(
+        "{dhcp}, {tftp}, {http}, {syslog}, ipxe-dir {}, assets-dir {}",
+        dir(&c.ipxe_dir),
+        dir(&c.assets_dir)
+    )
+}
+
+/// `netbootd config`: every option's effective value and its source, as TOML.
+fn describe_settings(settings: &Settings, config: &Config) -> String {
+    let mut out = String::new();
+    for s in &settings.list {
+        let _ = writeln!(
+            out,
+            "{} = {:?}  # {}",
+            s.spec.name(),
+            value::redact_url(&s.value),
+            s.origin()
+        );
+    }
+    for (name, p) in &config.profiles {
+        let _ = writeln!(
+            out,
+            "\n[profiles.{name}]\nkernel = {:?}\ninitrd = {:?}\ncmdline = {:?}",
+            p.kernel, p.initrd, p.cmdline
+        );
+    }
+    out
+}
+
+pub fn help_text() -> String {
+    let mut out = format!(
+        "netbootd {VERSION}: network-boot bare-metal machines (DHCP, TFTP, HTTP, syslog)\n\n\
+         Usage: netbootd [serve|check|config] [--option value | --option=value ...]\n\n\
+         Commands:\n  \
+           serve   run the server (the default)\n  \
+           check   validate the configuration and the hardware file; print warnings and a summary\n  \
+           config  print every option's effective value and where it came from\n\n\
+         Every option can also be set in the environment (NETBOOTD_<NAME>; Smee's options also\n\
+         SMEE_<NAME>) and in the TOML file given by --config (default {}).\n\
+         Precedence: flag, NETBOOTD_ variable, SMEE_ variable, config file, default.\n\
+         Booleans take true or false; a bare boolean flag means true.\n\nOptions:\n",
+        config::DEFAULT_CONFIG_PATH
+    );
+    for o in OPTIONS {
+        let default = if o.default.is_empty() {
+            "none"
+        } else {
+            o.default
+        };
+        let _ = writeln!(
+            out,
+            "  --{}\n      {}\n      env {}; default: {default}",
+            o.name(),
+            o.help,
+            o.env_names().join(", ")
+        );
+    }
+    out.push_str(
+        "  --version\n      print the version and exit\n  --help\n      print this help\n",
+    );
+    out
+}

@@ -1,0 +1,570 @@
+//! Configuration: the option table, the layering of sources (flag > `NETBOOTD_` env >
+//! `SMEE_` env > TOML file > default), and the validated [`Config`] the services run on.
+//! Pure: the environment is passed in as a map, and what depends on the host ("auto"
+//! addresses, which iPXE directory exists) is asked of a [`Host`].
+
+pub mod args;
+pub mod file;
+pub mod options;
+pub mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::LevelFilter;
+
+pub use file::ConfigFile;
+pub use options::{Flags, OptionSpec, OPTIONS};
+pub use value::Cidr;
+
+use crate::inventory::Profiles;
+
+/// Used when `--config` is not given, if the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netbootd/netbootd.toml";
+
+/// Searched in this order when `--ipxe-dir` is not given.
+pub const IPXE_DIR_CANDIDATES: &[&str] =
+    &["/usr/lib/ipxe", "/usr/share/ipxe", "/srv/netbootd/ipxe"];
+
+/// Where an option's value came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Flag,
+    Env(String),
+    File {
+        path: String,
+        line: usize,
+        key: String,
+    },
+    Default,
+}
+
+/// One option's effective value and its source.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    pub spec: &'static OptionSpec,
+    pub value: String,
+    pub source: Source,
+}
+
+impl Setting {
+    /// Names the source for a message: `--dhcp-mode`, `SMEE_DHCP_MODE`, `f.toml:3: dhcp.mode`.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Source::Flag => format!("--{}", self.spec.name()),
+            Source::Env(var) => var.clone(),
+            Source::File { path, line, key } => format!("{path}:{line}: {key}"),
+            Source::Default => format!("--{} (default)", self.spec.name()),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        self.source == Source::Default
+    }
+}
+
+/// Every option's effective value, in table order.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub list: Vec<Setting>,
+    /// Directory of the config file: relative paths given there are relative to it.
+    file_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Layers the sources. `env` holds the process environment (only `NETBOOTD_*`/`SMEE_*`
+    /// matter). An empty environment value counts as unset, as in Smee's Helm charts.
+    pub fn resolve(
+        flags: &Flags,
+        env: &BTreeMap<String, String>,
+        file: Option<&ConfigFile>,
+    ) -> Settings {
+        let list = OPTIONS
+            .iter()
+            .map(|spec| {
+                let name = spec.name();
+                let from_flag = flags
+                    .value_of(spec.field)
+                    .map(|v| (v.to_string(), Source::Flag));
+                let from_env = || {
+                    spec.env_names().into_iter().find_map(|var| {
+                        env.get(&var)
+                            .filter(|v| !v.is_empty())
+                            .map(|v| (v.clone(), Source::Env(var.clone())))
+                    })
+                };
+                let from_file = || {
+                    let file = file?;
+                    let v = file.values.get(&name)?;
+                    let path = file.path.display().to_string();
+                    Some((
+                        v.text.clone(),
+                        Source::File {
+                            path,
+                            line: v.line,
+                            key: v.key.clone(),
+                        },
+                    ))
+                };
+                let (value, source) = from_flag
+                    .or_else(from_env)
+                    .or_else(from_file)
+                    .unwrap_or_else(|| (spec.default.to_string(), Source::Default));
+                Setting {
+                    spec,
+                    value,
+                    source,
+                }
+            })
+            .collect();
+        let file_dir = file.and_then(|f| f.path.parent()).map(Path::to_path_buf);
+        Settings { list, file_dir }
+    }
+
+    pub fn get(&self, name: &str) -> &Setting {
+        self.list
+            .iter()
+            .find(|s| s.spec.name() == name)
+            .unwrap_or_else(|| panic!("option {name:?} is not in the option table"))
+    }
+
+    /// Environment variables that look like ours but name no option (typos).
+    pub fn unknown_env(env: &BTreeMap<String, String>) -> Vec<String> {
+        let known: Vec<String> = OPTIONS.iter().flat_map(|o| o.env_names()).collect();
+        env.keys()
+            .filter(|k| {
+                (k.starts_with("NETBOOTD_") || k.starts_with("SMEE_")) && !known.contains(k)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// A configuration error: one line naming the option's source and the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the configuration needs to know about the machine it runs on.
+pub trait Host {
+    /// The first IPv4 address of `interface`, or when `None`, of the default-route interface,
+    /// else the first global IPv4 address.
+    fn auto_ipv4(&self, interface: Option<&str>) -> Result<Ipv4Addr, String>;
+    fn is_dir(&self, path: &Path) -> bool;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DhcpMode {
+    Reservation,
+    Proxy,
+    AutoProxy,
+    Off,
+}
+
+impl DhcpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhcpMode::Reservation => "reservation",
+            DhcpMode::Proxy => "proxy",
+            DhcpMode::AutoProxy => "auto-proxy",
+            DhcpMode::Off => "off",
+        }
+    }
+}
+
+/// scheme://host:port/path, from Smee's four `dhcp-http-ipxe-*-{scheme,host,port,path}` options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UrlBase {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl fmt::Display for UrlBase {
+    /// The port is left out when it is the scheme's default, as Smee does.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let default_port = matches!(
+            (self.scheme.as_str(), self.port),
+            ("http", 80) | ("https", 443)
+        );
+        if default_port {
+            write!(f, "{}://{}{}", self.scheme, self.host, self.path)
+        } else {
+            write!(
+                f,
+                "{}://{}:{}{}",
+                self.scheme, self.host, self.port, self.path
+            )
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dhcp {
+    /// False when `--dhcp-enabled=false` or `--dhcp-mode off`.
+    pub enabled: bool,
+    pub mode: DhcpMode,
+    pub addr: SocketAddrV4,
+    pub iface: Option<String>,
+    pub ip_for_packet: Ipv4Addr,
+    pub syslog_ip: Ipv4Addr,
+    pub tftp_ip: Ipv4Addr,
+    pub tftp_port: u16,
+    pub ipxe_binary_base: UrlBase,
+    pub ipxe_script_base: UrlBase,
+    /// Overrides `ipxe_script_base` when set.
+    pub ipxe_script_url: Option<String>,
+    pub ipxe_script_prepend_mac: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tftp {
+    pub enabled: bool,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub timeout: Duration,
+    pub block_size: u16,
+    pub ipxe_script_patch: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Http {
+    pub ipxe_binary_enabled: bool,
+    pub ipxe_script_enabled: bool,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub extra_kernel_args: String,
+    pub trusted_proxies: Vec<Cidr>,
+    pub osie_url: Option<String>,
+    pub tink_server: Option<String>,
+    pub tink_server_tls: bool,
+    pub tink_server_insecure_tls: bool,
+    pub ipxe_script_retries: u32,
+    pub ipxe_script_retry_delay: u32,
+}
+
+impl Http {
+    pub fn enabled(&self) -> bool {
+        self.ipxe_binary_enabled || self.ipxe_script_enabled
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Syslog {
+    pub enabled: bool,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    File { path: PathBuf },
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub log_level: LevelFilter,
+    pub dhcp: Dhcp,
+    pub tftp: Tftp,
+    pub http: Http,
+    pub syslog: Syslog,
+    pub backend: Backend,
+    pub ipxe_dir: Option<PathBuf>,
+    pub assets_dir: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub profiles: Profiles,
+    /// Things that work but deserve a look (printed by `check`, logged at start).
+    pub warnings: Vec<String>,
+}
+
+/// Reads typed values out of [`Settings`], naming the source of any bad one.
+struct Reader<'a> {
+    settings: &'a Settings,
+    host: &'a dyn Host,
+    auto: Option<Result<Ipv4Addr, String>>,
+}
+
+impl Reader<'_> {
+    fn get<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let setting = self.settings.get(name);
+        parse(&setting.value).map_err(|why| {
+            ConfigError(format!(
+                "invalid value {:?} for {}: {why}",
+                value::redact_url(&setting.value),
+                setting.origin()
+            ))
+        })
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        Some(self.settings.get(name).value.clone()).filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        self.get(name, value::boolean)
+    }
+
+    /// An IPv4 address or "auto". `needed` is false for disabled services, whose "auto"
+    /// addresses are not looked up (and may not exist on this host).
+    fn addr(&mut self, name: &str, needed: bool) -> Result<Ipv4Addr, ConfigError> {
+        if self.settings.get(name).value != "auto" {
+            return self.get(name, value::ipv4);
+        }
+        if !needed {
+            return Ok(Ipv4Addr::UNSPECIFIED);
+        }
+        let interface = self.text("public-ip-interface");
+        let auto = self
+            .auto
+            .get_or_insert_with(|| self.host.auto_ipv4(interface.as_deref()))
+            .clone();
+        auto.map_err(|why| {
+            let setting = self.settings.get(name);
+            ConfigError(format!(
+                "{} is \"auto\" but {why}; set it, or --public-ip-interface",
+                setting.origin()
+            ))
+        })
+    }
+
+    /// A host for a URL: a name or address, or "auto".
+    fn url_host(&mut self, name: &str, needed: bool) -> Result<String, ConfigError> {
+        if self.settings.get(name).value == "auto" {
+            return self.addr(name, needed).map(|ip| ip.to_string());
+        }
+        self.get(name, value::host)
+    }
+
+    fn url_base(&mut self, prefix: &str, needed: bool) -> Result<UrlBase, ConfigError> {
+        Ok(UrlBase {
+            scheme: self.get(&format!("{prefix}-scheme"), value::scheme)?,
+            host: self.url_host(&format!("{prefix}-host"), needed)?,
+            port: self.get(&format!("{prefix}-port"), value::port)?,
+            path: self.get(&format!("{prefix}-path"), value::url_path)?,
+        })
+    }
+
+    fn optional_url(&self, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(_) => self.get(name, |v| value::url(v, schemes)).map(Some),
+        }
+    }
+
+    /// A path option; a relative path from the config file is taken relative to that file.
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        let setting = self.settings.get(name);
+        let path = PathBuf::from(self.text(name)?);
+        match (&setting.source, &self.settings.file_dir) {
+            (Source::File { .. }, Some(dir)) if path.is_relative() => Some(dir.join(path)),
+            _ => Some(path),
+        }
+    }
+
+    /// A directory that must exist when it is given.
+    fn existing_dir(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.path(name) {
+            Some(dir) if !self.host.is_dir(&dir) => Err(ConfigError(format!(
+                "{} {}: not a directory",
+                self.settings.get(name).origin(),
+                dir.display()
+            ))),
+            dir => Ok(dir),
+        }
+    }
+}
+
+fn dhcp_mode(text: &str) -> Result<DhcpMode, String> {
+    match text {
+        "reservation" => Ok(DhcpMode::Reservation),
+        "proxy" => Ok(DhcpMode::Proxy),
+        "auto-proxy" => Ok(DhcpMode::AutoProxy),
+        "off" => Ok(DhcpMode::Off),
+        _ => Err("expected reservation, proxy, auto-proxy or off".into()),
+    }
+}
+
+fn log_level(text: &str) -> Result<LevelFilter, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "error" => Ok(LevelFilter::Error),
+        "warn" | "warning" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+impl Config {
+    /// Validates every option; the first bad one stops with a one-line error.
+    pub fn from_settings(
+        settings: &Settings,
+        profiles: Profiles,
+        host: &dyn Host,
+    ) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            settings,
+            host,
+            auto: None,
+        };
+        let mut warnings = Vec::new();
+
+        let mode = r.get("dhcp-mode", dhcp_mode)?;
+        let dhcp_on = r.flag("dhcp-enabled")? && mode != DhcpMode::Off;
+        let dhcp = Dhcp {
+            enabled: dhcp_on,
+            mode: if dhcp_on { mode } else { DhcpMode::Off },
+            addr: r.get("dhcp-addr", value::socket_addr_v4)?,
+            iface: r.text("dhcp-iface"),
+            ip_for_packet: r.addr("dhcp-ip-for-packet", dhcp_on)?,
+            syslog_ip: r.addr("dhcp-syslog-ip", dhcp_on)?,
+            tftp_ip: r.addr("dhcp-tftp-ip", dhcp_on)?,
+            tftp_port: r.get("dhcp-tftp-port", value::port)?,
+            ipxe_binary_base: r.url_base("dhcp-http-ipxe-binary", dhcp_on)?,
+            ipxe_script_base: r.url_base("dhcp-http-ipxe-script", dhcp_on)?,
+            ipxe_script_url: r
+                .optional_url("dhcp-http-ipxe-script-url", &["http", "https", "tftp"])?,
+            ipxe_script_prepend_mac: r.flag("dhcp-http-ipxe-script-prepend-mac")?,
+        };
+
+        let tftp_on = r.flag("tftp-enabled")?;
+        let tftp = Tftp {
+            enabled: tftp_on,
+            addr: r.addr("tftp-addr", tftp_on)?,
+            port: r.get("tftp-port", value::port)?,
+            timeout: r.get("tftp-timeout", |t| match value::duration(t)? {
+                d if d < Duration::from_millis(100) || d > Duration::from_secs(255) => {
+                    Err("outside 100ms..255s".into())
+                }
+                d => Ok(d),
+            })?,
+            block_size: r.get("tftp-block-size", value::block_size)?,
+            ipxe_script_patch: r.text("ipxe-script-patch"),
+        };
+
+        let http_on = r.flag("http-ipxe-binary-enabled")? || r.flag("http-ipxe-script-enabled")?;
+        let http = Http {
+            ipxe_binary_enabled: r.flag("http-ipxe-binary-enabled")?,
+            ipxe_script_enabled: r.flag("http-ipxe-script-enabled")?,
+            addr: r.addr("http-addr", http_on)?,
+            port: r.get("http-port", value::port)?,
+            extra_kernel_args: r.get("extra-kernel-args", value::single_line)?,
+            trusted_proxies: r.get("trusted-proxies", value::cidrs)?,
+            osie_url: r.optional_url("osie-url", &["http", "https"])?,
+            tink_server: match r.text("tink-server") {
+                None => None,
+                Some(_) => Some(r.get("tink-server", value::host)?),
+            },
+            tink_server_tls: r.flag("tink-server-tls")?,
+            tink_server_insecure_tls: r.flag("tink-server-insecure-tls")?,
+            ipxe_script_retries: r.get("ipxe-script-retries", |t| value::count(t, 100))?,
+            ipxe_script_retry_delay: r.get("ipxe-script-retry-delay", |t| value::count(t, 3600))?,
+        };
+
+        let syslog_on = r.flag("syslog-enabled")?;
+        let syslog = Syslog {
+            enabled: syslog_on,
+            addr: r.addr("syslog-addr", syslog_on)?,
+            port: r.get("syslog-port", value::port)?,
+        };
+
+        let backend = Self::backend(&r, &mut warnings)?;
+
+        let ipxe_dir = match r.existing_dir("ipxe-dir")? {
+            Some(dir) => Some(dir),
+            None => {
+                let found = IPXE_DIR_CANDIDATES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|d| host.is_dir(d));
+                if found.is_none() {
+                    warnings.push(format!(
+                        "no iPXE directory found ({}): set --ipxe-dir to serve iPXE binaries",
+                        IPXE_DIR_CANDIDATES.join(", ")
+                    ));
+                }
+                found
+            }
+        };
+
+        Ok(Config {
+            log_level: r.get("log-level", log_level)?,
+            dhcp,
+            tftp,
+            http,
+            syslog,
+            backend,
+            ipxe_dir,
+            assets_dir: r.existing_dir("assets-dir")?,
+            state_dir: r
+                .path("state-dir")
+                .unwrap_or_else(|| PathBuf::from("/var/lib/netbootd")),
+            profiles,
+            warnings,
+        })
+    }
+
+    /// The file backend is netbootd's default. Smee's Kubernetes backend is accepted as a
+    /// setting but not available: asking for it without a file backend is an error, never a
+    /// silently empty inventory. Smee's own default (`backend-kube-enabled=true`) is not a request.
+    fn backend(r: &Reader, warnings: &mut Vec<String>) -> Result<Backend, ConfigError> {
+        let file_enabled = r.settings.get("backend-file-enabled");
+        let file_on = r.flag("backend-file-enabled")?;
+        let file_asked = (!file_enabled.is_default() && file_on)
+            || !r.settings.get("backend-file-path").is_default();
+        let kube = r.settings.get("backend-kube-enabled");
+        let kube_on = r.flag("backend-kube-enabled")?;
+        let kube_asked = kube_on && !kube.is_default();
+        let not_available = || {
+            ConfigError(format!(
+                "{} asks for the Kubernetes backend, which netbootd does not have yet; use the file backend (--backend-file-path FILE)",
+                kube.origin()
+            ))
+        };
+        if !file_on {
+            if kube_on {
+                return Err(not_available());
+            }
+            return Err(ConfigError(format!(
+                "{} is false and no other backend is available",
+                file_enabled.origin()
+            )));
+        }
+        if kube_asked && !file_asked {
+            return Err(not_available());
+        }
+        if kube_asked {
+            warnings.push(format!(
+                "{} ignored: the Kubernetes backend is not available yet; using the file backend",
+                kube.origin()
+            ));
+        }
+        let path = r
+            .path("backend-file-path")
+            .ok_or_else(|| ConfigError("--backend-file-path is empty".into()))?;
+        Ok(Backend::File { path })
+    }
+
+    pub fn hardware_file(&self) -> &Path {
+        match &self.backend {
+            Backend::File { path } => path,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The one table of netbootd's options. Every row gives the long flag (`--dhcp-mode`), the
+//! environment names (`NETBOOTD_DHCP_MODE`, and `SMEE_DHCP_MODE` for Smee's options), the TOML
+//! key (`dhcp-mode`, or `mode` inside `[dhcp]`), the default and the help text. Flags are parsed
+//! by argh from the struct generated here, so the table and the parser cannot drift apart.
+
+/// Where an option comes from: Smee's flag set (also read from `SMEE_<NAME>`) or netbootd's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Smee,
+    Own,
+}
+
+/// Booleans may be given as a bare flag (`--dhcp-enabled`) meaning `true`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    Bool,
+    Value,
+}
+
+#[derive(Debug)]
+pub struct OptionSpec {
+    /// The Rust field name (`dhcp_mode`); the flag and key are derived from it.
+    pub field: &'static str,
+    pub origin: Origin,
+    pub value_type: ValueType,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+impl OptionSpec {
+    /// `dhcp-mode`: the long flag without dashes, and the TOML key.
+    pub fn name(&self) -> String {
+        self.field.replace('_', "-")
+    }
+
+    /// The environment variables read for this option, the winning one first.
+    pub fn env_names(&self) -> Vec<String> {
+        let suffix = self.field.to_ascii_uppercase();
+        match self.origin {
+            Origin::Smee => vec![format!("NETBOOTD_{suffix}"), format!("SMEE_{suffix}")],
+            Origin::Own => vec![format!("NETBOOTD_{suffix}")],
+        }
+    }
+
+    pub fn is_bool(&self) -> bool {
+        self.value_type == ValueType::Bool
+    }
+}
+
+/// Looks an option up by its flag/key name (`dhcp-mode`; `_` and case are not significant).
+pub fn find(name: &str) -> Option<&'static OptionSpec> {
+    let field = name.to_ascii_lowercase().replace('-', "_");
+    OPTIONS.iter().find(|o| o.field == field)
+}
+
+macro_rules! options {
+    ($( $field:ident : $origin:ident $vtype:ident = $default:literal, $help:tt; )*) => {
+        pub static OPTIONS: &[OptionSpec] = &[$(
+            OptionSpec {
+                field: stringify!($field),
+                origin: Origin::$origin,
+                value_type: ValueType::$vtype,
+                default: $default,
+                help: $help,
+            },
+        )*];
+
+        /// Command-line flags as argh parses them: every option is an optional string, so that
+        /// "not given" can fall through to the environment, the file and the default.
+        #[derive(argh::FromArgs, Debug, Default)]
+        /// netbootd: network-boot bare-metal machines
+        pub struct Flags {
+            $( /// see netbootd --help
+            #[argh(option)] pub $field: Option<String>, )*
+            /// print the version and exit
+            #[argh(switch)]
+            pub version: bool,
+            /// serve (default), check or config
+            #[argh(positional)]
+            pub command: Option<String>,
+        }
+
+        impl Flags {
+            /// The value given on the command line for the option with this field name.
+            pub fn value_of(&self, field: &str) -> Option<&str> {
+                match field {
+                    $( stringify!($field) => self.$field.as_deref(), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+options! {
+    config: Own Value = "", "TOML configuration file (default /etc/netbootd/netbootd.toml when it exists)";
+    log_level: Smee Value = "info", "log level: error, warn, info, debug or trace";
+    public_ip_interface: Smee Value = "", "interface whose first IPv4 address is used for \"auto\" addresses";
+
+    dhcp_enabled: Smee Bool = "true", "run the DHCP service";
+    dhcp_mode: Smee Value = "reservation", "DHCP mode: reservation, proxy, auto-proxy or off";
+    dhcp_addr: Smee Value = "0.0.0.0:67", "DHCP listen address (IPv4:port)";
+    dhcp_iface: Smee Value = "", "interface the DHCP service binds to";
+    dhcp_ip_for_packet: Smee Value = "auto", "server address put in DHCP replies (option 54, siaddr)";
+    dhcp_syslog_ip: Smee Value = "auto", "syslog server sent in option 7 and the syslog_host= kernel argument";
+    dhcp_tftp_ip: Smee Value = "auto", "TFTP server address sent to clients (next-server, tftp:// URLs)";
+    dhcp_tftp_port: Smee Value = "69", "TFTP port used in tftp:// URLs";
+    dhcp_http_ipxe_binary_scheme: Smee Value = "http", "scheme of the iPXE binary URL for UEFI HTTP boot: http or https";
+    dhcp_http_ipxe_binary_host: Smee Value = "auto", "host of the iPXE binary URL";
+    dhcp_http_ipxe_binary_port: Smee Value = "8080", "port of the iPXE binary URL";
+    dhcp_http_ipxe_binary_path: Smee Value = "/ipxe/", "path of the iPXE binary URL";
+    dhcp_http_ipxe_script_scheme: Smee Value = "http", "scheme of the iPXE script URL: http or https";
+    dhcp_http_ipxe_script_host: Smee Value = "auto", "host of the iPXE script URL";
+    dhcp_http_ipxe_script_port: Smee Value = "8080", "port of the iPXE script URL (left out of the URL for 80/443)";
+    dhcp_http_ipxe_script_path: Smee Value = "/auto.ipxe", "path of the iPXE script URL";
+    dhcp_http_ipxe_script_url: Smee Value = "", "full iPXE script URL; overrides the four options above";
+    dhcp_http_ipxe_script_prepend_mac: Smee Bool = "true", "put the client MAC in the script URL path (/<mac>/auto.ipxe)";
+
+    tftp_enabled: Smee Bool = "true", "run the TFTP service";
+    tftp_addr: Smee Value = "auto", "TFTP listen address";
+    tftp_port: Smee Value = "69", "TFTP listen port";
+    tftp_timeout: Smee Value = "5s", "TFTP retransmission timeout per packet (Go duration: 5s, 500ms)";
+    tftp_block_size: Smee Value = "512", "largest TFTP blksize offered (512..65464, also capped by the MTU)";
+    ipxe_script_patch: Smee Value = "", "iPXE script embedded into served iPXE binaries";
+
+    http_ipxe_binary_enabled: Smee Bool = "true", "serve iPXE binaries over HTTP";
+    http_ipxe_script_enabled: Smee Bool = "true", "serve iPXE scripts over HTTP";
+    http_addr: Smee Value = "auto", "HTTP listen address";
+    http_port: Smee Value = "8080", "HTTP listen port";
+    extra_kernel_args: Smee Value = "", "extra kernel command-line arguments for the Hook script";
+    trusted_proxies: Smee Value = "", "comma-separated CIDRs whose X-Forwarded-For is believed";
+    osie_url: Smee Value = "", "base URL of the installation environment (Hook kernel and initrd)";
+    tink_server: Smee Value = "", "Tink server address (grpc_authority= kernel argument)";
+    tink_server_tls: Smee Bool = "false", "the Tink server uses TLS";
+    tink_server_insecure_tls: Smee Bool = "false", "do not verify the Tink server's certificate";
+    ipxe_script_retries: Smee Value = "0", "retries of each download in generated iPXE scripts";
+    ipxe_script_retry_delay: Smee Value = "2", "seconds between those retries";
+
+    syslog_enabled: Smee Bool = "true", "run the syslog receiver";
+    syslog_addr: Smee Value = "auto", "syslog listen address";
+    syslog_port: Smee Value = "514", "syslog listen port";
+
+    backend_file_enabled: Smee Bool = "true", "use the hardware file backend (netbootd's default; Smee's is false)";
+    backend_file_path: Smee Value = "/etc/netbootd/hardware.yaml", "hardware file: Smee YAML, or TOML when it ends in .toml";
+    backend_kube_enabled: Smee Bool = "true", "Kubernetes backend (not available yet: used only when no file backend is set)";
+    backend_kube_config: Smee Value = "", "kubeconfig for the Kubernetes backend (accepted, not used yet)";
+    backend_kube_api: Smee Value = "", "Kubernetes API URL (accepted, not used yet)";
+    backend_kube_namespace: Smee Value = "", "Kubernetes namespace (accepted, not used yet)";
+
+    ipxe_dir: Own Value = "", "directory of iPXE binaries (default: first of /usr/lib/ipxe, /usr/share/ipxe, /srv/netbootd/ipxe)";
+    assets_dir: Own Value = "", "directory of boot assets, served at /assets/ over HTTP and over TFTP";
+    state_dir: Own Value = "/var/lib/netbootd", "directory for netbootd's state";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smee_defaults_are_kept() {
+        let default = |n: &str| find(n).unwrap().default;
+        assert_eq!(default("dhcp-mode"), "reservation");
+        assert_eq!(default("dhcp-addr"), "0.0.0.0:67");
+        assert_eq!(default("http-port"), "8080");
+        assert_eq!(default("tftp-block-size"), "512");
+        assert_eq!(default("dhcp-http-ipxe-binary-path"), "/ipxe/");
+        assert_eq!(default("dhcp-http-ipxe-script-path"), "/auto.ipxe");
+        assert_eq!(default("syslog-port"), "514");
+    }
+
+    #[test]
+    fn env_names_put_netbootd_before_smee() {
+        assert_eq!(
+            find("dhcp-mode").unwrap().env_names(),
+            ["NETBOOTD_DHCP_MODE", "SMEE_DHCP_MODE"]
+        );
+        assert_eq!(find("ipxe-dir").unwrap().env_names(), ["NETBOOTD_IPXE_DIR"]);
+        assert_eq!(
+            find("PUBLIC_IP_INTERFACE").unwrap().env_names()[1],
+            "SMEE_PUBLIC_IP_INTERFACE"
+        );
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = OPTIONS.iter().map(|o| o.field).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), OPTIONS.len());
+    }
+}

@@ -1,0 +1,362 @@
+//! Tests of option layering and validation, with a fake host and an explicit environment.
+
+use super::*;
+
+struct FakeHost {
+    auto: Result<Ipv4Addr, String>,
+    dirs: Vec<&'static str>,
+}
+
+impl Host for FakeHost {
+    fn auto_ipv4(&self, interface: Option<&str>) -> Result<Ipv4Addr, String> {
+        match interface {
+            Some("eth9") => Ok(Ipv4Addr::new(192, 0, 2, 9)),
+            Some(other) => Err(format!("interface {other} has no IPv4 address")),
+            None => self.auto.clone(),
+        }
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.dirs.iter().any(|d| Path::new(d) == path)
+    }
+}
+
+fn host() -> FakeHost {
+    FakeHost {
+        auto: Ok(Ipv4Addr::new(192, 0, 2, 1)),
+        dirs: vec!["/usr/share/ipxe", "/srv/assets"],
+    }
+}
+
+fn settings(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Settings {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let flags = args::parse(&args).expect("flags parse");
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let file =
+        toml.map(|t| file::parse(t, Path::new("/etc/nb/netbootd.toml")).expect("toml parses"));
+    Settings::resolve(&flags, &env, file.as_ref())
+}
+
+fn config(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Result<Config, ConfigError> {
+    let s = settings(args, env, toml);
+    Config::from_settings(&s, Profiles::new(), &host())
+}
+
+fn error(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> String {
+    config(args, env, toml).expect_err("should be refused").0
+}
+
+#[test]
+fn defaults_are_smees() {
+    let c = config(&[], &[], None).unwrap();
+    assert_eq!(c.dhcp.mode, DhcpMode::Reservation);
+    assert_eq!(c.dhcp.addr, "0.0.0.0:67".parse().unwrap());
+    assert_eq!(c.dhcp.ip_for_packet, Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(
+        c.dhcp.ipxe_script_base.to_string(),
+        "http://192.0.2.1:8080/auto.ipxe"
+    );
+    assert_eq!(
+        c.dhcp.ipxe_binary_base.to_string(),
+        "http://192.0.2.1:8080/ipxe/"
+    );
+    assert!(c.dhcp.ipxe_script_prepend_mac);
+    assert_eq!(
+        (c.tftp.port, c.tftp.block_size, c.tftp.timeout),
+        (69, 512, Duration::from_secs(5))
+    );
+    assert_eq!((c.http.port, c.syslog.port), (8080, 514));
+    assert_eq!(c.hardware_file(), Path::new("/etc/netbootd/hardware.yaml"));
+    assert_eq!(c.ipxe_dir.as_deref(), Some(Path::new("/usr/share/ipxe")));
+    assert_eq!(c.state_dir, Path::new("/var/lib/netbootd"));
+    assert_eq!(c.log_level, LevelFilter::Info);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn precedence_is_flag_then_netbootd_env_then_smee_env_then_file_then_default() {
+    let toml = "dhcp-mode = \"auto-proxy\"\n[http]\nport = 8001\n[tftp]\nblock-size = 1001\n[log]\nlevel = \"error\"\n";
+    let all_env = [
+        ("NETBOOTD_DHCP_MODE", "off"),
+        ("SMEE_DHCP_MODE", "reservation"),
+        ("NETBOOTD_HTTP_PORT", "8002"),
+        ("SMEE_HTTP_PORT", "8003"),
+        ("SMEE_TFTP_BLOCK_SIZE", "1003"),
+        ("SMEE_LOG_LEVEL", "warn"),
+    ];
+    let flags = [
+        "--dhcp-mode=proxy",
+        "--http-port",
+        "8004",
+        "--tftp-block-size=1004",
+        "--log-level",
+        "debug",
+    ];
+
+    // flags beat everything
+    let c = config(&flags, &all_env, Some(toml)).unwrap();
+    assert_eq!(
+        (c.dhcp.mode, c.http.port, c.tftp.block_size, c.log_level),
+        (DhcpMode::Proxy, 8004, 1004, LevelFilter::Debug)
+    );
+    // NETBOOTD_ beats SMEE_ and the file
+    let c = config(&[], &all_env, Some(toml)).unwrap();
+    assert_eq!((c.dhcp.mode, c.http.port), (DhcpMode::Off, 8002));
+    // SMEE_ beats the file
+    let smee_only: Vec<_> = all_env
+        .iter()
+        .copied()
+        .filter(|(k, _)| k.starts_with("SMEE_"))
+        .collect();
+    let c = config(&[], &smee_only, Some(toml)).unwrap();
+    assert_eq!(
+        (c.dhcp.mode, c.http.port, c.tftp.block_size, c.log_level),
+        (DhcpMode::Reservation, 8003, 1003, LevelFilter::Warn)
+    );
+    // the file beats the defaults
+    let c = config(&[], &[], Some(toml)).unwrap();
+    assert_eq!(
+        (c.dhcp.mode, c.http.port, c.tftp.block_size, c.log_level),
+        (DhcpMode::AutoProxy, 8001, 1001, LevelFilter::Error)
+    );
+}
+
+#[test]
+fn sources_are_recorded() {
+    let s = settings(
+        &["--http-port=1"],
+        &[("SMEE_TFTP_PORT", "2")],
+        Some("[syslog]\nport = 3\n"),
+    );
+    assert_eq!(s.get("http-port").origin(), "--http-port");
+    assert_eq!(s.get("tftp-port").origin(), "SMEE_TFTP_PORT");
+    assert_eq!(
+        s.get("syslog-port").origin(),
+        "/etc/nb/netbootd.toml:2: syslog.port"
+    );
+}
+
+#[test]
+fn empty_environment_values_count_as_unset() {
+    let c = config(
+        &[],
+        &[("NETBOOTD_DHCP_MODE", ""), ("SMEE_DHCP_MODE", "proxy")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.dhcp.mode, DhcpMode::Proxy);
+}
+
+#[test]
+fn bad_values_name_their_source_and_value() {
+    assert_eq!(
+        error(&["--dhcp-mode", "fast"], &[], None),
+        "invalid value \"fast\" for --dhcp-mode: expected reservation, proxy, auto-proxy or off"
+    );
+    assert_eq!(
+        error(&[], &[("SMEE_HTTP_PORT", "70000")], None),
+        "invalid value \"70000\" for SMEE_HTTP_PORT: port out of range 1..65535"
+    );
+    assert_eq!(
+        error(&[], &[], Some("[tftp]\nblock-size = 100\n")),
+        "invalid value \"100\" for /etc/nb/netbootd.toml:2: tftp.block-size: block size outside 512..65464"
+    );
+    assert_eq!(
+        error(&["--dhcp-ip-for-packet=10.0.0.300"], &[], None),
+        "invalid value \"10.0.0.300\" for --dhcp-ip-for-packet: not an IPv4 address"
+    );
+    assert_eq!(
+        error(&[], &[("NETBOOTD_DHCP_ENABLED", "maybe")], None),
+        "invalid value \"maybe\" for NETBOOTD_DHCP_ENABLED: expected true or false"
+    );
+    assert_eq!(
+        error(&["--tftp-block-size=65465"], &[], None),
+        "invalid value \"65465\" for --tftp-block-size: block size outside 512..65464"
+    );
+    assert!(error(&["--osie-url", "ftp://x/"], &[], None)
+        .starts_with("invalid value \"ftp://x/\" for --osie-url"));
+    assert!(error(&["--trusted-proxies", "10.0.0.0/40"], &[], None).contains("--trusted-proxies"));
+    assert!(error(&["--extra-kernel-args", "a\nb"], &[], None).contains("one line"));
+}
+
+#[test]
+fn secrets_in_urls_are_not_echoed() {
+    let e = error(&["--osie-url", "ftp://user:hunter2@x/"], &[], None);
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn auto_addresses() {
+    // an explicit interface wins
+    let c = config(&["--public-ip-interface", "eth9"], &[], None).unwrap();
+    assert_eq!(c.dhcp.tftp_ip, Ipv4Addr::new(192, 0, 2, 9));
+    let c = config(&[], &[("SMEE_PUBLIC_IP_INTERFACE", "eth9")], None).unwrap();
+    assert_eq!(c.http.addr, Ipv4Addr::new(192, 0, 2, 9));
+    // no address: only the services that need it fail
+    let s = settings(&[], &[], None);
+    let no_ip = FakeHost {
+        auto: Err("no IPv4 address was found".into()),
+        dirs: vec![],
+    };
+    let e = Config::from_settings(&s, Profiles::new(), &no_ip)
+        .unwrap_err()
+        .0;
+    assert_eq!(e, "--dhcp-ip-for-packet (default) is \"auto\" but no IPv4 address was found; set it, or --public-ip-interface");
+    let s = settings(
+        &[
+            "--dhcp-enabled=false",
+            "--tftp-enabled=false",
+            "--syslog-enabled=false",
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+        ],
+        &[],
+        None,
+    );
+    let c = Config::from_settings(&s, Profiles::new(), &no_ip).unwrap();
+    assert!(!c.dhcp.enabled && c.dhcp.mode == DhcpMode::Off);
+    // explicit addresses need no lookup
+    let s = settings(
+        &[
+            "--public-ip-interface=eth0",
+            "--dhcp-ip-for-packet=10.1.1.1",
+            "--dhcp-enabled=false",
+            "--tftp-addr=10.1.1.1",
+            "--http-addr=10.1.1.1",
+            "--syslog-addr=10.1.1.1",
+        ],
+        &[],
+        None,
+    );
+    let c = Config::from_settings(&s, Profiles::new(), &no_ip).unwrap();
+    assert_eq!(c.tftp.addr, Ipv4Addr::new(10, 1, 1, 1));
+}
+
+#[test]
+fn script_url_drops_default_ports() {
+    let c = config(
+        &[
+            "--dhcp-http-ipxe-script-port=80",
+            "--dhcp-http-ipxe-script-host=boot.example",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.dhcp.ipxe_script_base.to_string(),
+        "http://boot.example/auto.ipxe"
+    );
+    let c = config(
+        &[
+            "--dhcp-http-ipxe-script-scheme=https",
+            "--dhcp-http-ipxe-script-port=443",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.dhcp.ipxe_script_base.to_string(),
+        "https://192.0.2.1/auto.ipxe"
+    );
+}
+
+#[test]
+fn kubernetes_backend_is_refused_unless_a_file_backend_is_given() {
+    // Smee's default backend-kube-enabled=true is not a request.
+    assert!(config(&[], &[], None).is_ok());
+    // Smee's Helm setup: kube explicitly on, file explicitly on with a path → file, with a warning.
+    let c = config(
+        &[],
+        &[
+            ("SMEE_BACKEND_KUBE_ENABLED", "true"),
+            ("SMEE_BACKEND_FILE_ENABLED", "true"),
+            ("SMEE_BACKEND_FILE_PATH", "/h.yaml"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.hardware_file(), Path::new("/h.yaml"));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("SMEE_BACKEND_KUBE_ENABLED ignored")),
+        "{:?}",
+        c.warnings
+    );
+    // kube explicitly on, no file backend asked for → refused, clearly.
+    let e = error(&[], &[("SMEE_BACKEND_KUBE_ENABLED", "true")], None);
+    assert!(
+        e.contains("Kubernetes backend, which netbootd does not have yet"),
+        "{e}"
+    );
+    let e = error(&["--backend-file-enabled=false"], &[], None);
+    assert!(e.contains("Kubernetes backend"), "{e}");
+    let e = error(
+        &[
+            "--backend-file-enabled=false",
+            "--backend-kube-enabled=false",
+        ],
+        &[],
+        None,
+    );
+    assert!(e.contains("no other backend"), "{e}");
+}
+
+#[test]
+fn paths_in_the_file_are_relative_to_it() {
+    let c = config(
+        &[],
+        &[],
+        Some("backend-file-path = \"hw.yaml\"\nstate-dir = \"/abs\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.hardware_file(), Path::new("/etc/nb/hw.yaml"));
+    assert_eq!(c.state_dir, Path::new("/abs"));
+    let c = config(&["--backend-file-path", "rel.yaml"], &[], None).unwrap();
+    assert_eq!(c.hardware_file(), Path::new("rel.yaml"));
+}
+
+#[test]
+fn directories() {
+    let c = config(
+        &["--assets-dir", "/srv/assets", "--ipxe-dir=/srv/assets"],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.assets_dir.as_deref(), Some(Path::new("/srv/assets")));
+    assert_eq!(c.ipxe_dir.as_deref(), Some(Path::new("/srv/assets")));
+    assert_eq!(
+        error(&["--assets-dir", "/nope"], &[], None),
+        "--assets-dir /nope: not a directory"
+    );
+    let s = settings(&[], &[], None);
+    let bare = FakeHost {
+        auto: Ok(Ipv4Addr::LOCALHOST),
+        dirs: vec![],
+    };
+    let c = Config::from_settings(&s, Profiles::new(), &bare).unwrap();
+    assert!(
+        c.ipxe_dir.is_none() && c.warnings[0].contains("no iPXE directory"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn unknown_environment_variables_are_found() {
+    let env: BTreeMap<String, String> = [
+        ("SMEE_DHCP_MODE", ""),
+        ("SMEE_DHCP_MOOD", ""),
+        ("NETBOOTD_IPXE_DIR", ""),
+        ("PATH", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(Settings::unknown_env(&env), ["SMEE_DHCP_MOOD"]);
+}

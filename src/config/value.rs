@@ -1,0 +1,263 @@
+//! Parsers for option values. Each takes the text as given and returns the typed value or a
+//! short phrase saying what was expected; the caller adds where the value came from.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// The block sizes RFC 2348 allows.
+pub const BLOCK_SIZE_RANGE: std::ops::RangeInclusive<u16> = 512..=65464;
+
+pub fn boolean(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "on" => Ok(true),
+        "false" | "f" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+pub fn ipv4(text: &str) -> Result<Ipv4Addr, String> {
+    text.parse().map_err(|_| "not an IPv4 address".into())
+}
+
+pub fn port(text: &str) -> Result<u16, String> {
+    match text.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        Ok(_) => Err("port out of range 1..65535".into()),
+        Err(_) => Err("not a port number".into()),
+    }
+}
+
+pub fn socket_addr_v4(text: &str) -> Result<SocketAddrV4, String> {
+    let (ip, p) = text.rsplit_once(':').ok_or("expected IPv4:port")?;
+    Ok(SocketAddrV4::new(ipv4(ip)?, port(p)?))
+}
+
+pub fn block_size(text: &str) -> Result<u16, String> {
+    match text.parse::<u32>() {
+        Ok(n)
+            if (*BLOCK_SIZE_RANGE.start() as u32..=*BLOCK_SIZE_RANGE.end() as u32).contains(&n) =>
+        {
+            Ok(n as u16)
+        }
+        _ => Err("block size outside 512..65464".into()),
+    }
+}
+
+/// A whole number no larger than `max`.
+pub fn count(text: &str, max: u32) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("expected a whole number 0..{max}")),
+    }
+}
+
+/// A Go duration (`5s`, `500ms`, `1m30s`) or a bare number of seconds.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    const BAD: &str = "expected a duration such as 5s or 500ms";
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(BAD.into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(BAD)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| BAD)?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(BAD.into()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * scale).map_err(|_| BAD)?;
+    }
+    Ok(total)
+}
+
+pub fn scheme(text: &str) -> Result<String, String> {
+    match text {
+        "http" | "https" => Ok(text.to_string()),
+        _ => Err("expected http or https".into()),
+    }
+}
+
+/// A host name or address to put in a URL: no spaces, slashes or control characters.
+pub fn host(text: &str) -> Result<String, String> {
+    if text.is_empty()
+        || text.len() > 253
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#@\\".contains(c))
+    {
+        return Err("not a host name or address".into());
+    }
+    Ok(text.to_string())
+}
+
+/// A URL path starting with `/`.
+pub fn url_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("expected a path starting with /".into());
+    }
+    Ok(text.to_string())
+}
+
+/// An absolute URL with one of the given schemes and no spaces or control characters
+/// (values like these end up inside DHCP options and iPXE scripts).
+pub fn url(text: &str, schemes: &[&str]) -> Result<String, String> {
+    let expected = || format!("expected a {} URL", schemes.join(" or "));
+    let (scheme, rest) = text.split_once("://").ok_or_else(expected)?;
+    if !schemes.contains(&scheme) || rest.is_empty() || rest.starts_with('/') {
+        return Err(expected());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("URL contains spaces or control characters".into());
+    }
+    Ok(text.to_string())
+}
+
+/// One line of free text (no newlines or other control characters), e.g. kernel arguments.
+pub fn single_line(text: &str) -> Result<String, String> {
+    if text.chars().any(|c| c.is_control()) {
+        return Err("must be one line without control characters".into());
+    }
+    Ok(text.to_string())
+}
+
+/// Hides the user-info part of a URL (`http://user:secret@host/` → `http://***@host/`),
+/// so that log lines and `netbootd config` never print credentials.
+pub fn redact_url(text: &str) -> String {
+    if let Some((scheme, rest)) = text.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    text.to_string()
+}
+
+/// An IPv4 or IPv6 network in CIDR notation; a bare address is a /32 or /128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let bad = || format!("{text:?} is not a CIDR such as 10.0.0.0/8");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (
+                a.parse::<IpAddr>().map_err(|_| bad())?,
+                Some(p.parse::<u8>().map_err(|_| bad())?),
+            ),
+            None => (text.parse::<IpAddr>().map_err(|_| bad())?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A comma- or space-separated list of CIDRs (empty text is an empty list).
+pub fn cidrs(text: &str) -> Result<Vec<Cidr>, String> {
+    text.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(Cidr::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        for bad in ["", "s", "5x", "5 s", "-5s", "ms5"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ports_and_block_sizes_are_range_checked() {
+        assert_eq!(port("69"), Ok(69));
+        assert!(port("0").is_err() && port("65536").is_err() && port("x").is_err());
+        assert_eq!(block_size("512"), Ok(512));
+        assert_eq!(block_size("65464"), Ok(65464));
+        assert!(block_size("511").is_err() && block_size("65465").is_err());
+    }
+
+    #[test]
+    fn socket_addresses_need_ip_and_port() {
+        assert_eq!(socket_addr_v4("0.0.0.0:67").unwrap().port(), 67);
+        assert!(socket_addr_v4("0.0.0.0").is_err());
+        assert!(socket_addr_v4("1.2.3.4:0").is_err());
+    }
+
+    #[test]
+    fn cidrs_match_addresses() {
+        let list = cidrs("10.0.0.0/8, 192.168.1.7,fd00::/8").unwrap();
+        assert_eq!(list.len(), 3);
+        assert!(list[0].contains("10.9.8.7".parse().unwrap()));
+        assert!(!list[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(list[1].contains("192.168.1.7".parse().unwrap()));
+        assert!(list[2].contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(cidrs("10.0.0.0/33").is_err() && cidrs("foo").is_err());
+    }
+
+    #[test]
+    fn urls_and_redaction() {
+        assert!(url("http://10.0.0.1/x", &["http", "https"]).is_ok());
+        assert!(url("ftp://10.0.0.1/x", &["http"]).is_err());
+        assert!(url("http://a b", &["http"]).is_err());
+        assert!(url("http:///x", &["http"]).is_err());
+        assert_eq!(
+            redact_url("http://u:secret@h:80/p@q"),
+            "http://***@h:80/p@q"
+        );
+        assert_eq!(redact_url("http://h/p@q"), "http://h/p@q");
+    }
+}

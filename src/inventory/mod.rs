@@ -1,0 +1,255 @@
+//! The inventory of machines: the model (every field of Smee's `hardware.yaml` plus netbootd's
+//! boot profiles), the YAML and TOML readers, validation with file/line/MAC/field messages,
+//! indexes by MAC and IP, and [`InventoryStore`], which swaps whole snapshots on reload.
+//!
+//! Everything here is pure except [`load_file`], which reads the file it is given.
+
+pub mod doc;
+mod record;
+mod store;
+pub mod toml;
+pub mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub use doc::Format;
+pub use record::boot_profile;
+pub use store::InventoryStore;
+
+use crate::wire::MacAddr;
+
+/// Lease time given to machines whose record has none (Smee sends 0, which makes clients
+/// renew in a loop: a DHCP flood).
+pub const DEFAULT_LEASE_TIME: u32 = 86400;
+
+/// Largest hardware file read (a 10,000-machine Smee file is about 3 MB).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// One machine, as validated. Field names follow Smee's `hardware.yaml`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Machine {
+    pub mac: MacAddr,
+    pub ip_address: Option<Ipv4Addr>,
+    pub subnet_mask: Option<Ipv4Addr>,
+    pub default_gateway: Option<Ipv4Addr>,
+    pub name_servers: Vec<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub domain_name: Option<String>,
+    pub broadcast_address: Option<Ipv4Addr>,
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// Seconds; never 0 (see [`DEFAULT_LEASE_TIME`]).
+    pub lease_time: u32,
+    pub domain_search: Vec<String>,
+    pub vlan_id: Option<u16>,
+    pub arch: Option<String>,
+    pub disabled: bool,
+    pub netboot: Netboot,
+    /// netbootd's own: what to boot when there is no per-machine iPXE script.
+    pub boot: Option<Boot>,
+}
+
+impl Default for MacAddr {
+    fn default() -> Self {
+        MacAddr([0; 6])
+    }
+}
+
+/// Smee's `netboot` section.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Netboot {
+    pub allow_pxe: bool,
+    pub ipxe_script_url: Option<String>,
+    pub ipxe_script: Option<String>,
+    pub facility: Option<String>,
+    pub console: Option<String>,
+}
+
+/// A kernel, its initrds and command line. A kernel or initrd is either an absolute URL
+/// (http, https, tftp) or a path below `--assets-dir` (served at `/assets/<path>`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct BootProfile {
+    pub kernel: String,
+    pub initrd: Vec<String>,
+    pub cmdline: String,
+}
+
+/// A machine's boot settings: a named profile from the config, with the machine's own
+/// `kernel`, `initrd` and `cmdline` overriding it field by field. Resolved when loaded.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Boot {
+    pub profile: Option<String>,
+    pub resolved: BootProfile,
+}
+
+impl Machine {
+    /// Will this machine be given boot information?
+    pub fn netboots(&self) -> bool {
+        self.netboot.allow_pxe && !self.disabled
+    }
+}
+
+/// Named boot profiles from the config file, shared by many machines.
+pub type Profiles = BTreeMap<String, BootProfile>;
+
+/// A message about the inventory, naming where it applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub mac: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if let Some(mac) = &self.mac {
+            write!(f, "{mac}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A validated, immutable set of machines with its indexes.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    machines: Vec<Machine>,
+    by_mac: HashMap<MacAddr, usize>,
+    by_ip: HashMap<Ipv4Addr, usize>,
+}
+
+impl Inventory {
+    /// Builds the indexes. The caller has already refused duplicate MACs and IPs.
+    fn new(machines: Vec<Machine>) -> Inventory {
+        let by_mac = machines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.mac, i))
+            .collect();
+        let by_ip = machines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((m.ip_address?, i)))
+            .collect();
+        Inventory {
+            machines,
+            by_mac,
+            by_ip,
+        }
+    }
+
+    pub fn by_mac(&self, mac: MacAddr) -> Option<&Machine> {
+        self.by_mac.get(&mac).map(|&i| &self.machines[i])
+    }
+
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Machine> {
+        self.by_ip.get(&ip).map(|&i| &self.machines[i])
+    }
+
+    pub fn machines(&self) -> &[Machine] {
+        &self.machines
+    }
+
+    pub fn len(&self) -> usize {
+        self.machines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.machines.is_empty()
+    }
+
+    pub fn netboot_count(&self) -> usize {
+        self.machines.iter().filter(|m| m.netboots()).count()
+    }
+
+    /// What changed from `old` to `self`: (added, removed, changed) machine counts.
+    pub fn diff(&self, old: &Inventory) -> (usize, usize, usize) {
+        let added = self
+            .machines
+            .iter()
+            .filter(|m| old.by_mac(m.mac).is_none())
+            .count();
+        let removed = old
+            .machines
+            .iter()
+            .filter(|m| self.by_mac(m.mac).is_none())
+            .count();
+        let changed = self
+            .machines
+            .iter()
+            .filter(|m| old.by_mac(m.mac).is_some_and(|o| o != *m))
+            .count();
+        (added, removed, changed)
+    }
+}
+
+/// A successful load: the inventory and the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub inventory: Inventory,
+    pub warnings: Vec<Problem>,
+}
+
+/// Parses and validates hardware-file text. `file` is only used in messages. All errors are
+/// returned (up to a cap), so that one `netbootd check` run shows everything to fix.
+pub fn load_str(
+    text: &str,
+    format: Format,
+    file: &str,
+    profiles: &Profiles,
+) -> Result<Loaded, Vec<Problem>> {
+    let doc = format.parse(text).map_err(|e| {
+        vec![Problem {
+            file: file.to_string(),
+            line: e.line,
+            mac: None,
+            field: None,
+            message: e.message,
+        }]
+    })?;
+    let mut checker = record::Checker::new(file, profiles);
+    let machines = checker.machines(&doc, format);
+    checker.finish(machines).map(|(machines, warnings)| Loaded {
+        inventory: Inventory::new(machines),
+        warnings,
+    })
+}
+
+/// Reads and loads a hardware file (YAML unless it ends in `.toml`).
+pub fn load_file(path: &Path, profiles: &Profiles) -> Result<Loaded, Vec<Problem>> {
+    let file = path.display().to_string();
+    let fail = |message: String| {
+        vec![Problem {
+            file: file.clone(),
+            line: 0,
+            mac: None,
+            field: None,
+            message,
+        }]
+    };
+    let text = read_bounded(path).map_err(fail)?;
+    load_str(&text, Format::for_path(path), &file, profiles)
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+//! Tests of loading and validation: Smee compatibility, and the exact messages for bad input.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+
+const EVERY_FIELD: &str = include_str!("../../tests/fixtures/smee-every-field.yaml");
+
+fn load(text: &str) -> Result<Loaded, Vec<Problem>> {
+    load_str(text, Format::Yaml, "hw.yaml", &Profiles::new())
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .expect_err("should be refused")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    load(text)
+        .expect("should load")
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn mac(s: &str) -> MacAddr {
+    MacAddr::parse(s).unwrap()
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_smee_file_with_every_field_loads_with_the_right_values() {
+    let loaded = load(EVERY_FIELD).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let inv = &loaded.inventory;
+    assert_eq!((inv.len(), inv.netboot_count()), (4, 2));
+    let m = inv.by_mac(mac("52:54:00:12:34:56")).unwrap();
+    let want = Machine {
+        mac: mac("52:54:00:12:34:56"),
+        ip_address: Some(ip("10.77.0.51")),
+        subnet_mask: Some(ip("255.255.0.0")),
+        default_gateway: Some(ip("10.77.0.1")),
+        name_servers: vec![ip("1.1.1.1"), ip("8.8.8.8")],
+        hostname: Some("node1".into()),
+        domain_name: Some("lab.example".into()),
+        broadcast_address: Some(ip("10.77.255.255")),
+        ntp_servers: vec![ip("10.77.0.1")],
+        lease_time: 86400,
+        domain_search: vec!["lab.example".into(), "example".into()],
+        vlan_id: Some(16),
+        arch: Some("x86_64".into()),
+        disabled: false,
+        netboot: Netboot {
+            allow_pxe: true,
+            ipxe_script_url: Some("http://10.77.0.1/boot.ipxe".into()),
+            ipxe_script: None,
+            facility: Some("onprem".into()),
+            console: Some("ttyS0,115200".into()),
+        },
+        boot: None,
+    };
+    assert_eq!(m, &want);
+    let cli = inv.by_ip(ip("10.77.0.50")).unwrap();
+    assert_eq!(cli.mac, mac("02:77:00:00:00:50"));
+    assert_eq!(
+        cli.vlan_id,
+        Some(17),
+        "numbers where Smee has strings are accepted"
+    );
+    assert_eq!(
+        cli.lease_time, DEFAULT_LEASE_TIME,
+        "a missing leaseTime is not 0"
+    );
+    assert!(cli
+        .netboot
+        .ipxe_script
+        .as_deref()
+        .unwrap()
+        .starts_with("#!ipxe\necho hello"));
+    let noboot = inv.by_mac(mac("52:54:00:aa:bb:cc")).unwrap();
+    assert!(!noboot.netboots() && !noboot.disabled);
+    assert!(inv.by_mac(mac("52:54:00:aa:bb:cd")).unwrap().disabled);
+    assert!(inv.by_mac(mac("52:54:00:00:00:00")).is_none());
+    assert!(inv.by_ip(ip("10.77.0.99")).is_none());
+}
+
+#[test]
+fn field_name_case_and_mac_forms_do_not_matter() {
+    let canonical = load("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.255.255.0\n  netboot:\n    allowPxe: true\n").unwrap();
+    for variant in [
+        "52:54:00:AB:CD:EF:\n  IPADDRESS: 10.0.0.5\n  SubnetMask: 255.255.255.0\n  NetBoot:\n    allowpxe: true\n",
+        "52-54-00-ab-cd-ef:\n  ipaddress: 10.0.0.5\n  subnetmask: 255.255.255.0\n  netboot:\n    ALLOWPXE: \"true\"\n",
+        "\"5254.00ab.cdef\":\n  ip_address: 10.0.0.5\n  subnet_mask: 255.255.255.0\n  netboot:\n    allow_pxe: yes\n",
+    ] {
+        let loaded = load(variant).unwrap_or_else(|e| panic!("{variant}: {e:?}"));
+        assert_eq!(loaded.inventory.machines(), canonical.inventory.machines(), "{variant}");
+        assert!(loaded.warnings.is_empty());
+    }
+}
+
+#[test]
+fn unknown_fields_warn_once_each_and_are_ignored() {
+    let w = warnings("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.255.255.0\n  rack: r12\n  netboot:\n    allowPxe: true\n    osie: {x: 1}\n");
+    assert_eq!(
+        w,
+        [
+            "hw.yaml:4: 52:54:00:ab:cd:ef: rack: unknown field ignored",
+            "hw.yaml:7: 52:54:00:ab:cd:ef: netboot.osie: unknown field ignored",
+        ]
+    );
+}
+
+#[test]
+fn bad_input_names_file_line_mac_and_field() {
+    let cases: &[(&str, &str)] = &[
+        ("52:54:00:ab:cd:zz:\n  ipAddress: 10.0.0.5\n",
+         "hw.yaml:1: 52:54:00:ab:cd:zz: not a MAC address (expected aa:bb:cc:dd:ee:ff, aa-bb-..., aabb.ccdd.eeff)"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n52-54-00-AB-CD-EF:\n  ipAddress: 10.0.0.6\n  subnetMask: 255.0.0.0\n",
+         "hw.yaml:4: 52-54-00-AB-CD-EF: duplicate MAC: 52:54:00:ab:cd:ef is already defined at line 1"),
+        ("52:54:00:ab:cd:01:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n52:54:00:ab:cd:02:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n",
+         "hw.yaml:5: 52:54:00:ab:cd:02: ipAddress: duplicate IP: 10.0.0.5 is already given to 52:54:00:ab:cd:01 at line 1"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.300\n  subnetMask: 255.0.0.0\n",
+         "hw.yaml:2: 52:54:00:ab:cd:ef: ipAddress: \"10.0.0.300\": not an IPv4 address"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.255.0\n",
+         "hw.yaml:3: 52:54:00:ab:cd:ef: subnetMask: 255.0.255.0 is not a contiguous netmask"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.255.255.0\n  defaultGateway: 10.0.1.1\n",
+         "hw.yaml:4: 52:54:00:ab:cd:ef: defaultGateway: 10.0.1.1 is outside the subnet 10.0.0.0/24"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n",
+         "hw.yaml:1: 52:54:00:ab:cd:ef: subnetMask: required when ipAddress is set"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  nameServers: [1.1.1.1, dns.example]\n",
+         "hw.yaml:4: 52:54:00:ab:cd:ef: nameServers: \"dns.example\": not an IPv4 address"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  leaseTime: -1\n",
+         "hw.yaml:4: 52:54:00:ab:cd:ef: leaseTime: \"-1\": expected seconds 0..4294967295"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  vlanID: 5000\n",
+         "hw.yaml:4: 52:54:00:ab:cd:ef: vlanID: \"5000\": expected a VLAN ID 1..4094"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  netboot:\n    allowPxe: perhaps\n",
+         "hw.yaml:5: 52:54:00:ab:cd:ef: netboot.allowPxe: \"perhaps\": expected true or false"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  hostname: \"a b\"\n",
+         "hw.yaml:4: 52:54:00:ab:cd:ef: hostname: \"a b\": contains spaces, quotes, $, \\ or control characters"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  netboot:\n    facility: \"x\\nkernel evil\"\n",
+         "hw.yaml:5: 52:54:00:ab:cd:ef: netboot.facility: \"x\\nkernel evil\": contains spaces, quotes, $, \\ or control characters"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.0.0.0\n  netboot:\n    ipxeScriptUrl: \"javascript:alert(1)\"\n",
+         "hw.yaml:5: 52:54:00:ab:cd:ef: netboot.ipxeScriptUrl: \"javascript:alert(1)\": expected a http or https or tftp URL"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  ipaddress: 10.0.0.6\n  subnetMask: 255.0.0.0\n",
+         "hw.yaml:3: 52:54:00:ab:cd:ef: ipAddress: given twice (first at line 2)"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: [10.0.0.5]\n  subnetMask: 255.0.0.0\n",
+         "hw.yaml:2: 52:54:00:ab:cd:ef: ipAddress: expected a single value"),
+        ("- 52:54:00:ab:cd:ef\n", "hw.yaml:1: expected a map of machines keyed by MAC address"),
+        ("52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: [255.0.0.0\n", "hw.yaml:4: "),
+    ];
+    for (text, want) in cases {
+        let got = errors(text);
+        assert!(
+            got[0].starts_with(want),
+            "for\n{text}\nwant {want}\ngot  {got:?}"
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once_up_to_a_cap() {
+    let mut text = String::new();
+    for i in 0..150 {
+        text.push_str(&format!(
+            "02:00:00:00:00:{i:02x}:\n  ipAddress: bad\n  subnetMask: 255.0.0.0\n"
+        ));
+    }
+    let got = errors(&text);
+    assert_eq!(got.len(), 101);
+    assert!(
+        got[100].ends_with("50 more errors not shown"),
+        "{}",
+        got[100]
+    );
+}
+
+#[test]
+fn soft_problems_are_warnings() {
+    let w = warnings(
+        "52:54:00:ab:cd:ef:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.255.255.0\n  leaseTime: 0\n  broadcastAddress: 10.0.0.254\n  netboot:\n    ipxeScriptUrl: http://x/a\n    ipxeScript: \"#!ipxe\"\n\
+         52:54:00:ab:cd:00:\n  hostname: proxy-only\n",
+    );
+    assert_eq!(
+        w,
+        [
+            "hw.yaml:4: 52:54:00:ab:cd:ef: leaseTime: 0 would make clients renew constantly; using 86400",
+            "hw.yaml:8: 52:54:00:ab:cd:ef: netboot.ipxeScript: ignored: ipxeScriptUrl is also set and wins",
+            "hw.yaml:5: 52:54:00:ab:cd:ef: broadcastAddress: 10.0.0.254 is not the subnet's broadcast address 10.0.0.255",
+            "hw.yaml:9: 52:54:00:ab:cd:00: ipAddress: no address: this machine gets boot information only in proxy modes",
+        ]
+    );
+}
+
+#[test]
+fn yaml_anchors_share_settings() {
+    let text = "defaults: &d\n  subnetMask: 255.255.255.0\n  defaultGateway: 10.0.0.1\n";
+    // `defaults` is not a MAC: refused, as Smee would fail on it.
+    assert!(errors(text)[0].contains("not a MAC address"));
+    let text = "52:54:00:00:00:01: &d\n  subnetMask: 255.255.255.0\n  defaultGateway: 10.0.0.1\n  ipAddress: 10.0.0.2\n\
+                52:54:00:00:00:02:\n  <<: *d\n  ipAddress: 10.0.0.3\n";
+    let inv = load(text).unwrap().inventory;
+    let m = inv.by_mac(mac("52:54:00:00:00:02")).unwrap();
+    assert_eq!(
+        (m.ip_address, m.default_gateway),
+        (Some(ip("10.0.0.3")), Some(ip("10.0.0.1")))
+    );
+}
+
+#[test]
+fn empty_files_are_empty_inventories() {
+    for text in ["", "---\n", "# nothing yet\n"] {
+        assert!(load(text).unwrap().inventory.is_empty());
+    }
+}
+
+#[test]
+fn toml_hardware_files_load_the_same_model() {
+    let toml = "[[machine]]\nmac = \"52:54:00:12:34:56\"\nipAddress = \"10.77.0.51\"\nsubnet_mask = \"255.255.0.0\"\n\
+                defaultGateway = \"10.77.0.1\"\nnameServers = [\"1.1.1.1\", \"8.8.8.8\"]\nhostname = \"node1\"\n\
+                domainName = \"lab.example\"\nbroadcastAddress = \"10.77.255.255\"\nntpServers = [\"10.77.0.1\"]\n\
+                leaseTime = 86400\ndomainSearch = [\"lab.example\", \"example\"]\nvlanID = 16\narch = \"x86_64\"\ndisabled = false\n\
+                [machine.netboot]\nallowPxe = true\nipxeScriptUrl = \"http://10.77.0.1/boot.ipxe\"\nfacility = \"onprem\"\nconsole = \"ttyS0,115200\"\n";
+    let from_toml = load_str(toml, Format::Toml, "hw.toml", &Profiles::new()).unwrap();
+    let from_yaml = load(EVERY_FIELD).unwrap();
+    assert_eq!(
+        from_toml.inventory.machines()[0],
+        from_yaml.inventory.machines()[0]
+    );
+    let bad = load_str(
+        "[[machine]]\nipAddress = \"10.0.0.1\"\n[[machine]]\nmac = \"zz\"\n",
+        Format::Toml,
+        "hw.toml",
+        &Profiles::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        bad[0].to_string(),
+        "hw.toml:1: mac: [[machine]] needs a mac"
+    );
+    assert_eq!(bad[1].to_string(), "hw.toml:4: zz: mac: not a MAC address (expected aa:bb:cc:dd:ee:ff, aa-bb-..., aabb.ccdd.eeff)");
+}
+
+#[test]
+fn boot_profiles_resolve_with_machine_overrides() {
+    let mut profiles = Profiles::new();
+    profiles.insert(
+        "debian".into(),
+        BootProfile {
+            kernel: "debian/vmlinuz".into(),
+            initrd: vec!["debian/initrd.img".into()],
+            cmdline: "console=ttyS0".into(),
+        },
+    );
+    let text = "52:54:00:00:00:01:\n  ipAddress: 10.0.0.2\n  subnetMask: 255.0.0.0\n  boot:\n    profile: debian\n    cmdline: console=ttyS1 quiet\n\
+                52:54:00:00:00:02:\n  ipAddress: 10.0.0.3\n  subnetMask: 255.0.0.0\n  boot:\n    kernel: http://10.0.0.1/k\n    initrd: http://10.0.0.1/i\n";
+    let inv = load_str(text, Format::Yaml, "hw.yaml", &profiles)
+        .unwrap()
+        .inventory;
+    let one = inv
+        .by_mac(mac("52:54:00:00:00:01"))
+        .unwrap()
+        .boot
+        .clone()
+        .unwrap();
+    assert_eq!(one.profile.as_deref(), Some("debian"));
+    assert_eq!(
+        one.resolved,
+        BootProfile {
+            kernel: "debian/vmlinuz".into(),
+            initrd: vec!["debian/initrd.img".into()],
+            cmdline: "console=ttyS1 quiet".into()
+        }
+    );
+    let two = inv
+        .by_mac(mac("52:54:00:00:00:02"))
+        .unwrap()
+        .boot
+        .clone()
+        .unwrap();
+    assert_eq!(two.resolved.initrd, ["http://10.0.0.1/i"]);
+
+    let bad = load_str(
+        "52:54:00:00:00:01:\n  boot:\n    profile: ubuntu\n",
+        Format::Yaml,
+        "hw.yaml",
+        &profiles,
+    )
+    .unwrap_err();
+    assert_eq!(bad[0].to_string(), "hw.yaml:3: 52:54:00:00:00:01: boot.profile: unknown profile \"ubuntu\" (the config defines: debian)");
+    let bad = load_str(
+        "52:54:00:00:00:01:\n  boot:\n    cmdline: x\n",
+        Format::Yaml,
+        "hw.yaml",
+        &profiles,
+    )
+    .unwrap_err();
+    assert_eq!(
+        bad[0].to_string(),
+        "hw.yaml:2: 52:54:00:00:00:01: boot: no kernel: set boot.kernel or boot.profile"
+    );
+    let bad = load_str(
+        "52:54:00:00:00:01:\n  boot:\n    kernel: /etc/shadow\n",
+        Format::Yaml,
+        "hw.yaml",
+        &profiles,
+    )
+    .unwrap_err();
+    assert!(
+        bad[0]
+            .to_string()
+            .starts_with("hw.yaml:3: 52:54:00:00:00:01: boot.kernel: \"/etc/shadow\""),
+        "{}",
+        bad[0]
+    );
+}
+
+#[test]
+fn diff_counts_changes() {
+    let old = load("02:00:00:00:00:01:\n  hostname: a\n02:00:00:00:00:02:\n  hostname: b\n")
+        .unwrap()
+        .inventory;
+    let new = load("02:00:00:00:00:02:\n  hostname: B\n02:00:00:00:00:03:\n  hostname: c\n")
+        .unwrap()
+        .inventory;
+    assert_eq!(new.diff(&old), (1, 1, 1));
+}

@@ -1,0 +1,7 @@
+//! The I/O layer: what touches the operating system. Host facts for "auto" addresses
+//! ([`netif`]), file-change detection ([`watch`]) and signals as a pollable descriptor
+//! ([`signals`]). Raw packet sockets with BPF and UDP setup join it with the services.
+
+pub mod netif;
+pub mod signals;
+pub mod watch;

@@ -1,0 +1,18 @@
+//! netbootd: network-boot bare-metal machines from one small synchronous binary.
+//!
+//! The crate has three layers, and the direction of use only goes down:
+//! - [`wire`]: pure parse/emit of protocol data (no sockets, clock or files; never panics);
+//! - [`policy`]: pure decisions (request + inventory + config + `now` → reply or silence);
+//! - [`io`] and [`service`]: sockets, the poll loop, threads, files and signals.
+//!
+//! [`config`] turns flags, environment and the TOML file into a validated [`config::Config`];
+//! [`inventory`] turns a Smee `hardware.yaml` (or TOML) into an indexed, immutable
+//! [`inventory::Inventory`]. Both are pure apart from the functions that read files, which say so.
+
+pub mod cli;
+pub mod config;
+pub mod inventory;
+pub mod io;
+pub mod policy;
+pub mod service;
+pub mod wire;

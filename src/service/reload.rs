@@ -1,0 +1,94 @@
+//! Keeps the inventory in service up to date with its file: a changed file (checked by
+//! [`FileWatch`]) or SIGHUP loads it again; a file that fails validation is refused with one
+//! error line and the last good inventory stays in service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{debug, error, info, warn};
+
+use crate::inventory::{self, InventoryStore, Problem, Profiles};
+use crate::io::watch::{FileWatch, Signature};
+
+pub struct InventoryReloader {
+    path: PathBuf,
+    profiles: Profiles,
+    store: Arc<InventoryStore>,
+    watch: FileWatch,
+}
+
+impl InventoryReloader {
+    /// Loads the first copy. Its errors stop start-up: a server must not begin with nothing.
+    pub fn start(
+        path: &Path,
+        profiles: Profiles,
+        now: Instant,
+    ) -> Result<(InventoryReloader, Vec<Problem>), Vec<Problem>> {
+        let signature = Signature::of(path);
+        let loaded = inventory::load_file(path, &profiles)?;
+        let store = Arc::new(InventoryStore::new(loaded.inventory));
+        let watch = FileWatch::new(path, signature, now);
+        Ok((
+            InventoryReloader {
+                path: path.to_path_buf(),
+                profiles,
+                store,
+                watch,
+            },
+            loaded.warnings,
+        ))
+    }
+
+    pub fn store(&self) -> Arc<InventoryStore> {
+        Arc::clone(&self.store)
+    }
+
+    pub fn next_deadline(&self) -> Instant {
+        self.watch.next_deadline()
+    }
+
+    /// Call at or after [`Self::next_deadline`].
+    pub fn on_timer(&mut self, now: Instant) {
+        if let Some(signature) = self.watch.poll(now) {
+            self.reload(signature, "file changed");
+        }
+    }
+
+    /// SIGHUP: load the file now, changed or not.
+    pub fn on_reload_request(&mut self) {
+        self.reload(Signature::of(&self.path), "SIGHUP");
+    }
+
+    fn reload(&mut self, signature: Signature, why: &str) {
+        self.watch.loaded(signature);
+        let path = self.path.display();
+        match inventory::load_file(&self.path, &self.profiles) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    warn!("inventory: {warning}");
+                }
+                let old = self.store.replace(loaded.inventory);
+                let new = self.store.snapshot();
+                let (added, removed, changed) = new.diff(&old);
+                info!(
+                    "inventory reloaded ({why}) from {path}: {} machines ({} netboot), {added} added, {removed} removed, {changed} changed, {} warnings",
+                    new.len(),
+                    new.netboot_count(),
+                    loaded.warnings.len()
+                );
+            }
+            Err(problems) => {
+                let kept = self.store.snapshot().len();
+                let more = match problems.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more errors; run netbootd check)", n - 1),
+                };
+                error!("inventory reload ({why}) refused, keeping the last good copy of {kept} machines: {}{more}", problems[0]);
+                for problem in &problems[1..] {
+                    debug!("inventory: {problem}");
+                }
+            }
+        }
+    }
+}
