@@ -69,14 +69,12 @@ pub fn load_config(
 ) -> Result<(Settings, Config), String> {
     let config_path = Settings::resolve(flags, env, None).get("config").clone();
     let file = match config_path.value.as_str() {
-        "" if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
-            Some(read_config_file(Path::new(config::DEFAULT_CONFIG_PATH))?)
-        }
+        "" if Path::new(config::DEFAULT_CONFIG_PATH).exists() => Some(read_config_file(
+            Path::new(config::DEFAULT_CONFIG_PATH),
+            "default",
+        )?),
         "" => None,
-        path => Some(
-            read_config_file(Path::new(path))
-                .map_err(|e| format!("{e} (from {})", config_path.origin()))?,
-        ),
+        path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = Settings::resolve(flags, env, file.as_ref());
     let profiles = file.map(|f| f.profiles).unwrap_or_default();
@@ -89,9 +87,10 @@ pub fn load_config(
     Ok((settings, config))
 }
 
-fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
+/// Reads and parses the config file; `named_by` says which flag or variable named it.
+fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        .map_err(|e| format!("{}: cannot read: {e} (named by {named_by})", path.display()))?;
     config::file::parse(&text, path).map_err(|errors| errors.join("\n"))
 }
 

@@ -64,7 +64,10 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Vec<String>> {
 
 impl Reader<'_> {
     fn table(&mut self, table: &DeTable<'_>, path: &[String]) {
-        for (key, value) in table.iter() {
+        // In file order, so that errors come out in line order.
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        for (key, value) in entries {
             let mut key_path = path.to_vec();
             key_path.push(key.get_ref().to_string());
             let line = self.index.line_of(key.span().start);

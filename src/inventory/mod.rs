@@ -51,12 +51,6 @@ pub struct Machine {
     pub boot: Option<Boot>,
 }
 
-impl Default for MacAddr {
-    fn default() -> Self {
-        MacAddr([0; 6])
-    }
-}
-
 /// Smee's `netboot` section.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Netboot {

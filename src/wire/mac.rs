@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A MAC address. Displayed as lower-case, colon-separated hex (`52:54:00:12:34:56`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
