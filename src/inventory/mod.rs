@@ -199,17 +199,27 @@ pub fn load_str(
     file: &str,
     profiles: &Profiles,
 ) -> Result<Loaded, Vec<Problem>> {
-    let doc = format.parse(text).map_err(|e| {
+    let syntax_error = |e: doc::DocError| {
+        let message = e.message;
         vec![Problem {
             file: file.to_string(),
             line: e.line,
             mac: None,
             field: None,
-            message: e.message,
+            message,
         }]
-    })?;
+    };
     let mut checker = record::Checker::new(file, profiles);
-    let machines = checker.machines(&doc, format);
+    let mut machines = Vec::new();
+    let rest = match format {
+        // Machines are validated as the parser completes them (see yaml::parse_streaming).
+        Format::Yaml => yaml::parse_streaming(text, &mut |entry| {
+            machines.extend(checker.top_entry(&entry, format))
+        }),
+        Format::Toml => format.parse(text),
+    }
+    .map_err(syntax_error)?;
+    machines.extend(checker.machines(&rest, format));
     checker.finish(machines).map(|(machines, warnings)| Loaded {
         inventory: Inventory::new(machines),
         warnings,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::doc::{normalize_key, Format, Node, Value};
+use super::doc::{normalize_key, Entry, Format, Node, Value};
 use super::{Boot, BootProfile, Machine, Problem, Profiles, DEFAULT_LEASE_TIME};
 use crate::config::value;
 use crate::wire::MacAddr;
@@ -149,44 +149,51 @@ impl<'a> Checker<'a> {
                 return Vec::new();
             }
         };
-        let mut machines = Vec::new();
-        for entry in entries {
-            let key_node = Node {
-                line: entry.key_line,
-                value: Value::Null,
-            };
-            match format {
-                Format::Yaml => {
-                    let at = At {
-                        node: &key_node,
-                        mac: Some(&entry.key),
-                        field: "",
-                    };
-                    if let Some(mac) = self.mac(at, &entry.key) {
-                        machines.extend(self.machine(mac, entry.key_line, &entry.value, format));
-                    }
-                }
-                Format::Toml if normalize_key(&entry.key) == "machine" => {
-                    let tables = match &entry.value.value {
-                        Value::List(items) => items.iter().collect(),
-                        Value::Map(_) => vec![&entry.value],
-                        _ => Vec::new(),
-                    };
-                    for table in tables {
-                        machines.extend(self.toml_machine(table));
-                    }
-                }
-                Format::Toml => self.warn(
-                    At {
-                        node: &key_node,
-                        mac: None,
-                        field: &entry.key,
-                    },
-                    "unknown table ignored (machines go in [[machine]])",
-                ),
+        entries
+            .iter()
+            .flat_map(|entry| self.top_entry(entry, format))
+            .collect()
+    }
+
+    /// One entry of the top-level map: a machine keyed by MAC (YAML) or the `machine` tables.
+    pub(super) fn top_entry(&mut self, entry: &Entry, format: Format) -> Vec<Machine> {
+        let key_node = Node {
+            line: entry.key_line,
+            value: Value::Null,
+        };
+        match format {
+            Format::Yaml => {
+                let at = At {
+                    node: &key_node,
+                    mac: Some(&entry.key),
+                    field: "",
+                };
+                let mac = self.mac(at, &entry.key);
+                mac.and_then(|mac| self.machine(mac, entry.key_line, &entry.value, format))
+                    .into_iter()
+                    .collect()
+            }
+            Format::Toml if normalize_key(&entry.key) == "machine" => {
+                let tables = match &entry.value.value {
+                    Value::List(items) => items.iter().collect(),
+                    Value::Map(_) => vec![&entry.value],
+                    _ => Vec::new(),
+                };
+                tables
+                    .into_iter()
+                    .filter_map(|table| self.toml_machine(table))
+                    .collect()
+            }
+            Format::Toml => {
+                let at = At {
+                    node: &key_node,
+                    mac: None,
+                    field: &entry.key,
+                };
+                self.warn(at, "unknown table ignored (machines go in [[machine]])");
+                Vec::new()
             }
         }
-        machines
     }
 
     fn toml_machine(&mut self, table: &Node) -> Option<Machine> {

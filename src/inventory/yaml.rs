@@ -26,20 +26,35 @@ enum Frame {
     },
 }
 
-struct Builder {
+struct Builder<'s> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
     nodes: usize,
+    /// Receives the root map's entries as each one is complete, instead of the tree.
+    top_entries: Option<&'s mut dyn FnMut(Entry)>,
 }
 
+/// The whole document as one tree.
 pub fn parse(text: &str) -> Result<Node, DocError> {
+    build(text, None)
+}
+
+/// Hands each entry of the root map to `on_entry` as soon as it is complete, so a large
+/// hardware file is never held as one tree (the peak memory of a load or reload stays near
+/// the size of the machines themselves). Returns the root without those entries.
+pub fn parse_streaming(text: &str, on_entry: &mut dyn FnMut(Entry)) -> Result<Node, DocError> {
+    build(text, Some(on_entry))
+}
+
+fn build(text: &str, top_entries: Option<&mut dyn FnMut(Entry)>) -> Result<Node, DocError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
         nodes: 0,
+        top_entries,
     };
     let mut documents = 0;
     loop {
@@ -135,13 +150,14 @@ pub fn parse(text: &str) -> Result<Node, DocError> {
     }))
 }
 
-impl Builder {
+impl Builder<'_> {
     /// Attaches a finished node to its parent (or makes it the root).
     fn complete(&mut self, node: Node, anchor: usize) -> Result<(), DocError> {
         self.nodes += 1;
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        let at_root = self.stack.len() == 1;
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::List { items, .. }) => items.push(node),
@@ -153,11 +169,15 @@ impl Builder {
                     if matches!(value.value, Value::Map(_) | Value::List(_)) {
                         value.line = value.line.min(key_line);
                     }
-                    entries.push(Entry {
+                    let entry = Entry {
                         key,
                         key_line,
                         value,
-                    })
+                    };
+                    match (&mut self.top_entries, at_root) {
+                        (Some(sink), true) => sink(entry),
+                        _ => entries.push(entry),
+                    }
                 }
                 None => match node.value {
                     Value::Text(text) => *key = Some((text, node.line)),
@@ -280,6 +300,17 @@ mod tests {
             text.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
         }
         assert!(parse(&text).unwrap_err().message.contains("aliases"));
+    }
+
+    #[test]
+    fn streaming_hands_over_root_entries_one_by_one() {
+        let text = "a: &x {k: 1}\nb:\n  <<: *x\n  j: 2\n";
+        let mut seen = Vec::new();
+        let root = parse_streaming(text, &mut |e| seen.push(e)).unwrap();
+        assert_eq!(root.value, Value::Map(Vec::new()));
+        assert_eq!(seen, map(&parse(text).unwrap()).to_vec());
+        let root = parse_streaming("- 1\n", &mut |_| panic!("no map entries")).unwrap();
+        assert!(matches!(root.value, Value::List(_)));
     }
 
     #[test]

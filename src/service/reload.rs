@@ -60,10 +60,25 @@ impl InventoryReloader {
         self.reload(Signature::of(&self.path), "SIGHUP");
     }
 
+    /// Loads the file. A panic in a reader (a bug) becomes a refused reload, so that the
+    /// last good inventory stays in service instead of the daemon restarting without one.
+    fn load(&self) -> Result<inventory::Loaded, Vec<Problem>> {
+        let attempt = || inventory::load_file(&self.path, &self.profiles);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)).unwrap_or_else(|_| {
+            Err(vec![Problem {
+                file: self.path.display().to_string(),
+                line: 0,
+                mac: None,
+                field: None,
+                message: "the reader failed unexpectedly (a netbootd bug; please report it with this file)".into(),
+            }])
+        })
+    }
+
     fn reload(&mut self, signature: Signature, why: &str) {
         self.watch.loaded(signature);
         let path = self.path.display();
-        match inventory::load_file(&self.path, &self.profiles) {
+        match self.load() {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     warn!("inventory: {warning}");
