@@ -8,6 +8,15 @@ use netbootd::config::OPTIONS;
 
 const EVERY_FIELD: &str = include_str!("fixtures/smee-every-field.yaml");
 
+/// Writes a hardware file and runs `netbootd check` on it with the test config.
+fn check_hardware(tag: &str, hardware: &str) -> (TempDir, String, std::process::Output) {
+    let dir = TempDir::new(tag);
+    let hw = dir.write("hardware.yaml", hardware);
+    let config = base_config(&dir, &hw);
+    let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    (dir, hw.display().to_string(), out)
+}
+
 #[test]
 fn version_and_help() {
     let out = run(&["--version"], &[]);
@@ -148,10 +157,7 @@ fn precedence_through_the_binary() {
 
 #[test]
 fn check_loads_a_smee_file_and_reports_the_machine_count() {
-    let dir = TempDir::new("check-ok");
-    let hw = dir.write("hardware.yaml", EVERY_FIELD);
-    let config = base_config(&dir, &hw);
-    let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    let (dir, hw, out) = check_hardware("check-ok", EVERY_FIELD);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -169,7 +175,7 @@ fn check_loads_a_smee_file_and_reports_the_machine_count() {
         ],
         &[
             ("SMEE_BACKEND_FILE_ENABLED", "true"),
-            ("SMEE_BACKEND_FILE_PATH", hw.to_str().unwrap()),
+            ("SMEE_BACKEND_FILE_PATH", hw.as_str()),
             ("SMEE_BACKEND_KUBE_ENABLED", "true"),
         ],
     );
@@ -190,7 +196,7 @@ fn check_loads_a_smee_file_and_reports_the_machine_count() {
             "check",
             "--public-ip-interface=lo",
             "--backend-file-path",
-            hw.to_str().unwrap(),
+            &hw,
         ],
         &[],
     );
@@ -200,15 +206,11 @@ fn check_loads_a_smee_file_and_reports_the_machine_count() {
 
 #[test]
 fn check_warns_about_unknown_fields_and_case_variants_load_the_same() {
-    let dir = TempDir::new("check-warn");
-    let hw = dir.write(
-        "hardware.yaml",
+    let (_dir, hw, out) = check_hardware(
+        "check-warn",
         "52:54:00:AB:CD:EF:\n  IPADDRESS: \"10.0.0.5\"\n  SubnetMask: \"255.255.255.0\"\n  rack: r12\n  NETBOOT:\n    ALLOWPXE: true\n",
     );
-    let config = base_config(&dir, &hw);
-    let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let hw = hw.display();
     assert_eq!(
         text(&out.stdout),
         format!("warning: {hw}:4: 52:54:00:ab:cd:ef: rack: unknown field ignored\nok: 1 machines (1 netboot), 1 warnings\n")
@@ -217,15 +219,11 @@ fn check_warns_about_unknown_fields_and_case_variants_load_the_same() {
 
 #[test]
 fn check_refuses_a_broken_file_naming_line_and_field() {
-    let dir = TempDir::new("check-bad");
-    let hw = dir.write(
-        "hardware.yaml",
+    let (_dir, hw, out) = check_hardware(
+        "check-bad",
         "52:54:00:12:34:56:\n  ipAddress: 10.0.0.5\n  subnetMask: 255.255.0.255\n52:54:00:12:34:57:\n  ipAddress: 10.0.0.6\n  subnetMask: 255.255.255.0\n  defaultGateway: 10.9.9.9\n",
     );
-    let config = base_config(&dir, &hw);
-    let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
-    let hw = hw.display();
     assert_eq!(
         text(&out.stderr),
         format!(

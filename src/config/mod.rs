@@ -553,6 +553,13 @@ impl Config {
                 kube.origin()
             ));
         }
+        let noop = r.settings.get("backend-noop-enabled");
+        if r.flag("backend-noop-enabled")? {
+            warnings.push(format!(
+                "{} ignored: an answer-nobody backend would be an empty inventory; using the file backend",
+                noop.origin()
+            ));
+        }
         let path = r
             .path("backend-file-path")
             .ok_or_else(|| ConfigError("--backend-file-path is empty".into()))?;

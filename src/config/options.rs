@@ -146,6 +146,9 @@ options! {
     backend_kube_config: Smee Value = "", "kubeconfig for the Kubernetes backend (accepted, not used yet)";
     backend_kube_api: Smee Value = "", "Kubernetes API URL (accepted, not used yet)";
     backend_kube_namespace: Smee Value = "", "Kubernetes namespace (accepted, not used yet)";
+    backend_noop_enabled: Smee Bool = "false", "Smee's answer-nobody backend (accepted; netbootd uses the file backend)";
+    otel_endpoint: Smee Value = "", "OpenTelemetry collector (accepted for Smee compatibility; netbootd sends no traces)";
+    otel_insecure: Smee Bool = "true", "OpenTelemetry without TLS (accepted for Smee compatibility)";
 
     ipxe_dir: Own Value = "", "directory of iPXE binaries (default: first of /usr/lib/ipxe, /usr/share/ipxe, /srv/netbootd/ipxe)";
     assets_dir: Own Value = "", "directory of boot assets, served at /assets/ over HTTP and over TFTP";

@@ -360,3 +360,25 @@ fn unknown_environment_variables_are_found() {
     .collect();
     assert_eq!(Settings::unknown_env(&env), ["SMEE_DHCP_MOOD"]);
 }
+
+#[test]
+fn smees_other_flags_are_accepted() {
+    let c = config(
+        &[
+            "-otel-endpoint=collector:4317",
+            "-otel-insecure",
+            "--backend-noop-enabled=false",
+        ],
+        &[("SMEE_OTEL_ENDPOINT", "x:1")],
+        None,
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = config(&[], &[("SMEE_BACKEND_NOOP_ENABLED", "true")], None).unwrap();
+    assert!(
+        c.warnings[0].starts_with("SMEE_BACKEND_NOOP_ENABLED ignored"),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.hardware_file(), Path::new("/etc/netbootd/hardware.yaml"));
+}

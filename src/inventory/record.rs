@@ -289,15 +289,15 @@ impl<'a> Checker<'a> {
         m.default_gateway = at("defaultGateway").and_then(|a| self.ipv4(a));
         m.broadcast_address = at("broadcastAddress").and_then(|a| self.ipv4(a));
         m.name_servers = at("nameServers")
-            .map(|a| self.ipv4_list(a))
+            .map(|a| self.list(a, Self::ipv4))
             .unwrap_or_default();
         m.ntp_servers = at("ntpServers")
-            .map(|a| self.ipv4_list(a))
+            .map(|a| self.list(a, Self::ipv4))
             .unwrap_or_default();
         m.hostname = at("hostname").and_then(|a| self.word(a));
         m.domain_name = at("domainName").and_then(|a| self.word(a));
         m.domain_search = at("domainSearch")
-            .map(|a| self.word_list(a))
+            .map(|a| self.list(a, Self::word))
             .unwrap_or_default();
         m.arch = at("arch").and_then(|a| self.word(a));
         m.disabled = at("disabled")
@@ -611,10 +611,11 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn ipv4_list(&mut self, at: At) -> Vec<Ipv4Addr> {
+    /// A list read element by element with `read` (a single value is a list of one).
+    fn list<T>(&mut self, at: At, read: fn(&mut Self, At) -> Option<T>) -> Vec<T> {
         self.items(at)
             .into_iter()
-            .filter_map(|n| self.ipv4(At { node: n, ..at }))
+            .filter_map(|n| read(self, At { node: n, ..at }))
             .collect()
     }
 
@@ -633,13 +634,6 @@ impl<'a> Checker<'a> {
             }
         })
         .filter(|t| !t.is_empty())
-    }
-
-    fn word_list(&mut self, at: At) -> Vec<String> {
-        self.items(at)
-            .into_iter()
-            .filter_map(|n| self.word(At { node: n, ..at }))
-            .collect()
     }
 
     fn line(&mut self, at: At) -> Option<String> {
