@@ -20,7 +20,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Exit codes: 0 fine, 1 bad configuration or inventory, 2 bad command line.
 pub fn main() -> i32 {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect()
+    {
+        Ok(argv) => argv,
+        Err(bad) => {
+            eprintln!("netbootd: argument {bad:?} is not valid UTF-8");
+            return 2;
+        }
+    };
     if argv.iter().any(|a| a == "--help" || a == "-h") || argv.first().is_some_and(|a| a == "help")
     {
         print!("{}", help_text());
@@ -42,7 +52,9 @@ pub fn main() -> i32 {
         eprintln!("netbootd: unknown command {command:?} (expected serve, check or config)");
         return 2;
     }
-    let env: BTreeMap<String, String> = std::env::vars()
+    // vars_os: `vars()` panics on a variable that is not UTF-8, anywhere in the environment.
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
         .filter(|(k, _)| k.starts_with("NETBOOTD_") || k.starts_with("SMEE_"))
         .collect();
     let (settings, config) = match load_config(&flags, &env) {

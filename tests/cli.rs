@@ -375,3 +375,39 @@ fn the_readme_lists_every_option_with_its_default() {
         }
     }
 }
+
+#[test]
+fn a_non_utf8_environment_is_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let out = common::command(
+        &[
+            "check",
+            "--public-ip-interface=lo",
+            "--backend-file-path",
+            "/nonexistent",
+        ],
+        &[],
+    )
+    .env("UNRELATED", bad)
+    .env("SMEE_DHCP_MODE", bad)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("SMEE_DHCP_MODE: expected reservation"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A non-UTF-8 argument is a usage error, not a panic.
+    let out = common::command(&["check", "--backend-file-path"], &[])
+        .arg(bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not valid UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -132,12 +132,19 @@ impl Settings {
     }
 
     /// Environment variables that look like ours but name no option (typos).
+    /// Kubernetes' service links (`SMEE_SERVICE_HOST`, `SMEE_PORT_67_UDP`, ...) are not typos.
     pub fn unknown_env(env: &BTreeMap<String, String>) -> Vec<String> {
         let known: Vec<String> = OPTIONS.iter().flat_map(|o| o.env_names()).collect();
+        let ours = |k: &str| {
+            ["NETBOOTD_", "SMEE_"]
+                .iter()
+                .find_map(|p| k.strip_prefix(p))
+                .is_some_and(|rest| {
+                    !(rest.starts_with("SERVICE_") || rest == "PORT" || rest.starts_with("PORT_"))
+                })
+        };
         env.keys()
-            .filter(|k| {
-                (k.starts_with("NETBOOTD_") || k.starts_with("SMEE_")) && !known.contains(k)
-            })
+            .filter(|k| ours(k) && !known.contains(k))
             .cloned()
             .collect()
     }

@@ -354,11 +354,19 @@ fn unknown_environment_variables_are_found() {
         ("SMEE_DHCP_MOOD", ""),
         ("NETBOOTD_IPXE_DIR", ""),
         ("PATH", ""),
+        // Kubernetes service links for a Service named smee: not typos.
+        ("SMEE_SERVICE_HOST", "10.96.0.7"),
+        ("SMEE_PORT", "udp://10.96.0.7:67"),
+        ("SMEE_PORT_67_UDP_ADDR", "10.96.0.7"),
+        ("NETBOOTD_PORTS", ""),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    assert_eq!(Settings::unknown_env(&env), ["SMEE_DHCP_MOOD"]);
+    assert_eq!(
+        Settings::unknown_env(&env),
+        ["NETBOOTD_PORTS", "SMEE_DHCP_MOOD"]
+    );
 }
 
 #[test]
