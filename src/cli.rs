@@ -11,7 +11,8 @@ use log::{error, info, warn};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 use crate::config::{self, args, value, Config, ConfigFile, Settings, OPTIONS};
-use crate::inventory::{self, Problem};
+use crate::inventory::Problem;
+use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::signals::Signals;
 use crate::service::{self, reload::InventoryReloader};
@@ -101,15 +102,15 @@ pub fn load_config(
 
 /// Reads and parses the config file; `named_by` says which flag or variable named it.
 fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e} (named by {named_by})", path.display()))?;
+    let text = files::read_text(path, files::MAX_CONFIG_FILE_BYTES)
+        .map_err(|e| format!("{}: {e} (named by {named_by})", path.display()))?;
     config::file::parse(&text, path).map_err(|errors| errors.join("\n"))
 }
 
 /// `netbootd check`: validate config and inventory, print warnings and a summary.
 fn check(config: &Config) -> i32 {
     let path = config.hardware_file();
-    match inventory::load_file(path, &config.profiles) {
+    match files::load_inventory(path, &config.profiles) {
         Ok(loaded) => {
             for w in &config.warnings {
                 println!("warning: {w}");

@@ -306,7 +306,7 @@ fn bad_values_stop_with_one_line_naming_where_they_came_from() {
     let out = run(&["check", "--config", "/nonexistent/netbootd.toml"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("/nonexistent/netbootd.toml: cannot read"),
+        text(&out.stderr).contains("/nonexistent/netbootd.toml: cannot open: No such file"),
         "{}",
         text(&out.stderr)
     );

@@ -2,7 +2,7 @@
 //! boot profiles), the YAML and TOML readers, validation with file/line/MAC/field messages,
 //! indexes by MAC and IP, and [`InventoryStore`], which swaps whole snapshots on reload.
 //!
-//! Everything here is pure except [`load_file`], which reads the file it is given.
+//! Everything here is pure: [`crate::io::files::load_inventory`] reads the file.
 
 pub mod doc;
 mod record;
@@ -13,7 +13,6 @@ pub mod yaml;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 pub use doc::Format;
 pub use record::boot_profile;
@@ -24,9 +23,6 @@ use crate::wire::MacAddr;
 /// Lease time given to machines whose record has none (Smee sends 0, which makes clients
 /// renew in a loop: a DHCP flood).
 pub const DEFAULT_LEASE_TIME: u32 = 86400;
-
-/// Largest hardware file read (a 10,000-machine Smee file is about 3 MB).
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// One machine, as validated. Field names follow Smee's `hardware.yaml`.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -224,35 +220,6 @@ pub fn load_str(
         inventory: Inventory::new(machines),
         warnings,
     })
-}
-
-/// Reads and loads a hardware file (YAML unless it ends in `.toml`).
-pub fn load_file(path: &Path, profiles: &Profiles) -> Result<Loaded, Vec<Problem>> {
-    let file = path.display().to_string();
-    let fail = |message: String| {
-        vec![Problem {
-            file: file.clone(),
-            line: 0,
-            mac: None,
-            field: None,
-            message,
-        }]
-    };
-    let text = read_bounded(path).map_err(fail)?;
-    load_str(&text, Format::for_path(path), &file, profiles)
-}
-
-fn read_bounded(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
 }
 
 #[cfg(test)]

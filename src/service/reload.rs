@@ -9,6 +9,7 @@ use std::time::Instant;
 use log::{debug, error, info, warn};
 
 use crate::inventory::{self, InventoryStore, Problem, Profiles};
+use crate::io::files;
 use crate::io::watch::{FileWatch, Signature};
 
 pub struct InventoryReloader {
@@ -26,7 +27,7 @@ impl InventoryReloader {
         now: Instant,
     ) -> Result<(InventoryReloader, Vec<Problem>), Vec<Problem>> {
         let signature = Signature::of(path);
-        let loaded = inventory::load_file(path, &profiles)?;
+        let loaded = files::load_inventory(path, &profiles)?;
         let store = Arc::new(InventoryStore::new(loaded.inventory));
         let watch = FileWatch::new(path, signature, now);
         Ok((
@@ -63,7 +64,7 @@ impl InventoryReloader {
     /// Loads the file. A panic in a reader (a bug) becomes a refused reload, so that the
     /// last good inventory stays in service instead of the daemon restarting without one.
     fn load(&self) -> Result<inventory::Loaded, Vec<Problem>> {
-        let attempt = || inventory::load_file(&self.path, &self.profiles);
+        let attempt = || files::load_inventory(&self.path, &self.profiles);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)).unwrap_or_else(|_| {
             Err(vec![Problem {
                 file: self.path.display().to_string(),
