@@ -83,9 +83,7 @@ fn changes_are_picked_up_whichever_way_the_file_is_written() {
         "{line}"
     );
 
-    server.signal(Signal::SIGTERM);
-    server.wait_for("stopping on SIGTERM", GENEROUS);
-    assert_eq!(server.wait_exit(GENEROUS), 0);
+    assert_eq!(server.stop(Signal::SIGTERM, GENEROUS), 0);
 }
 
 #[test]
@@ -110,9 +108,7 @@ fn a_configmap_style_symlink_swap_is_picked_up() {
     );
     eprintln!("symlink swap picked up in {took:?}");
 
-    server.signal(Signal::SIGINT);
-    server.wait_for("stopping on SIGINT", GENEROUS);
-    assert_eq!(server.wait_exit(GENEROUS), 0);
+    assert_eq!(server.stop(Signal::SIGINT, GENEROUS), 0);
 }
 
 #[test]
@@ -167,8 +163,7 @@ fn a_corrupt_file_is_refused_and_the_last_good_copy_kept() {
     let (line, _) = server.wait_for("inventory reload (file changed) refused", PICKUP);
     assert!(line.contains("cannot open"), "{line}");
 
-    server.signal(Signal::SIGTERM);
-    assert_eq!(server.wait_exit(GENEROUS), 0);
+    assert_eq!(server.stop(Signal::SIGTERM, GENEROUS), 0);
 }
 
 #[test]

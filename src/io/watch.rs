@@ -77,10 +77,6 @@ impl FileWatch {
     pub fn loaded(&mut self, signature: Signature) {
         self.loaded = signature;
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 #[cfg(test)]

@@ -48,10 +48,6 @@ impl MacAddr {
         }
         Some(MacAddr(octets))
     }
-
-    pub fn octets(&self) -> [u8; 6] {
-        self.0
-    }
 }
 
 fn hex_value(b: u8) -> Option<u8> {

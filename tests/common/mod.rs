@@ -137,6 +137,13 @@ impl Server {
             .expect("signal netbootd");
     }
 
+    /// Sends `signal`, waits for netbootd to log that it is stopping, and returns its exit code.
+    pub fn stop(&mut self, signal: nix::sys::signal::Signal, limit: Duration) -> i32 {
+        self.signal(signal);
+        self.wait_for(&format!("stopping on {signal}"), limit);
+        self.wait_exit(limit)
+    }
+
     /// Waits (bounded) for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> i32 {
         let start = Instant::now();
