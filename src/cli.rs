@@ -15,7 +15,7 @@ use crate::inventory::Problem;
 use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::signals::Signals;
-use crate::service::{self, reload::InventoryReloader};
+use crate::service::{self, dhcp::DhcpService, reload::InventoryReloader};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -192,9 +192,24 @@ fn serve(config: Config) -> i32 {
         inv.netboot_count(),
         warnings.len()
     );
-    info!("the DHCP, TFTP, HTTP and syslog services are not built yet: waiting for SIGTERM/SIGINT; SIGHUP or a file change reloads the inventory");
     drop(inv);
-    service::run(signals, reloader)
+    let dhcp = if config.dhcp.enabled {
+        match DhcpService::start(&config.dhcp, reloader.store()) {
+            Ok(d) => {
+                info!("{}", d.describe());
+                Some(d)
+            }
+            Err(e) => {
+                error!("cannot start DHCP: {e}");
+                return 1;
+            }
+        }
+    } else {
+        info!("DHCP is off");
+        None
+    };
+    info!("the TFTP, HTTP and syslog services are not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
+    service::run(signals, reloader, dhcp)
 }
 
 /// One line describing what will run where.

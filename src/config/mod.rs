@@ -231,6 +231,10 @@ pub struct Dhcp {
     /// Overrides `ipxe_script_base` when set.
     pub ipxe_script_url: Option<String>,
     pub ipxe_script_prepend_mac: bool,
+    /// iPXE binary file name per client architecture (option 93).
+    pub ipxe_binaries: Vec<(u16, String)>,
+    /// Architectures sent to the boot server on UDP 4011 by ProxyDHCP offers without option 43.
+    pub boot_server_arches: Vec<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -334,7 +338,10 @@ impl Reader<'_> {
         if !needed {
             return Ok(Ipv4Addr::UNSPECIFIED);
         }
-        let interface = self.text("public-ip-interface");
+        // The DHCP interface is where the clients are: its address is the natural default.
+        let interface = self
+            .text("public-ip-interface")
+            .or_else(|| self.text("dhcp-iface"));
         let auto = self
             .auto
             .get_or_insert_with(|| self.host.auto_ipv4(interface.as_deref()))
@@ -446,6 +453,8 @@ impl Config {
             ipxe_script_url: r
                 .optional_url("dhcp-http-ipxe-script-url", &["http", "https", "tftp"])?,
             ipxe_script_prepend_mac: r.flag("dhcp-http-ipxe-script-prepend-mac")?,
+            ipxe_binaries: r.get("dhcp-ipxe-binaries", value::arch_files)?,
+            boot_server_arches: r.get("dhcp-boot-server-arches", value::arch_list)?,
         };
 
         let tftp_on = r.flag("tftp-enabled")?;

@@ -194,6 +194,15 @@ fn auto_addresses() {
     assert_eq!(c.dhcp.tftp_ip, Ipv4Addr::new(192, 0, 2, 9));
     let c = config(&[], &[("SMEE_PUBLIC_IP_INTERFACE", "eth9")], None).unwrap();
     assert_eq!(c.http.addr, Ipv4Addr::new(192, 0, 2, 9));
+    // without one, the DHCP interface is where the clients are
+    let c = config(&["--dhcp-iface", "eth9"], &[], None).unwrap();
+    assert_eq!(c.dhcp.ip_for_packet, Ipv4Addr::new(192, 0, 2, 9));
+    let e = error(
+        &["--dhcp-iface", "eth9", "--public-ip-interface", "eth0"],
+        &[],
+        None,
+    );
+    assert!(e.contains("eth0"), "{e}");
     // no address: only the services that need it fail
     let s = settings(&[], &[], None);
     let no_ip = FakeHost {

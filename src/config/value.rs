@@ -202,9 +202,74 @@ pub fn cidrs(text: &str) -> Result<Vec<Cidr>, String> {
         .collect()
 }
 
+/// A client architecture number (option 93, RFC 4578 / IANA registry).
+fn arch(text: &str) -> Result<u16, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an architecture number (0..65535)"))
+}
+
+/// A comma- or space-separated list of architecture numbers.
+pub fn arch_list(text: &str) -> Result<Vec<u16>, String> {
+    text.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(arch)
+        .collect()
+}
+
+/// `ARCH=FILE,...`: the iPXE binary for each client architecture. A file is a plain name
+/// (letters, digits, `.`, `_`, `-`), served from the iPXE directory.
+pub fn arch_files(text: &str) -> Result<Vec<(u16, String)>, String> {
+    let mut out: Vec<(u16, String)> = Vec::new();
+    for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
+        let (a, file) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected ARCH=FILE"))?;
+        let a = arch(a)?;
+        binary_name(file)?;
+        if out.iter().any(|(seen, _)| *seen == a) {
+            return Err(format!("architecture {a} is given twice"));
+        }
+        out.push((a, file.to_string()));
+    }
+    Ok(out)
+}
+
+/// A boot file name that is safe in DHCP's `file` field, a URL path and a TFTP request.
+pub fn binary_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a file name (1..100 letters, digits, '.', '_', '-'; no leading '.')"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arch_tables() {
+        assert_eq!(
+            arch_files("0=undionly.kpxe, 7=ipxe.efi"),
+            Ok(vec![(0, "undionly.kpxe".into()), (7, "ipxe.efi".into())])
+        );
+        assert!(arch_files("7").is_err());
+        assert!(arch_files("x=ipxe.efi").is_err());
+        assert!(arch_files("7=../etc/passwd").is_err());
+        assert!(arch_files("7=a.efi,7=b.efi").is_err());
+        assert_eq!(arch_list("6, 7 9"), Ok(vec![6, 7, 9]));
+        assert_eq!(arch_list(""), Ok(vec![]));
+        assert!(arch_list("70000").is_err());
+    }
 
     #[test]
     fn go_durations() {

@@ -55,6 +55,8 @@ pub struct Netboot {
     pub ipxe_script: Option<String>,
     pub facility: Option<String>,
     pub console: Option<String>,
+    /// netbootd's own: the iPXE binary this machine's firmware gets, whatever its architecture.
+    pub ipxe_binary: Option<String>,
 }
 
 /// A kernel, its initrds and command line. A kernel or initrd is either an absolute URL

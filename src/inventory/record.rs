@@ -39,6 +39,7 @@ const NETBOOT_FIELDS: &[&str] = &[
     "ipxeScript",
     "facility",
     "console",
+    "ipxeBinary",
 ];
 const MACHINE_BOOT_FIELDS: &[&str] = &["profile", "kernel", "initrd", "cmdline"];
 const PROFILE_FIELDS: &[&str] = &["kernel", "initrd", "cmdline"];
@@ -415,6 +416,8 @@ impl<'a> Checker<'a> {
             .filter(|s| !s.is_empty());
         nb.facility = sub("facility", "netboot.facility").and_then(|a| self.word(a));
         nb.console = sub("console", "netboot.console").and_then(|a| self.line(a));
+        nb.ipxe_binary = sub("ipxeBinary", "netboot.ipxeBinary")
+            .and_then(|a| self.checked(a, |t| value::binary_name(t).map(|()| t.to_string())));
         if let (Some(_), Some(_), Some(a)) = (
             &nb.ipxe_script_url,
             &nb.ipxe_script,

@@ -63,6 +63,7 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
             ipxe_script: None,
             facility: Some("onprem".into()),
             console: Some("ttyS0,115200".into()),
+            ipxe_binary: None,
         },
         boot: None,
     };

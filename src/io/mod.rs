@@ -1,8 +1,11 @@
 //! The I/O layer: what touches the operating system. The operator's files ([`files`]),
-//! host facts for "auto" addresses ([`netif`]), file-change detection ([`watch`]) and
-//! signals as a pollable descriptor ([`signals`]). Raw packet sockets with BPF and UDP setup join it with the services.
+//! host facts for "auto" addresses ([`netif`]), file-change detection ([`watch`]), signals as
+//! a pollable descriptor ([`signals`]), the raw packet socket with its BPF filter ([`packet`])
+//! and UDP sockets with per-datagram interface control ([`udp`]).
 
 pub mod files;
 pub mod netif;
+pub mod packet;
 pub mod signals;
+pub mod udp;
 pub mod watch;

@@ -1,6 +1,7 @@
 //! The policy layer: pure decisions. Each service hands it a parsed request, the current
-//! inventory snapshot, the validated config and `now`, and gets back either a reply to send
-//! or a reason to stay silent. No sockets, clocks, threads or files.
+//! inventory snapshot and the validated config, and gets back either a reply to send or a
+//! reason to stay silent. No sockets, clocks, threads or files.
 //!
-//! It is empty until the DHCP, TFTP and HTTP services arrive; the inputs it will decide on
-//! ([`crate::config::Config`], [`crate::inventory::Inventory`]) are complete.
+//! [`dhcp`] decides DHCP and ProxyDHCP answers; the TFTP and HTTP decisions join it.
+
+pub mod dhcp;

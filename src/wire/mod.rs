@@ -1,7 +1,10 @@
 //! The wire layer: pure parsing and emitting of what crosses the network.
 //! Nothing here opens a socket, reads a clock or a file, or panics on any input.
-//! Today it holds the MAC address type; the DHCP, TFTP and syslog codecs join it.
+//! [`dhcp`] is the DHCPv4 codec, [`frame`] the Ethernet/IPv4/UDP framing for packet sockets;
+//! the TFTP and syslog codecs join them.
 
+pub mod dhcp;
+pub mod frame;
 mod mac;
 
 pub use mac::MacAddr;

@@ -1,0 +1,698 @@
+//! Every branch of the DHCP decision, without sockets: requests are built (or read from the
+//! captured fixtures), the inventory comes from YAML text.
+
+use super::*;
+use crate::config::UrlBase;
+use crate::inventory::{load_str, Format, Profiles};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const CLI_MAC: &str = "02:77:00:00:00:50";
+const VM_MAC: &str = "52:54:00:12:34:56";
+
+const HARDWARE: &str = r#"
+02:77:00:00:00:50:
+  ipAddress: 10.77.0.50
+  subnetMask: 255.255.0.0
+  defaultGateway: 10.77.0.1
+  nameServers: [1.1.1.1, 8.8.8.8]
+  hostname: cli0
+  domainName: lab.example
+  broadcastAddress: 10.77.255.255
+  ntpServers: [10.77.0.1]
+  leaseTime: 3600
+  domainSearch: [lab.example]
+  netboot:
+    allowPxe: true
+52:54:00:12:34:56:
+  ipAddress: 10.77.0.51
+  subnetMask: 255.255.0.0
+  netboot:
+    allowPxe: true
+    ipxeScriptUrl: http://10.77.0.1/boot.ipxe
+02:00:00:00:00:01:
+  ipAddress: 10.77.0.60
+  subnetMask: 255.255.0.0
+  netboot:
+    allowPxe: false
+02:00:00:00:00:02:
+  ipAddress: 10.77.0.61
+  subnetMask: 255.255.0.0
+  disabled: true
+  netboot:
+    allowPxe: true
+02:00:00:00:00:03:
+  subnetMask: 255.255.0.0
+  netboot:
+    allowPxe: true
+02:00:00:00:00:04:
+  ipAddress: 10.77.0.64
+  subnetMask: 255.255.0.0
+  netboot:
+    allowPxe: true
+    ipxeBinary: snponly.efi
+dc:a6:32:00:00:01:
+  ipAddress: 10.77.0.65
+  subnetMask: 255.255.0.0
+  netboot:
+    allowPxe: true
+"#;
+
+fn inventory() -> Inventory {
+    load_str(HARDWARE, Format::Yaml, "hw.yaml", &Profiles::new())
+        .expect("test inventory loads")
+        .inventory
+}
+
+fn cfg(mode: DhcpMode) -> Dhcp {
+    let base = |port, path: &str| UrlBase {
+        scheme: "http".into(),
+        host: "10.77.0.1".into(),
+        port,
+        path: path.into(),
+    };
+    Dhcp {
+        enabled: true,
+        mode,
+        addr: "0.0.0.0:67".parse().unwrap(),
+        iface: None,
+        ip_for_packet: SERVER,
+        syslog_ip: SERVER,
+        tftp_ip: SERVER,
+        tftp_port: 69,
+        ipxe_binary_base: base(8080, "/ipxe/"),
+        ipxe_script_base: base(8080, "/auto.ipxe"),
+        ipxe_script_url: None,
+        ipxe_script_prepend_mac: true,
+        ipxe_binaries: crate::config::value::arch_files(
+            crate::config::options::find("dhcp-ipxe-binaries")
+                .unwrap()
+                .default,
+        )
+        .unwrap(),
+        boot_server_arches: vec![6, 7, 9, 10, 11],
+    }
+}
+
+fn request(mac: &str, msg_type: MessageType) -> Message {
+    let mut m = Message {
+        xid: 0xabcd,
+        ..Message::default()
+    };
+    let mac: MacAddr = mac.parse().unwrap();
+    m.chaddr[..6].copy_from_slice(&mac.0);
+    m.options.set(code::MESSAGE_TYPE, [u8::from(msg_type)]);
+    m
+}
+
+fn pxe(mut m: Message, arch: u16) -> Message {
+    m.options.set(
+        code::VENDOR_CLASS,
+        format!("PXEClient:Arch:{arch:05}:UNDI:002001").into_bytes(),
+    );
+    m.options.set(code::CLIENT_ARCH, arch.to_be_bytes());
+    m
+}
+
+fn ipxe(m: Message) -> Message {
+    let mut m = pxe(m, 0);
+    m.options.set(code::USER_CLASS, &b"iPXE"[..]);
+    m
+}
+
+fn fixture(name: &str) -> Message {
+    let path = format!(
+        "{}/tests/fixtures/dhcp/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Message::parse(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn decide67(m: &Message, mode: DhcpMode) -> Verdict {
+    decide(m, Port::Dhcp, &inventory(), &cfg(mode))
+}
+
+fn reply(v: Verdict) -> Reply {
+    v.unwrap_or_else(|why| panic!("expected a reply, got silence: {why}"))
+}
+
+fn opt(r: &Reply, c: u8) -> Option<Vec<u8>> {
+    r.message.options.get(c).map(<[u8]>::to_vec)
+}
+
+#[test]
+fn reservation_discover_gets_offer_with_smee_options() {
+    let r = reply(decide67(
+        &request(CLI_MAC, MessageType::Discover),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(r.message_type(), MessageType::Offer);
+    let m = &r.message;
+    assert_eq!(m.op, Op::Reply);
+    assert_eq!(m.xid, 0xabcd);
+    assert_eq!(m.yiaddr, Ipv4Addr::new(10, 77, 0, 50));
+    assert_eq!(opt(&r, code::SERVER_ID), Some(SERVER.octets().to_vec()));
+    assert_eq!(
+        opt(&r, code::LEASE_TIME),
+        Some(3600u32.to_be_bytes().to_vec())
+    );
+    assert_eq!(opt(&r, code::SUBNET_MASK), Some(vec![255, 255, 0, 0]));
+    assert_eq!(opt(&r, code::ROUTER), Some(vec![10, 77, 0, 1]));
+    assert_eq!(
+        opt(&r, code::DNS_SERVERS),
+        Some(vec![1, 1, 1, 1, 8, 8, 8, 8])
+    );
+    assert_eq!(opt(&r, code::LOG_SERVERS), Some(vec![10, 77, 0, 1]));
+    assert_eq!(opt(&r, code::HOSTNAME), Some(b"cli0".to_vec()));
+    assert_eq!(opt(&r, code::DOMAIN_NAME), Some(b"lab.example".to_vec()));
+    assert_eq!(
+        opt(&r, code::BROADCAST_ADDRESS),
+        Some(vec![10, 77, 255, 255])
+    );
+    assert_eq!(opt(&r, code::NTP_SERVERS), Some(vec![10, 77, 0, 1]));
+    assert_eq!(
+        opt(&r, code::DOMAIN_SEARCH),
+        Some(b"\x03lab\x07example\x00".to_vec())
+    );
+    // A plain client gets no boot information.
+    assert!(r.boot.is_none() && m.file.is_empty() && opt(&r, code::VENDOR_SPECIFIC).is_none());
+    // No broadcast flag: unicast to the new address at the client's MAC.
+    assert_eq!(
+        r.to,
+        Destination::Client {
+            ip: Ipv4Addr::new(10, 77, 0, 50),
+            mac: CLI_MAC.parse().unwrap()
+        }
+    );
+}
+
+#[test]
+fn missing_lease_time_is_a_day_not_zero() {
+    let r = reply(decide67(
+        &request(VM_MAC, MessageType::Discover),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(
+        opt(&r, code::LEASE_TIME),
+        Some(86400u32.to_be_bytes().to_vec())
+    );
+}
+
+#[test]
+fn reservation_silences() {
+    let cases = [
+        ("02:99:00:00:00:01", Silence::UnknownMachine),
+        ("02:00:00:00:00:02", Silence::Disabled),
+        ("02:00:00:00:00:03", Silence::NoReservedAddress),
+    ];
+    for (mac, why) in cases {
+        assert_eq!(
+            decide67(
+                &pxe(request(mac, MessageType::Discover), 7),
+                DhcpMode::Reservation
+            ),
+            Err(why.clone()),
+            "{mac}"
+        );
+        assert_eq!(
+            decide67(&request(mac, MessageType::Request), DhcpMode::Reservation),
+            Err(why),
+            "{mac}"
+        );
+    }
+}
+
+#[test]
+fn allow_pxe_false_gets_address_without_boot_info() {
+    let r = reply(decide67(
+        &pxe(request("02:00:00:00:00:01", MessageType::Discover), 7),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 77, 0, 60));
+    assert!(r.boot.is_none());
+    assert!(r.message.file.is_empty());
+    assert!(opt(&r, code::VENDOR_SPECIFIC).is_none());
+}
+
+#[test]
+fn firmware_gets_binary_for_its_arch() {
+    for (arch, file) in [
+        (0, "undionly.kpxe"),
+        (6, "ipxe.efi"),
+        (7, "ipxe.efi"),
+        (9, "ipxe.efi"),
+        (11, "snp.efi"),
+    ] {
+        let r = reply(decide67(
+            &pxe(request(CLI_MAC, MessageType::Discover), arch),
+            DhcpMode::Reservation,
+        ));
+        assert_eq!(r.message.file, file.as_bytes(), "arch {arch}");
+        assert_eq!(r.message.siaddr, SERVER);
+        assert_eq!(
+            opt(&r, code::VENDOR_SPECIFIC),
+            Some(vec![6, 1, 8, 255]),
+            "arch {arch}"
+        );
+        assert!(
+            opt(&r, code::VENDOR_CLASS).is_none(),
+            "only HTTPClient is echoed"
+        );
+    }
+}
+
+#[test]
+fn option_93_first_known_entry_wins_and_missing_means_bios() {
+    let mut m = pxe(request(CLI_MAC, MessageType::Discover), 0);
+    m.options
+        .set(code::CLIENT_ARCH, [0x01, 0x00, 0x00, 0x07, 0x00, 0x00]);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message.file, b"ipxe.efi");
+    m.options.remove(code::CLIENT_ARCH);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message.file, b"undionly.kpxe");
+}
+
+#[test]
+fn unknown_arch_gets_address_only_in_reservation_and_silence_in_proxy() {
+    let m = pxe(request(CLI_MAC, MessageType::Discover), 99);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert!(r.boot.is_none());
+    assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 77, 0, 50));
+    assert_eq!(
+        decide67(&m, DhcpMode::Proxy),
+        Err(Silence::NoBinaryForArch(Some(99)))
+    );
+}
+
+#[test]
+fn per_machine_binary_overrides_the_table() {
+    let r = reply(decide67(
+        &pxe(request("02:00:00:00:00:04", MessageType::Discover), 0),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(r.message.file, b"snponly.efi");
+}
+
+#[test]
+fn ipxe_gets_script_url() {
+    let r = reply(decide67(
+        &ipxe(request(CLI_MAC, MessageType::Discover)),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(
+        r.message.file,
+        b"http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"
+    );
+    // The machine's own URL wins.
+    let r = reply(decide67(
+        &ipxe(request(VM_MAC, MessageType::Discover)),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(r.message.file, b"http://10.77.0.1/boot.ipxe");
+    // Smee's builds say "Tinkerbell" (RFC 3004 form here); option 175 alone also means iPXE.
+    let mut m = pxe(request(CLI_MAC, MessageType::Discover), 7);
+    m.options.set(code::USER_CLASS, &b"\x0aTinkerbell"[..]);
+    assert_eq!(
+        classify(&m, &cfg(DhcpMode::Reservation)).kind,
+        ClientKind::Ipxe
+    );
+    let mut m = pxe(request(CLI_MAC, MessageType::Discover), 7);
+    m.options.set(code::IPXE_ENCAP, [177, 1, 1]);
+    assert_eq!(
+        classify(&m, &cfg(DhcpMode::Reservation)).kind,
+        ClientKind::Ipxe
+    );
+}
+
+#[test]
+fn script_url_options() {
+    let mac: MacAddr = CLI_MAC.parse().unwrap();
+    let mut c = cfg(DhcpMode::Reservation);
+    c.ipxe_script_prepend_mac = false;
+    c.ipxe_script_base.port = 80;
+    assert_eq!(script_url(None, mac, &c), "http://10.77.0.1/auto.ipxe");
+    c.ipxe_script_url = Some("https://boot.example/x.ipxe".into());
+    assert_eq!(script_url(None, mac, &c), "https://boot.example/x.ipxe");
+}
+
+#[test]
+fn long_boot_url_goes_to_option_67() {
+    let mut c = cfg(DhcpMode::Reservation);
+    let long = format!("http://10.77.0.1/{}.ipxe", "a".repeat(140));
+    c.ipxe_script_url = Some(long.clone());
+    let r = reply(decide(
+        &ipxe(request(CLI_MAC, MessageType::Discover)),
+        Port::Dhcp,
+        &inventory(),
+        &c,
+    ));
+    assert!(r.message.file.is_empty());
+    assert_eq!(opt(&r, code::BOOTFILE_NAME), Some(long.into_bytes()));
+}
+
+#[test]
+fn http_boot_gets_url_and_httpclient_echo() {
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.options.set(
+        code::VENDOR_CLASS,
+        &b"HTTPClient:Arch:00016:UNDI:003000"[..],
+    );
+    m.options.set(code::CLIENT_ARCH, 16u16.to_be_bytes());
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(
+        r.message.file,
+        b"http://10.77.0.1:8080/ipxe/02:77:00:00:00:50/ipxe.efi"
+    );
+    assert_eq!(opt(&r, code::VENDOR_CLASS), Some(b"HTTPClient".to_vec()));
+}
+
+#[test]
+fn raspberry_pi_gets_arch_41_binary_and_menu_suboptions() {
+    let r = reply(decide67(
+        &pxe(request("dc:a6:32:00:00:01", MessageType::Discover), 0),
+        DhcpMode::Reservation,
+    ));
+    assert_eq!(r.message.file, b"snp.efi");
+    let o43 = opt(&r, code::VENDOR_SPECIFIC).unwrap();
+    assert!(o43.starts_with(&[6, 1, 8, 10, 4, 0, b'P', b'X', b'E', 9, 20]));
+    assert!(o43.ends_with(b"Raspberry Pi Boot\xff"));
+}
+
+#[test]
+fn guid_echoed_when_present_and_tolerated_when_missing() {
+    let mut m = pxe(request(CLI_MAC, MessageType::Discover), 7);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert!(opt(&r, code::CLIENT_GUID).is_none());
+    let guid = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+    m.options.set(code::CLIENT_GUID, guid);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(opt(&r, code::CLIENT_GUID), Some(guid.to_vec()));
+    m.options.set(code::CLIENT_GUID, [1, 2, 3]);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert!(
+        opt(&r, code::CLIENT_GUID).is_none(),
+        "malformed GUID not echoed"
+    );
+}
+
+#[test]
+fn request_state_machine() {
+    let mine = Ipv4Addr::new(10, 77, 0, 50);
+    // SELECTING: option 54 ours, option 50 the reservation -> ACK
+    let mut m = request(CLI_MAC, MessageType::Request);
+    m.options.set(code::SERVER_ID, SERVER.octets());
+    m.options.set(code::REQUESTED_ADDRESS, mine.octets());
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message_type(), MessageType::Ack);
+    assert_eq!(r.message.yiaddr, mine);
+    // ... wrong address -> NAK, broadcast, with a message
+    m.options.set(code::REQUESTED_ADDRESS, [10, 77, 9, 9]);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message_type(), MessageType::Nak);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(r.to, Destination::Broadcast);
+    assert!(opt(&r, code::MESSAGE).is_some());
+    assert!(opt(&r, code::LEASE_TIME).is_none());
+    // another server's id -> silence
+    m.options.set(code::SERVER_ID, [10, 77, 0, 3]);
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::OtherServer(Ipv4Addr::new(10, 77, 0, 3)))
+    );
+    // INIT-REBOOT: no 54, option 50 right -> ACK; wrong -> NAK
+    let mut m = request(CLI_MAC, MessageType::Request);
+    m.options.set(code::REQUESTED_ADDRESS, mine.octets());
+    assert_eq!(
+        reply(decide67(&m, DhcpMode::Reservation)).message_type(),
+        MessageType::Ack
+    );
+    m.options.set(code::REQUESTED_ADDRESS, [192, 168, 1, 5]);
+    assert_eq!(
+        reply(decide67(&m, DhcpMode::Reservation)).message_type(),
+        MessageType::Nak
+    );
+    // RENEWING: ciaddr, unicast back to ciaddr
+    let mut m = request(CLI_MAC, MessageType::Request);
+    m.ciaddr = mine;
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message_type(), MessageType::Ack);
+    assert_eq!(r.message.ciaddr, mine);
+    assert_eq!(
+        r.to,
+        Destination::Client {
+            ip: mine,
+            mac: CLI_MAC.parse().unwrap()
+        }
+    );
+    // nothing requested
+    let m = request(CLI_MAC, MessageType::Request);
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::NoRequestedAddress)
+    );
+}
+
+#[test]
+fn decline_release_inform() {
+    let mut m = request(CLI_MAC, MessageType::Decline);
+    m.options.set(code::REQUESTED_ADDRESS, [10, 77, 0, 50]);
+    let why = decide67(&m, DhcpMode::Reservation).unwrap_err();
+    assert_eq!(why, Silence::Declined(Some(Ipv4Addr::new(10, 77, 0, 50))));
+    assert!(why.is_notable());
+
+    let mut m = request(CLI_MAC, MessageType::Release);
+    m.ciaddr = Ipv4Addr::new(10, 77, 0, 50);
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::Released(Ipv4Addr::new(10, 77, 0, 50)))
+    );
+
+    let mut m = request(CLI_MAC, MessageType::Inform);
+    m.ciaddr = Ipv4Addr::new(10, 77, 0, 50);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message_type(), MessageType::Ack);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert!(opt(&r, code::LEASE_TIME).is_none());
+    assert_eq!(opt(&r, code::SUBNET_MASK), Some(vec![255, 255, 0, 0]));
+    assert!(matches!(r.to, Destination::Client { .. }));
+
+    let m = request(CLI_MAC, MessageType::Offer);
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::UnexpectedType(MessageType::Offer))
+    );
+}
+
+#[test]
+fn malformed_requests_are_silenced() {
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.op = Op::Reply;
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::NotARequest)
+    );
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.htype = 6;
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::NotEthernet)
+    );
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.options.remove(code::MESSAGE_TYPE);
+    assert_eq!(
+        decide67(&m, DhcpMode::Reservation),
+        Err(Silence::NoMessageType)
+    );
+    let m = request(CLI_MAC, MessageType::Discover);
+    assert_eq!(decide67(&m, DhcpMode::Off), Err(Silence::DhcpOff));
+}
+
+#[test]
+fn relayed_requests_go_back_to_the_relay_with_82_echoed_last() {
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.giaddr = Ipv4Addr::new(10, 77, 0, 2);
+    m.options
+        .set(code::RELAY_AGENT_INFO, [1, 3, b'a', b'b', b'c']);
+    m.options.set(code::CLIENT_ID, [1, 2, 0x77, 0, 0, 0, 0x50]);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.to, Destination::Relay(Ipv4Addr::new(10, 77, 0, 2)));
+    assert_eq!(r.message.giaddr, m.giaddr);
+    let last = r.message.options.iter().last().unwrap().0;
+    assert_eq!(last, code::RELAY_AGENT_INFO);
+    assert_eq!(
+        opt(&r, code::CLIENT_ID),
+        Some(vec![1, 2, 0x77, 0, 0, 0, 0x50])
+    );
+    // A NAK through a relay sets the broadcast bit.
+    let mut m = request(CLI_MAC, MessageType::Request);
+    m.giaddr = Ipv4Addr::new(10, 77, 0, 2);
+    m.options.set(code::REQUESTED_ADDRESS, [10, 1, 1, 1]);
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.message_type(), MessageType::Nak);
+    assert_eq!(r.to, Destination::Relay(Ipv4Addr::new(10, 77, 0, 2)));
+    assert_ne!(r.message.flags & BROADCAST_FLAG, 0);
+}
+
+#[test]
+fn broadcast_flag_is_honoured() {
+    let mut m = request(CLI_MAC, MessageType::Discover);
+    m.flags = BROADCAST_FLAG;
+    let r = reply(decide67(&m, DhcpMode::Reservation));
+    assert_eq!(r.to, Destination::Broadcast);
+    assert_eq!(r.message.flags, BROADCAST_FLAG);
+}
+
+#[test]
+fn proxy_offers_boot_info_only() {
+    // BIOS firmware: option 43 says boot the file.
+    let r = reply(decide67(
+        &pxe(request(CLI_MAC, MessageType::Discover), 0),
+        DhcpMode::Proxy,
+    ));
+    assert_eq!(r.message_type(), MessageType::Offer);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(r.message.file, b"undionly.kpxe");
+    assert_eq!(r.message.siaddr, SERVER);
+    assert_eq!(opt(&r, code::VENDOR_CLASS), Some(b"PXEClient".to_vec()));
+    assert_eq!(opt(&r, code::VENDOR_SPECIFIC), Some(vec![6, 1, 8, 255]));
+    assert_eq!(opt(&r, code::SERVER_ID), Some(SERVER.octets().to_vec()));
+    assert!(opt(&r, code::LEASE_TIME).is_none());
+    assert!(opt(&r, code::SUBNET_MASK).is_none());
+    assert_eq!(r.to, Destination::Broadcast);
+    // UEFI firmware: no option 43, so it asks the boot server on 4011.
+    let r = reply(decide67(
+        &pxe(request(CLI_MAC, MessageType::Discover), 7),
+        DhcpMode::Proxy,
+    ));
+    assert!(opt(&r, code::VENDOR_SPECIFIC).is_none());
+    assert_eq!(opt(&r, code::VENDOR_CLASS), Some(b"PXEClient".to_vec()));
+    // iPXE (any arch) boots the script from the offer.
+    let r = reply(decide67(
+        &ipxe(request(CLI_MAC, MessageType::Discover)),
+        DhcpMode::Proxy,
+    ));
+    assert_eq!(opt(&r, code::VENDOR_SPECIFIC), Some(vec![6, 1, 8, 255]));
+    assert_eq!(
+        r.message.file,
+        b"http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"
+    );
+}
+
+#[test]
+fn proxy_silences() {
+    let d = |mac: &str, mode| decide67(&pxe(request(mac, MessageType::Discover), 7), mode);
+    assert_eq!(
+        decide67(&request(CLI_MAC, MessageType::Discover), DhcpMode::Proxy),
+        Err(Silence::NotPxe)
+    );
+    assert_eq!(
+        d("02:99:00:00:00:01", DhcpMode::Proxy),
+        Err(Silence::UnknownMachine)
+    );
+    assert_eq!(
+        d("02:00:00:00:00:01", DhcpMode::Proxy),
+        Err(Silence::NetbootNotAllowed)
+    );
+    assert_eq!(
+        d("02:00:00:00:00:02", DhcpMode::Proxy),
+        Err(Silence::Disabled)
+    );
+    assert_eq!(
+        decide67(
+            &pxe(request(CLI_MAC, MessageType::Request), 7),
+            DhcpMode::Proxy
+        ),
+        Err(Silence::ProxyIgnoresRequest)
+    );
+    // auto-proxy answers unknown PXE clients, still not denied ones
+    assert!(d("02:99:00:00:00:01", DhcpMode::AutoProxy).is_ok());
+    assert_eq!(
+        d("02:00:00:00:00:01", DhcpMode::AutoProxy),
+        Err(Silence::NetbootNotAllowed)
+    );
+    // a machine without an address is fine for proxy (the other server gives addresses)
+    assert!(d("02:00:00:00:00:03", DhcpMode::Proxy).is_ok());
+}
+
+#[test]
+fn boot_server_answers_4011_requests() {
+    let source = SocketAddrV4::new(Ipv4Addr::new(10, 77, 3, 194), 4011);
+    let inv = inventory();
+    for (name, file) in [
+        ("ovmf-4011-request", &b"ipxe.efi"[..]),
+        ("ipxe-efi-4011-request", &b"http://10.77.0.1/boot.ipxe"[..]),
+        ("ipxe-bios-4011-request", &b"http://10.77.0.1/boot.ipxe"[..]),
+    ] {
+        let m = fixture(name);
+        for mode in [DhcpMode::Proxy, DhcpMode::AutoProxy, DhcpMode::Reservation] {
+            let r = reply(decide(&m, Port::BootServer { source }, &inv, &cfg(mode)));
+            assert_eq!(r.message_type(), MessageType::Ack, "{name}");
+            assert_eq!(r.message.file, file, "{name}");
+            assert_eq!(r.message.yiaddr, Ipv4Addr::UNSPECIFIED);
+            assert_eq!(r.to, Destination::Source(source));
+            assert_eq!(opt(&r, code::VENDOR_CLASS), Some(b"PXEClient".to_vec()));
+            assert_eq!(opt(&r, code::CLIENT_GUID).map(|g| g.len()), Some(17));
+        }
+    }
+    // The BIOS iPXE request carries boot item 71: echoed.
+    let r = reply(decide(
+        &fixture("ipxe-bios-4011-request"),
+        Port::BootServer { source },
+        &inv,
+        &cfg(DhcpMode::Proxy),
+    ));
+    let o43 = opt(&r, code::VENDOR_SPECIFIC).unwrap();
+    assert_eq!(o43[0], 71);
+    // A DISCOVER to 4011 is not a boot-server request.
+    let m = pxe(request(VM_MAC, MessageType::Discover), 7);
+    assert_eq!(
+        decide(&m, Port::BootServer { source }, &inv, &cfg(DhcpMode::Proxy)),
+        Err(Silence::UnexpectedType(MessageType::Discover))
+    );
+}
+
+#[test]
+fn captured_clients_get_expected_answers() {
+    let inv = inventory();
+    let c = cfg(DhcpMode::Reservation);
+    for (name, expect) in [
+        ("dhclient-discover", MessageType::Offer),
+        ("udhcpc-discover", MessageType::Offer),
+        ("dhcpcd-discover", MessageType::Offer),
+        ("nmap-discover", MessageType::Offer),
+        ("udhcpc-request", MessageType::Ack),
+        ("dhclient-request", MessageType::Ack),
+        ("dhcpcd-request", MessageType::Ack),
+        ("ipxe-bios-discover", MessageType::Offer),
+        ("ovmf-discover", MessageType::Offer),
+    ] {
+        let r = reply(decide(&fixture(name), Port::Dhcp, &inv, &c));
+        assert_eq!(r.message_type(), expect, "{name}");
+    }
+    let r = reply(decide(&fixture("ovmf-discover"), Port::Dhcp, &inv, &c));
+    assert_eq!(r.message.file, b"ipxe.efi");
+    let r = reply(decide(&fixture("ipxe-bios-discover"), Port::Dhcp, &inv, &c));
+    assert_eq!(r.message.file, b"http://10.77.0.1/boot.ipxe");
+    // dnsmasq served the OVMF REQUEST in the capture; its option 54 names that server, ours differs
+    let r = decide(&fixture("ovmf-request"), Port::Dhcp, &inv, &c);
+    assert!(
+        r.is_ok(),
+        "ovmf-request names 10.77.0.1 (dnsmasq in the lab): {r:?}"
+    );
+}
+
+#[test]
+fn replies_fit_the_client_limit() {
+    let m = fixture("ovmf-discover");
+    let r = reply(decide(
+        &m,
+        Port::Dhcp,
+        &inventory(),
+        &cfg(DhcpMode::Reservation),
+    ));
+    let out = r.message.emit(m.max_reply_len());
+    assert!(out.dropped.is_empty());
+    assert!(out.bytes.len() >= 300 && out.bytes.len() <= m.max_reply_len());
+    let back = Message::parse(&out.bytes).unwrap();
+    assert_eq!(back, r.message);
+}

@@ -1,0 +1,304 @@
+//! The DHCP service: its sockets, and for each datagram parse → decide → log → send.
+//!
+//! - With `--dhcp-iface`: a packet socket on that interface receives every frame for UDP 67
+//!   (BPF-filtered) and sends replies as whole frames to the client's MAC or broadcast; a UDP
+//!   socket on port 67 bound to the same interface (filtered to receive nothing) keeps the
+//!   kernel from answering with ICMP and sends replies to relays.
+//! - Without it: one UDP socket on `--dhcp-addr`; broadcast replies leave by the interface the
+//!   request came in on (IP_PKTINFO).
+//! - Always: the PXE boot server on UDP 4011.
+//!
+//! Decisions are [`crate::policy::dhcp`]'s; this module only does the I/O and the log line.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use log::{debug, info, warn};
+
+use crate::config::Dhcp;
+use crate::inventory::InventoryStore;
+use crate::io::packet::{PacketSocket, DROP_ALL};
+use crate::io::udp::{UdpEndpoint, UdpOptions};
+use crate::policy::dhcp::{classify, decide, Destination, Port, Reply, Verdict};
+use crate::wire::dhcp::{Message, CLIENT_PORT, PXE_PORT, SERVER_PORT};
+use crate::wire::frame::{emit_udp_frame, parse_udp_frame};
+use crate::wire::MacAddr;
+
+/// Datagrams handled per socket per loop pass, so one busy socket cannot starve the others.
+const BATCH: usize = 256;
+/// Receive buffer: a frame of any size the interface can deliver is read whole or dropped.
+const BUF_LEN: usize = 9216;
+const RECV_BUFFER: usize = 4 << 20;
+
+enum Input {
+    /// `--dhcp-iface`: frames in, frames out; `relay` only sends to relays.
+    Packet {
+        raw: PacketSocket,
+        relay: UdpEndpoint,
+    },
+    /// No interface: one UDP socket for everything.
+    Udp(UdpEndpoint),
+}
+
+pub struct DhcpService {
+    cfg: Dhcp,
+    store: Arc<InventoryStore>,
+    input: Input,
+    boot_server: UdpEndpoint,
+    buf: Vec<u8>,
+}
+
+/// Where a request came from, for the reply and the log.
+struct Arrival {
+    port: Port,
+    /// Interface index (UDP mode), to send broadcasts back out of it.
+    ifindex: Option<u32>,
+}
+
+impl DhcpService {
+    /// Opens the sockets. Fails (with the socket named) when a port is taken or the
+    /// interface is missing or privileges are lacking.
+    pub fn start(cfg: &Dhcp, store: Arc<InventoryStore>) -> io::Result<DhcpService> {
+        let iface = cfg.iface.as_deref();
+        let input = match iface {
+            Some(name) => Input::Packet {
+                raw: PacketSocket::open_dhcp_server(name).map_err(|e| {
+                    io::Error::new(e.kind(), format!("packet socket on {name}: {e}"))
+                })?,
+                relay: UdpEndpoint::bind(
+                    cfg.addr,
+                    UdpOptions {
+                        interface: Some(name),
+                        filter: Some(&DROP_ALL),
+                        ..UdpOptions::default()
+                    },
+                )?,
+            },
+            None => Input::Udp(UdpEndpoint::bind(
+                cfg.addr,
+                UdpOptions {
+                    broadcast: true,
+                    packet_info: true,
+                    recv_buffer: Some(RECV_BUFFER),
+                    ..UdpOptions::default()
+                },
+            )?),
+        };
+        let boot_server = UdpEndpoint::bind(
+            SocketAddrV4::new(*cfg.addr.ip(), PXE_PORT),
+            UdpOptions {
+                interface: iface,
+                broadcast: true,
+                packet_info: true,
+                ..UdpOptions::default()
+            },
+        )?;
+        Ok(DhcpService {
+            cfg: cfg.clone(),
+            store,
+            input,
+            boot_server,
+            buf: vec![0; BUF_LEN],
+        })
+    }
+
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        let input = match &self.input {
+            Input::Packet { raw, .. } => {
+                format!("packet socket on {} ({})", raw.interface, raw.mac)
+            }
+            Input::Udp(_) => format!("UDP {}", self.cfg.addr),
+        };
+        format!(
+            "DHCP {} on {input}, boot server on UDP {}:{PXE_PORT}, server address {}",
+            self.cfg.mode.as_str(),
+            self.cfg.addr.ip(),
+            self.cfg.ip_for_packet
+        )
+    }
+
+    /// The descriptors to poll, in the order [`Self::on_readable`] numbers them.
+    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
+        let main = match &self.input {
+            Input::Packet { raw, .. } => raw.as_fd(),
+            Input::Udp(udp) => udp.as_fd(),
+        };
+        [main, self.boot_server.as_fd()]
+    }
+
+    /// Handles what is waiting on descriptor `index` of [`Self::fds`].
+    pub fn on_readable(&mut self, index: usize) {
+        for _ in 0..BATCH {
+            let more = match index {
+                0 => self.receive_main(),
+                _ => self.receive_boot_server(),
+            };
+            match more {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("dhcp: receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn receive_main(&mut self) -> io::Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = match &self.input {
+            Input::Packet { raw, .. } => {
+                raw.recv(&mut buf)
+                    .map(|frame| match parse_udp_frame(frame) {
+                        Ok(udp) if udp.dst.port() == SERVER_PORT => {
+                            let arrival = Arrival {
+                                port: Port::Dhcp,
+                                ifindex: None,
+                            };
+                            self.handle(udp.payload, &arrival, udp.src);
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!("dhcp: dropped a frame: {e}"),
+                    })
+            }
+            Input::Udp(udp) => udp.recv(&mut buf).map(|r| {
+                let arrival = Arrival {
+                    port: Port::Dhcp,
+                    ifindex: r.ifindex,
+                };
+                self.handle(&buf[..r.len], &arrival, r.from);
+            }),
+        };
+        self.buf = buf;
+        result
+    }
+
+    fn receive_boot_server(&mut self) -> io::Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self.boot_server.recv(&mut buf).map(|r| {
+            let arrival = Arrival {
+                port: Port::BootServer { source: r.from },
+                ifindex: r.ifindex,
+            };
+            self.handle(&buf[..r.len], &arrival, r.from);
+        });
+        self.buf = buf;
+        result
+    }
+
+    /// One datagram: parse, decide, log, send.
+    fn handle(&self, payload: &[u8], arrival: &Arrival, from: SocketAddrV4) {
+        let msg = match Message::parse(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!("dhcp: dropped {} bytes from {from}: {e}", payload.len());
+                return;
+            }
+        };
+        let inventory = self.store.snapshot();
+        let verdict = decide(&msg, arrival.port, &inventory, &self.cfg);
+        self.log(&msg, arrival, &verdict);
+        if let Ok(reply) = verdict {
+            if let Err(e) = self.send(&msg, &reply, arrival) {
+                warn!(
+                    "dhcp: xid={:#010x} sending {} to {} failed: {e}",
+                    msg.xid,
+                    reply.message_type(),
+                    reply.to
+                );
+            }
+        }
+    }
+
+    fn log(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
+        let client = classify(msg, &self.cfg);
+        let msg_type = msg
+            .message_type()
+            .map_or_else(|| "BOOTP".to_string(), |t| t.to_string());
+        let mac = msg.mac().map_or_else(|| "-".to_string(), |m| m.to_string());
+        let arch = client
+            .arch
+            .map_or_else(|| "-".to_string(), |a| a.to_string());
+        let via = match arrival.port {
+            Port::BootServer { source } => format!(" port=4011 from={source}"),
+            Port::Dhcp if !msg.giaddr.is_unspecified() => format!(" relay={}", msg.giaddr),
+            Port::Dhcp => String::new(),
+        };
+        let head = format!(
+            "dhcp: {msg_type} xid={:#010x} mac={mac} arch={arch} client={} mode={}{via}",
+            msg.xid,
+            client.kind,
+            self.cfg.mode.as_str()
+        );
+        match verdict {
+            Ok(r) => {
+                let mut answer = format!("{}", r.message_type());
+                if !r.message.yiaddr.is_unspecified() {
+                    answer += &format!(" {}", r.message.yiaddr);
+                }
+                if let Some(boot) = &r.boot {
+                    answer += &format!(" file={} next-server={}", boot.file, boot.next_server);
+                }
+                info!("{head} -> {answer} to {}", r.to);
+            }
+            Err(why) if why.is_notable() => warn!("{head} -> silent: {why}"),
+            Err(why) if why.is_routine() => debug!("{head} -> silent: {why}"),
+            Err(why) => info!("{head} -> silent: {why}"),
+        }
+    }
+
+    fn send(&self, request: &Message, reply: &Reply, arrival: &Arrival) -> io::Result<()> {
+        let out = reply.message.emit(request.max_reply_len());
+        if !out.dropped.is_empty() {
+            warn!(
+                "dhcp: xid={:#010x} options {:?} did not fit the client's {} bytes and were left out",
+                request.xid,
+                out.dropped,
+                request.max_reply_len()
+            );
+        }
+        let bytes = &out.bytes;
+        let server = SocketAddrV4::new(self.cfg.ip_for_packet, SERVER_PORT);
+        let broadcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT);
+        if let Port::BootServer { .. } = arrival.port {
+            let to = match reply.to {
+                Destination::Source(addr) => addr,
+                _ => broadcast,
+            };
+            return self.boot_server.send_to(bytes, to, arrival.ifindex);
+        }
+        match (&self.input, reply.to) {
+            (Input::Packet { relay, .. }, Destination::Relay(giaddr)) => {
+                relay.send_to(bytes, SocketAddrV4::new(giaddr, SERVER_PORT), None)
+            }
+            (Input::Packet { raw, .. }, Destination::Client { ip, mac }) => {
+                raw.send(&emit_udp_frame(
+                    raw.mac,
+                    mac,
+                    server,
+                    SocketAddrV4::new(ip, CLIENT_PORT),
+                    bytes,
+                ))
+            }
+            (Input::Packet { raw, .. }, _) => raw.send(&emit_udp_frame(
+                raw.mac,
+                MacAddr([0xff; 6]),
+                server,
+                broadcast,
+                bytes,
+            )),
+            (Input::Udp(udp), Destination::Relay(giaddr)) => {
+                udp.send_to(bytes, SocketAddrV4::new(giaddr, SERVER_PORT), None)
+            }
+            // Only a configured client (ciaddr) can take unicast without ARP help.
+            (Input::Udp(udp), Destination::Client { ip, .. }) if ip == request.ciaddr => {
+                udp.send_to(bytes, SocketAddrV4::new(ip, CLIENT_PORT), None)
+            }
+            (Input::Udp(udp), _) => udp.send_to(bytes, broadcast, arrival.ifindex),
+        }
+    }
+}
