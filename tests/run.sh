@@ -2,16 +2,19 @@
 # The whole test suite, from a fresh clone on Debian 12, as root (CI runs it via .ci/run).
 # It installs what the tests need, then runs formatting, lint, a warning-free release
 # build, and every unit and integration test. Every step is bounded; nothing leaves this
-# machine (tests use loopback and temporary directories only).
+# machine: tests use loopback, temporary directories and network namespaces they create
+# and delete themselves (needs root; under CI=true a test that cannot run fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------
-# Debian packages the tests use. The network-namespace and QEMU tests of later issues add
-# theirs here; apt-get runs only when something is missing.
-APT_PACKAGES=()
+# Debian packages the tests use; apt-get runs only when something is missing.
+# DHCP (tests/dhcp.rs): namespaces and veths (iproute2, procps for sysctl), real clients
+# (ISC dhclient, busybox udhcpc/udhcpd, dhcpcd, nmap, Kea's perfdhcp from kea-admin) and
+# python3 for the hand-built-request helper.
+APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

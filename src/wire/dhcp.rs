@@ -166,6 +166,8 @@ pub enum ParseError {
     NoMagicCookie,
     /// An option's length runs past the end of its area.
     OptionOverrun { code: u8 },
+    /// `file` or `sname` carries another overload option (52).
+    OverloadLoop,
 }
 
 impl fmt::Display for ParseError {
@@ -177,6 +179,7 @@ impl fmt::Display for ParseError {
             ParseError::OptionOverrun { code } => {
                 write!(f, "option {code} runs past the end of the packet")
             }
+            ParseError::OverloadLoop => f.write_str("option overload (52) inside file/sname"),
         }
     }
 }
@@ -328,21 +331,27 @@ impl Message {
         }
         let mut options = Options::default();
         options.read_area(&b[OPTIONS_START..])?;
-        // Read once, from the options field only: an option 52 inside `file` or `sname`
-        // is data, never a new instruction, so overload cannot loop.
+        // Read from the options field only; an option 52 inside `file` or `sname` would be
+        // an overload loop and is refused.
         let overload = options
             .get(code::OVERLOAD)
             .and_then(|v| v.first().copied())
             .unwrap_or(0);
         let mut file = trim_nul(&b[FILE]);
         let mut sname = trim_nul(&b[SNAME]);
-        if overload & 1 != 0 {
-            options.read_area(&b[FILE])?;
-            file.clear();
-        }
-        if overload & 2 != 0 {
-            options.read_area(&b[SNAME])?;
-            sname.clear();
+        for (bit, area, text) in [(1, FILE, &mut file), (2, SNAME, &mut sname)] {
+            if overload & bit == 0 {
+                continue;
+            }
+            let mut carried = Options::default();
+            carried.read_area(&b[area])?;
+            if carried.get(code::OVERLOAD).is_some() {
+                return Err(ParseError::OverloadLoop);
+            }
+            for (c, v) in carried.iter() {
+                options.join(c, v);
+            }
+            text.clear();
         }
         let mut chaddr = [0; 16];
         chaddr.copy_from_slice(&b[28..44]);
@@ -732,12 +741,16 @@ mod tests {
     #[test]
     fn overload_reads_file_then_sname_once() {
         let mut b = minimal(&[53, 1, 3, 52, 1, 3, 12, 1, b'a', 255]);
-        // file carries hostname "b" and (ignored as an instruction) another overload option
-        b[108..116].copy_from_slice(&[12, 1, b'b', 52, 1, 3, 255, 0]);
+        // file and sname carry the rest of the hostname, read in RFC 3396 order
+        b[108..112].copy_from_slice(&[12, 1, b'b', 255]);
         b[44..49].copy_from_slice(&[12, 1, b'c', 255, 0]);
         let m = Message::parse(&b).unwrap();
         assert_eq!(m.options.get(code::HOSTNAME), Some(&b"abc"[..]));
         assert!(m.file.is_empty() && m.sname.is_empty());
+        // another overload option inside file is a loop
+        let mut looped = b.clone();
+        looped[108..114].copy_from_slice(&[12, 1, b'b', 52, 1, 3]);
+        assert_eq!(Message::parse(&looped), Err(ParseError::OverloadLoop));
         // an overrun inside file is an error too
         b[108..111].copy_from_slice(&[12, 200, b'b']);
         assert!(Message::parse(&b).is_err());

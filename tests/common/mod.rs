@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_netbootd");
 
 /// A directory removed when dropped.
@@ -86,7 +88,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut child = command(args, &[])
+        Server::spawn(command(args, &[]))
+    }
+
+    /// Runs `cmd` (the binary, possibly behind `ip netns exec`) with its stderr captured.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -130,6 +137,14 @@ impl Server {
                 ),
             }
         }
+    }
+
+    /// Everything logged so far (waiting up to `settle` for lines still on their way).
+    pub fn log(&mut self, settle: Duration) -> String {
+        while let Ok(line) = self.lines.recv_timeout(settle) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
