@@ -411,3 +411,20 @@ fn a_non_utf8_environment_is_not_a_crash() {
         text(&out.stderr)
     );
 }
+
+/// The README's first command: the example configuration serves DHCP on loopback only, at an
+/// unprivileged port, and stops cleanly.
+#[test]
+fn the_example_configuration_serves_on_loopback_only() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut server = common::Server::start(&[
+        "--config",
+        &format!("{root}/etc/netbootd.toml"),
+        "--public-ip-interface=lo",
+    ]);
+    let limit = std::time::Duration::from_secs(10);
+    let (line, _) = server.wait_for("DHCP reservation on UDP", limit);
+    assert!(line.contains("UDP 127.0.0.1:1067"), "{line}");
+    assert!(line.contains("boot server on UDP 127.0.0.1:4011"), "{line}");
+    assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, limit), 0);
+}

@@ -393,3 +393,21 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
     let toml = format!("a = {}1{}", "{b = ".repeat(depth), "}".repeat(depth));
     assert!(load_str(&toml, Format::Toml, "deep.toml", &Profiles::new()).is_err());
 }
+
+#[test]
+fn ipxe_binary_is_a_plain_file_name() {
+    let ok =
+        load("02:00:00:00:00:01:\n  netboot:\n    allowPxe: true\n    ipxeBinary: snponly.efi\n")
+            .unwrap();
+    let m = ok.inventory.by_mac(mac("02:00:00:00:00:01")).unwrap();
+    assert_eq!(m.netboot.ipxe_binary.as_deref(), Some("snponly.efi"));
+    for bad in ["../etc/passwd", "a b", "x/ipxe.efi", ".hidden"] {
+        let e = errors(&format!(
+            "02:00:00:00:00:01:\n  netboot:\n    ipxeBinary: \"{bad}\"\n"
+        ));
+        assert!(
+            e.iter().any(|l| l.contains("netboot.ipxeBinary")),
+            "{bad}: {e:?}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use log::{debug, info, warn};
+use log::{debug, log, log_enabled, warn, Level};
 
 use crate::config::Dhcp;
 use crate::inventory::InventoryStore;
@@ -215,6 +215,16 @@ impl DhcpService {
     }
 
     fn log(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
+        let level = match verdict {
+            Ok(_) => Level::Info,
+            Err(why) if why.is_notable() => Level::Warn,
+            Err(why) if why.is_routine() => Level::Debug,
+            Err(_) => Level::Info,
+        };
+        // Building the line costs more than deciding: skip it when nobody reads it.
+        if !log_enabled!(level) {
+            return;
+        }
         let client = classify(msg, &self.cfg);
         let msg_type = msg
             .message_type()
@@ -243,11 +253,9 @@ impl DhcpService {
                 if let Some(boot) = &r.boot {
                     answer += &format!(" file={} next-server={}", boot.file, boot.next_server);
                 }
-                info!("{head} -> {answer} to {}", r.to);
+                log!(level, "{head} -> {answer} to {}", r.to);
             }
-            Err(why) if why.is_notable() => warn!("{head} -> silent: {why}"),
-            Err(why) if why.is_routine() => debug!("{head} -> silent: {why}"),
-            Err(why) => info!("{head} -> silent: {why}"),
+            Err(why) => log!(level, "{head} -> silent: {why}"),
         }
     }
 
