@@ -10,7 +10,7 @@
 //! returns, except under `CI=true`, where it fails.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,16 @@ pub struct Lab {
     pub srv: Netns,
     pub cli: Netns,
     pub dhcp: Option<Netns>,
+    plain_dhcp: Option<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.plain_dhcp.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Lab {
@@ -214,6 +224,7 @@ impl Lab {
             srv,
             cli,
             dhcp: None,
+            plain_dhcp: None,
         }
     }
 
@@ -268,12 +279,14 @@ impl Lab {
             ),
         )
         .unwrap();
-        ns.command(&["busybox", "udhcpd", "-f", conf.to_str().unwrap()])
+        let child = ns
+            .command(&["busybox", "udhcpd", "-f", conf.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("udhcpd starts");
+        self.plain_dhcp = Some(child);
         let start = Instant::now();
         loop {
             let out = ns.run(&["ss", "-lun"]);
