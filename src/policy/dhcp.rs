@@ -200,6 +200,11 @@ impl fmt::Display for Silence {
 
 pub type Verdict = Result<Reply, Silence>;
 
+fn is_raspberry_pi(msg: &Message) -> bool {
+    msg.mac()
+        .is_some_and(|m| RASPBERRY_PI_OUIS.iter().any(|oui| m.0[..3] == oui[..]))
+}
+
 /// Reads the client facts from a request (never fails: missing facts are `None`/`Plain`).
 pub fn classify(msg: &Message, cfg: &Dhcp) -> Client {
     let vendor = msg.options.get(code::VENDOR_CLASS).unwrap_or(&[]);
@@ -216,10 +221,7 @@ pub fn classify(msg: &Message, cfg: &Dhcp) -> Client {
         ClientKind::Plain
     };
     let arches = msg.client_arches();
-    let raspberry_pi = msg
-        .mac()
-        .is_some_and(|m| RASPBERRY_PI_OUIS.iter().any(|oui| m.0[..3] == oui[..]));
-    let arch = if raspberry_pi {
+    let arch = if is_raspberry_pi(msg) {
         Some(ARCH_RASPBERRY_PI)
     } else {
         arches
@@ -492,10 +494,7 @@ fn add_boot(
 /// and prompt before their firmware accepts the offer.
 fn pxe_vendor_options(msg: &Message) -> Vec<u8> {
     let mut v = vec![6, 1, 8];
-    let raspberry_pi = msg
-        .mac()
-        .is_some_and(|m| RASPBERRY_PI_OUIS.iter().any(|oui| m.0[..3] == oui[..]));
-    if raspberry_pi {
+    if is_raspberry_pi(msg) {
         v.extend_from_slice(&[10, 4, 0, b'P', b'X', b'E']);
         v.extend_from_slice(&[9, 20, 0, 0, 17]);
         v.extend_from_slice(b"Raspberry Pi Boot");
