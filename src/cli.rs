@@ -15,7 +15,9 @@ use crate::inventory::Problem;
 use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::signals::Signals;
-use crate::service::{self, dhcp::DhcpService, reload::InventoryReloader};
+use crate::service::{
+    self, dhcp::DhcpService, reload::InventoryReloader, tftp::TftpService, Services,
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -193,11 +195,12 @@ fn serve(config: Config) -> i32 {
         warnings.len()
     );
     drop(inv);
-    let dhcp = if config.dhcp.enabled {
+    let mut services = Services::default();
+    if config.dhcp.enabled {
         match DhcpService::start(&config.dhcp, reloader.store()) {
             Ok(d) => {
                 info!("{}", d.describe());
-                Some(d)
+                services.dhcp = Some(d);
             }
             Err(e) => {
                 error!("cannot start DHCP: {e}");
@@ -206,10 +209,24 @@ fn serve(config: Config) -> i32 {
         }
     } else {
         info!("DHCP is off");
-        None
-    };
-    info!("the TFTP, HTTP and syslog services are not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
-    service::run(signals, reloader, dhcp)
+    }
+    if config.tftp.enabled {
+        let (ipxe, assets) = (config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
+        match TftpService::start(&config.tftp, ipxe, assets) {
+            Ok(t) => {
+                info!("{}", t.describe());
+                services.tftp = Some(t);
+            }
+            Err(e) => {
+                error!("cannot start TFTP: {e}");
+                return 1;
+            }
+        }
+    } else {
+        info!("TFTP is off");
+    }
+    info!("the HTTP and syslog services are not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
+    service::run(signals, reloader, services)
 }
 
 /// One line describing what will run where.

@@ -412,8 +412,8 @@ fn a_non_utf8_environment_is_not_a_crash() {
     );
 }
 
-/// The README's first command: the example configuration serves DHCP on loopback only, at an
-/// unprivileged port, and stops cleanly.
+/// The README's first command: the example configuration serves DHCP and TFTP on loopback only,
+/// at unprivileged ports, and stops cleanly.
 #[test]
 fn the_example_configuration_serves_on_loopback_only() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -426,5 +426,7 @@ fn the_example_configuration_serves_on_loopback_only() {
     let (line, _) = server.wait_for("DHCP reservation on UDP", limit);
     assert!(line.contains("UDP 127.0.0.1:1067"), "{line}");
     assert!(line.contains("boot server on UDP 127.0.0.1:4011"), "{line}");
+    let (line, _) = server.wait_for("TFTP on", limit);
+    assert!(line.contains("TFTP on 127.0.0.1:1069"), "{line}");
     assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, limit), 0);
 }

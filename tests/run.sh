@@ -14,7 +14,10 @@ say() { printf '\n== %s\n' "$*"; }
 # DHCP (tests/dhcp.rs): namespaces and veths (iproute2, procps for sysctl), real clients
 # (ISC dhclient, busybox udhcpc/udhcpd, dhcpcd, nmap, Kea's perfdhcp from kea-admin) and
 # python3 for the hand-built-request helper.
-APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin)
+# TFTP (tests/tftp.rs): tftp-hpa, atftp, curl and busybox tftp as clients, nftables to drop
+# packets (the kernel here has no netem).
+APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
+  tftp-hpa atftp curl nftables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -244,6 +244,9 @@ pub struct Tftp {
     pub port: u16,
     pub timeout: Duration,
     pub block_size: u16,
+    pub max_window_size: u16,
+    pub max_transfers: usize,
+    pub single_port: bool,
     pub ipxe_script_patch: Option<String>,
 }
 
@@ -469,6 +472,15 @@ impl Config {
                 d => Ok(d),
             })?,
             block_size: r.get("tftp-block-size", value::block_size)?,
+            max_window_size: r.get("tftp-window-size", |t| match value::count(t, 256)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n as u16),
+            })?,
+            max_transfers: r.get("tftp-max-transfers", |t| match value::count(t, 4096)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n as usize),
+            })?,
+            single_port: r.flag("tftp-single-port")?,
             ipxe_script_patch: r.text("ipxe-script-patch"),
         };
 

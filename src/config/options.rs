@@ -121,8 +121,11 @@ options! {
     tftp_enabled: Smee Bool = "true", "run the TFTP service";
     tftp_addr: Smee Value = "auto", "TFTP listen address";
     tftp_port: Smee Value = "69", "TFTP listen port";
-    tftp_timeout: Smee Value = "5s", "TFTP retransmission timeout per packet (Go duration: 5s, 500ms)";
+    tftp_timeout: Smee Value = "5s", "longest TFTP retransmission wait (Go duration: 5s, 500ms); shorter waits follow measured round trips (from 200ms)";
     tftp_block_size: Smee Value = "512", "largest TFTP blksize offered (512..65464, also capped by the MTU)";
+    tftp_window_size: Own Value = "32", "largest TFTP windowsize granted (RFC 7440, 1..256; 1 = lock-step only)";
+    tftp_max_transfers: Own Value = "128", "concurrent TFTP transfers (one thread each, 1..4096); requests over it get ERROR \"busy\"";
+    tftp_single_port: Own Bool = "false", "send every transfer from the listening port (for clients behind NAT) instead of one port per transfer";
     ipxe_script_patch: Smee Value = "", "iPXE script embedded into served iPXE binaries";
 
     http_ipxe_binary_enabled: Smee Bool = "true", "serve iPXE binaries over HTTP";

@@ -175,6 +175,20 @@ fn bad_values_name_their_source_and_value() {
         error(&["--tftp-block-size=65465"], &[], None),
         "invalid value \"65465\" for --tftp-block-size: block size outside 512..65464"
     );
+    assert_eq!(
+        error(&["--tftp-window-size=0"], &[], None),
+        "invalid value \"0\" for --tftp-window-size: must be at least 1"
+    );
+    assert!(error(&["--tftp-max-transfers=5000"], &[], None).contains("0..4096"));
+    let c = config(&["--tftp-window-size=8", "--tftp-single-port"], &[], None).unwrap();
+    assert_eq!(
+        (
+            c.tftp.max_window_size,
+            c.tftp.max_transfers,
+            c.tftp.single_port
+        ),
+        (8, 128, true)
+    );
     assert!(error(&["--osie-url", "ftp://x/"], &[], None)
         .starts_with("invalid value \"ftp://x/\" for --osie-url"));
     assert!(error(&["--trusted-proxies", "10.0.0.0/40"], &[], None).contains("--trusted-proxies"));

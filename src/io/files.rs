@@ -1,5 +1,6 @@
 //! Reading the operator's files: the hardware file and the config file, each with a size cap,
-//! as UTF-8 text, with errors that name the file.
+//! as UTF-8 text, with errors that name the file; and opening served files (TFTP, HTTP) so
+//! that no name or symlink reaches outside the served directory ([`open_beneath`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -40,9 +41,95 @@ pub fn load_inventory(path: &Path, profiles: &Profiles) -> Result<Loaded, Vec<Pr
     inventory::load_str(&text, Format::for_path(path), &file, profiles)
 }
 
+/// Why a served file could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// No such file, or not a regular file (directories, devices and FIFOs are never served).
+    NotFound,
+    /// The name, after following symlinks, leads outside the root.
+    Outside,
+    Io(std::io::Error),
+}
+
+/// How far symlinks in a served directory may lead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// Every link must resolve inside the root.
+    Inside,
+    /// A link directly in the root may point anywhere; deeper names must stay inside. For the
+    /// iPXE directory, which is looked up by base name only: Debian's `ipxe` package links
+    /// `/usr/lib/ipxe/ipxe.efi` to `/boot/ipxe.efi`, and those links are the operator's.
+    TopLevelTrusted,
+}
+
+/// An open regular file below `root`, its size, and its real path.
+/// `relative` must already be free of `..` (see `policy::tftp::interpret_name`); symlinks are
+/// followed and the result must still be inside `root` (but see [`Links`]). Opened
+/// non-blocking, so a FIFO that slipped in between the check and the open cannot hang the
+/// caller.
+pub fn open_beneath(
+    root: &Path,
+    relative: &str,
+    links: Links,
+) -> Result<(std::fs::File, u64, std::path::PathBuf), OpenError> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::OpenOptionsExt;
+    let missing = |e: std::io::Error| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => OpenError::NotFound,
+        _ if e.raw_os_error() == Some(nix::libc::ENOTDIR)
+            || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+        {
+            OpenError::NotFound
+        }
+        _ => OpenError::Io(e),
+    };
+    let root = root.canonicalize().map_err(missing)?;
+    let real = root.join(relative).canonicalize().map_err(missing)?;
+    let trusted = links == Links::TopLevelTrusted && !relative.contains('/');
+    if !real.starts_with(&root) && !trusted {
+        return Err(OpenError::Outside);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(&real)
+        .map_err(missing)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotFound);
+    }
+    Ok((file, meta.len(), real))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn served_files_stay_inside_their_root() {
+        let base = std::env::temp_dir().join(format!("netbootd-beneath-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/f"), "abc").unwrap();
+        std::fs::write(base.join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink("../secret", root.join("out")).unwrap();
+        std::os::unix::fs::symlink("sub/f", root.join("in")).unwrap();
+        std::os::unix::fs::symlink("../../secret", root.join("sub/out")).unwrap();
+        let open = |name| open_beneath(&root, name, Links::Inside);
+        let (_, size, real) = open("sub/f").unwrap();
+        assert_eq!(size, 3);
+        assert!(real.ends_with("sub/f"));
+        assert!(open("in").is_ok());
+        assert!(matches!(open("out"), Err(OpenError::Outside)));
+        assert!(matches!(open("sub"), Err(OpenError::NotFound)));
+        assert!(matches!(open("nope"), Err(OpenError::NotFound)));
+        assert!(matches!(open("sub/f/x"), Err(OpenError::NotFound)));
+        // Links directly in a trusted root (Debian's iPXE directory) may lead out; deeper not.
+        let trusted = |name| open_beneath(&root, name, Links::TopLevelTrusted);
+        assert!(trusted("out").is_ok());
+        assert!(matches!(trusted("sub/out"), Err(OpenError::Outside)));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn size_and_encoding_are_checked() {

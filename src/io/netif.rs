@@ -86,6 +86,23 @@ impl Host for SystemHost {
     }
 }
 
+/// The MTU of the interface with this index (from sysfs), if it can be read.
+pub fn interface_mtu(ifindex: u32) -> Option<u32> {
+    let names = nix::net::if_::if_nameindex().ok()?;
+    let name = names
+        .iter()
+        .find(|i| i.index() == ifindex)?
+        .name()
+        .to_str()
+        .ok()?
+        .to_string();
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

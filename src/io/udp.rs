@@ -38,6 +38,8 @@ pub struct Received {
     pub len: usize,
     pub from: SocketAddrV4,
     pub ifindex: Option<u32>,
+    /// The local address the datagram was for (IP_PKTINFO's `ipi_spec_dst`).
+    pub local: Option<std::net::Ipv4Addr>,
 }
 
 impl UdpEndpoint {
@@ -86,10 +88,14 @@ impl UdpEndpoint {
             .map(SocketAddrV4::from)
             .ok_or_else(|| io::Error::other("datagram without a sender"))?;
         let mut ifindex = None;
+        let mut local = None;
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
                 if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
                     ifindex = u32::try_from(info.ipi_ifindex).ok();
+                    local = Some(std::net::Ipv4Addr::from(u32::from_be(
+                        info.ipi_spec_dst.s_addr,
+                    )));
                 }
             }
         }
@@ -97,6 +103,7 @@ impl UdpEndpoint {
             len: msg.bytes,
             from,
             ifindex,
+            local,
         })
     }
 
@@ -120,6 +127,11 @@ impl UdpEndpoint {
         )
         .map_err(io::Error::from)?;
         Ok(())
+    }
+
+    /// The same socket again (for threads that send from it).
+    pub fn try_clone_socket(&self) -> io::Result<UdpSocket> {
+        self.socket.try_clone()
     }
 
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {

@@ -5,3 +5,4 @@
 //! [`dhcp`] decides DHCP and ProxyDHCP answers; the TFTP and HTTP decisions join it.
 
 pub mod dhcp;
+pub mod tftp;

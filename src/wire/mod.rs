@@ -6,5 +6,6 @@
 pub mod dhcp;
 pub mod frame;
 mod mac;
+pub mod tftp;
 
 pub use mac::MacAddr;
