@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::{error, info, warn};
@@ -16,7 +17,8 @@ use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::signals::Signals;
 use crate::service::{
-    self, dhcp::DhcpService, reload::InventoryReloader, tftp::TftpService, Services,
+    self, dhcp::DhcpService, http::HttpService, reload::InventoryReloader, tftp::TftpService,
+    Services,
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -225,7 +227,22 @@ fn serve(config: Config) -> i32 {
     } else {
         info!("TFTP is off");
     }
-    info!("the HTTP and syslog services are not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
+    if config.http.enabled() {
+        let tftp = services.tftp.as_ref().map(TftpService::counters);
+        match HttpService::start(&config, reloader.store(), Arc::default(), tftp) {
+            Ok(h) => {
+                info!("{}", h.describe());
+                services.http = Some(h);
+            }
+            Err(e) => {
+                error!("cannot start HTTP: {e}");
+                return 1;
+            }
+        }
+    } else {
+        info!("HTTP is off");
+    }
+    info!("the syslog receiver is not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
     service::run(signals, reloader, services)
 }
 

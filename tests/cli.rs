@@ -412,7 +412,7 @@ fn a_non_utf8_environment_is_not_a_crash() {
     );
 }
 
-/// The README's first command: the example configuration serves DHCP and TFTP on loopback only,
+/// The README's first command: the example configuration serves DHCP, TFTP and HTTP on loopback only,
 /// at unprivileged ports, and stops cleanly.
 #[test]
 fn the_example_configuration_serves_on_loopback_only() {
@@ -428,5 +428,7 @@ fn the_example_configuration_serves_on_loopback_only() {
     assert!(line.contains("boot server on UDP 127.0.0.1:4011"), "{line}");
     let (line, _) = server.wait_for("TFTP on", limit);
     assert!(line.contains("TFTP on 127.0.0.1:1069"), "{line}");
+    let (line, _) = server.wait_for("HTTP on", limit);
+    assert!(line.contains("HTTP on 127.0.0.1:8080"), "{line}");
     assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, limit), 0);
 }

@@ -10,6 +10,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{base_config, Server, TempDir};
+
+/// Reload needs no service: none binds a port, so these tests run side by side.
+const OFF: [&str; 5] = [
+    "--dhcp-enabled=false",
+    "--tftp-enabled=false",
+    "--http-ipxe-binary-enabled=false",
+    "--http-ipxe-script-enabled=false",
+    "--syslog-enabled=false",
+];
 use nix::sys::signal::Signal;
 
 /// The requirement: a change is in service within this long.
@@ -25,7 +34,17 @@ fn machines(count: usize, tag: &str) -> String {
 
 fn start(dir: &TempDir, hardware: &Path) -> Server {
     let config = base_config(dir, hardware);
-    let mut server = Server::start(&["--config", config.to_str().unwrap(), "--log-level", "debug"]);
+    let mut server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--log-level",
+        "debug",
+        OFF[0],
+        OFF[1],
+        OFF[2],
+        OFF[3],
+        OFF[4],
+    ]);
     server.wait_for("inventory ", GENEROUS);
     server
 }
@@ -174,7 +193,15 @@ fn serve_refuses_to_start_on_a_bad_inventory() {
         "02:00:00:00:00:01:\n  ipAddress: 10.0.0.1\n  subnetMask: 255.0.255.0\n",
     );
     let config = base_config(&dir, &hw);
-    let mut server = Server::start(&["--config", config.to_str().unwrap()]);
+    let mut server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        OFF[0],
+        OFF[1],
+        OFF[2],
+        OFF[3],
+        OFF[4],
+    ]);
     assert_eq!(server.wait_exit(GENEROUS), 1);
     server.wait_for("not a contiguous netmask", GENEROUS);
 }

@@ -5,4 +5,5 @@
 //! [`dhcp`] decides DHCP and ProxyDHCP answers; the TFTP and HTTP decisions join it.
 
 pub mod dhcp;
+pub mod http;
 pub mod tftp;

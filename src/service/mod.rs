@@ -1,9 +1,12 @@
 //! The services and the main loop. One `poll(2)` loop, dnsmasq-style: `now` is read once per
 //! pass, each part reports its next deadline, and the poll timeout is the earliest of them.
 //! The loop owns the signal descriptor, the inventory reloader, the DHCP sockets, the TFTP
-//! listener (its transfers run on their own threads) and the syslog receiver.
+//! listener (its transfers run on their own threads), the HTTP listener (its connections run
+//! on their own threads) and the syslog receiver.
 
 pub mod dhcp;
+pub mod http;
+pub mod metrics;
 pub mod reload;
 pub mod tftp;
 
@@ -16,6 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::io::signals::{Request, Signals};
 use dhcp::DhcpService;
+use http::HttpService;
 use reload::InventoryReloader;
 use tftp::TftpService;
 
@@ -24,6 +28,7 @@ use tftp::TftpService;
 pub struct Services {
     pub dhcp: Option<DhcpService>,
     pub tftp: Option<TftpService>,
+    pub http: Option<HttpService>,
 }
 
 /// Which service a polled descriptor belongs to.
@@ -31,6 +36,7 @@ pub struct Services {
 enum Source {
     Dhcp(usize),
     Tftp,
+    Http,
 }
 
 impl Services {
@@ -47,6 +53,9 @@ impl Services {
         if let Some(t) = &self.tftp {
             fds.push((Source::Tftp, t.fd()));
         }
+        if let Some(h) = &self.http {
+            fds.push((Source::Http, h.fd()));
+        }
         fds
     }
 
@@ -54,6 +63,7 @@ impl Services {
         match source {
             Source::Dhcp(i) => self.dhcp.as_mut().map(|d| d.on_readable(i)),
             Source::Tftp => self.tftp.as_mut().map(|t| t.on_readable()),
+            Source::Http => self.http.as_mut().map(|h| h.on_readable()),
         };
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod dhcp;
 pub mod frame;
+pub mod http;
 mod mac;
 pub mod tftp;
 

@@ -1,0 +1,384 @@
+//! HTTP decisions, pure: which route a path names ([`route`]), which machine a request is
+//! from ([`client_ip`], Smee's "IP authentication" with trusted proxies), and the iPXE script
+//! a machine gets ([`script_for`]): its own script URL or inline script, else its boot profile
+//! rendered as a robust script, else the Tinkerbell Hook script when `--osie-url` is set.
+//!
+//! Values put into scripts come from a validated inventory and config; the renderers check
+//! again that none can end its line or chain another command (control characters, `||`, `&&`,
+//! `;`), and refuse the script rather than serve a broken or hijacked one.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::config::{Cidr, Http};
+use crate::inventory::Machine;
+use crate::wire::http::percent_decode;
+use crate::wire::MacAddr;
+
+#[cfg(test)]
+mod tests;
+
+/// What a request path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/auto.ipxe`: the machine is the client's address.
+    ScriptByIp,
+    /// `/<mac>/auto.ipxe`.
+    ScriptByMac(MacAddr),
+    /// `/ipxe/<anything>/<binary>` or `/ipxe/<binary>`: a base name in `--ipxe-dir`.
+    IpxeBinary(String),
+    /// `/assets/<path>`: a cleaned relative path below `--assets-dir`.
+    Asset(String),
+    Health,
+    Metrics,
+    /// With the reason, for the log.
+    NotFound(&'static str),
+}
+
+impl Route {
+    /// A short name for logs and metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::ScriptByIp | Route::ScriptByMac(_) => "script",
+            Route::IpxeBinary(_) => "ipxe",
+            Route::Asset(_) => "assets",
+            Route::Health => "healthcheck",
+            Route::Metrics => "metrics",
+            Route::NotFound(_) => "other",
+        }
+    }
+}
+
+/// Routes a request path (without the query). Percent-escapes are decoded first, so an
+/// encoded `..` is refused like a plain one; empty and `.` segments are dropped (never a
+/// redirect: UEFI HTTP boot cannot follow one).
+pub fn route(path: &str) -> Route {
+    let Some(decoded) = percent_decode(path) else {
+        return Route::NotFound("bad escape in path");
+    };
+    if decoded.chars().any(|c| c.is_control() || c == '\\') {
+        return Route::NotFound("control character or backslash in path");
+    }
+    let parts: Vec<&str> = decoded
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Route::NotFound("'..' in path");
+    }
+    match parts.as_slice() {
+        ["auto.ipxe"] => Route::ScriptByIp,
+        [mac, "auto.ipxe"] => match MacAddr::parse(mac) {
+            Some(mac) => Route::ScriptByMac(mac),
+            None => Route::NotFound("not a MAC address before /auto.ipxe"),
+        },
+        ["ipxe", .., binary] => Route::IpxeBinary(binary.to_string()),
+        ["assets", rest @ ..] if !rest.is_empty() => Route::Asset(rest.join("/")),
+        ["healthcheck"] => Route::Health,
+        ["metrics"] => Route::Metrics,
+        _ => Route::NotFound("no such route"),
+    }
+}
+
+/// The address the machine is found by: the peer, or, when the peer is a trusted proxy, the
+/// right-most address in X-Forwarded-For that is not a trusted proxy (`forwarded` holds every
+/// X-Forwarded-For value in order). A malformed entry stops the walk at the last trusted hop.
+pub fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// What scripts need from the config.
+#[derive(Clone, Debug)]
+pub struct ScriptSettings<'a> {
+    pub http: &'a Http,
+    /// `syslog_host=` in the Hook script (`--dhcp-syslog-ip`).
+    pub syslog_ip: Ipv4Addr,
+    /// Where `/assets/` is served, for profile paths: `http://host:port`.
+    pub base_url: String,
+}
+
+/// Why a machine gets no script (404).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoScript {
+    UnknownMachine,
+    Disabled,
+    NotAllowed,
+    /// No script, no boot profile and no `--osie-url`.
+    NothingToBoot,
+    /// A value that would break the script (field, why).
+    Unsafe(&'static str, &'static str),
+}
+
+impl NoScript {
+    pub fn describe(&self) -> String {
+        match self {
+            NoScript::UnknownMachine => "unknown machine".into(),
+            NoScript::Disabled => "machine disabled".into(),
+            NoScript::NotAllowed => "allowPxe is false".into(),
+            NoScript::NothingToBoot => {
+                "nothing to boot: no ipxeScriptUrl, ipxeScript or boot profile, and no --osie-url"
+                    .into()
+            }
+            NoScript::Unsafe(field, why) => format!("refused: {field} {why}"),
+        }
+    }
+}
+
+/// Which kind of script was served, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptKind {
+    ChainUrl,
+    Inline,
+    Profile,
+    Hook,
+}
+
+impl ScriptKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ScriptKind::ChainUrl => "chain",
+            ScriptKind::Inline => "inline",
+            ScriptKind::Profile => "profile",
+            ScriptKind::Hook => "hook",
+        }
+    }
+}
+
+/// The script for a machine, in Smee's order with boot profiles before the Hook default.
+pub fn script_for(
+    machine: Option<&Machine>,
+    s: &ScriptSettings,
+) -> Result<(ScriptKind, String), NoScript> {
+    let m = machine.ok_or(NoScript::UnknownMachine)?;
+    if m.disabled {
+        return Err(NoScript::Disabled);
+    }
+    if !m.netboot.allow_pxe {
+        return Err(NoScript::NotAllowed);
+    }
+    if let Some(url) = &m.netboot.ipxe_script_url {
+        safe("ipxeScriptUrl", url, true)?;
+        return Ok((
+            ScriptKind::ChainUrl,
+            format!("#!ipxe\n\nchain --autofree {url}\n"),
+        ));
+    }
+    if let Some(script) = &m.netboot.ipxe_script {
+        let body = script.trim_end();
+        let text = if body.starts_with("#!ipxe") {
+            format!("{body}\n")
+        } else {
+            format!("#!ipxe\n\n{body}\n")
+        };
+        return Ok((ScriptKind::Inline, text));
+    }
+    if let Some(boot) = &m.boot {
+        return profile_script(m, boot.profile.as_deref(), &boot.resolved, s)
+            .map(|t| (ScriptKind::Profile, t));
+    }
+    if let Some(osie) = &s.http.osie_url {
+        return hook_script(m, osie, s).map(|t| (ScriptKind::Hook, t));
+    }
+    Err(NoScript::NothingToBoot)
+}
+
+/// A value may go into a script line: no control characters, no command separators; a `word`
+/// (URL, single argument) has no spaces either.
+fn safe(field: &'static str, value: &str, word: bool) -> Result<(), NoScript> {
+    if value.chars().any(|c| c.is_control()) {
+        return Err(NoScript::Unsafe(field, "contains a control character"));
+    }
+    if ["||", "&&", ";"].iter().any(|op| value.contains(op)) {
+        return Err(NoScript::Unsafe(field, "contains ||, && or ;"));
+    }
+    if word && value.chars().any(char::is_whitespace) {
+        return Err(NoScript::Unsafe(field, "contains a space"));
+    }
+    Ok(())
+}
+
+/// An absolute URL as is; a path below `--assets-dir` as `<base>/assets/<path>`.
+fn asset_url(value: &str, s: &ScriptSettings) -> String {
+    if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("{}/assets/{}", s.base_url, value.trim_start_matches('/'))
+    }
+}
+
+/// One download with retries: `cmd` is tried `1 + retries` times, `delay` seconds apart, then
+/// the script goes to `:failed` with `what` in the message.
+fn with_retries(out: &mut String, label: &str, cmd: &str, next: &str, what: &str) {
+    out.push_str(&format!(
+        ":{label}\nset idx:int32 0\n:{label}_retry\n{cmd} && goto {next} || iseq ${{idx}} ${{retries}} && goto failed_{label} || inc idx && echo retrying {what} in ${{retry_delay}}s && sleep ${{retry_delay}} && goto {label}_retry\n:failed_{label}\nset failed {what}\ngoto failed\n"
+    ));
+}
+
+fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn profile_script(
+    m: &Machine,
+    profile: Option<&str>,
+    p: &crate::inventory::BootProfile,
+    s: &ScriptSettings,
+) -> Result<String, NoScript> {
+    safe("kernel", &p.kernel, true)?;
+    for i in &p.initrd {
+        safe("initrd", i, true)?;
+    }
+    safe("cmdline", &p.cmdline, false)?;
+    let kernel = asset_url(&p.kernel, s);
+    let initrds: Vec<String> = p.initrd.iter().map(|i| asset_url(i, s)).collect();
+    let mut cmdline = p.cmdline.trim().to_string();
+    // EFI kernels find iPXE's initrds by name.
+    if !cmdline.split_whitespace().any(|a| a.starts_with("initrd=")) {
+        for i in &initrds {
+            cmdline.push_str(&format!(" initrd={}", file_name(i)));
+        }
+    }
+    let retries = s.http.ipxe_script_retries.max(3);
+    let mut out = format!(
+        "#!ipxe\n# netbootd: boot profile {} for {}\n\necho netbootd: booting {}{} with {}\nset retries:int32 {retries}\nset retry_delay:int32 {}\n\n",
+        profile.unwrap_or("(the machine's own)"),
+        m.mac,
+        m.mac,
+        m.hostname.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
+        file_name(&kernel),
+        s.http.ipxe_script_retry_delay.max(1),
+    );
+    let first_next = if initrds.is_empty() {
+        "boot"
+    } else {
+        "initrd0"
+    };
+    with_retries(
+        &mut out,
+        "kernel",
+        &format!("kernel {kernel} {}", cmdline.trim()),
+        first_next,
+        "the kernel",
+    );
+    for (n, url) in initrds.iter().enumerate() {
+        let next = if n + 1 == initrds.len() {
+            "boot".to_string()
+        } else {
+            format!("initrd{}", n + 1)
+        };
+        out.push('\n');
+        with_retries(
+            &mut out,
+            &format!("initrd{n}"),
+            &format!("initrd {url}"),
+            &next,
+            &format!("initrd {}", file_name(url)),
+        );
+    }
+    out.push_str(
+        "\n:boot\nboot || set failed booting\n\n:failed\necho netbootd: could not load ${failed} (error ${errno}); stopping here\nimgfree\nexit 1\n",
+    );
+    Ok(out)
+}
+
+/// Smee's architecture names for the Hook files (`vmlinuz-<arch>`, `initramfs-<arch>`).
+fn hook_arch(m: &Machine) -> &'static str {
+    match m.arch.as_deref() {
+        Some("aarch64" | "arm64" | "ARM64") => "aarch64",
+        _ => "x86_64",
+    }
+}
+
+/// The Tinkerbell Hook script as Smee renders it (see `../shared/reference/smee.md`, HTTP).
+fn hook_script(m: &Machine, osie_url: &str, s: &ScriptSettings) -> Result<String, NoScript> {
+    let h = s.http;
+    safe("osie-url", osie_url, true)?;
+    safe("extra-kernel-args", &h.extra_kernel_args, false)?;
+    let facility = m.netboot.facility.as_deref().unwrap_or("");
+    safe("facility", facility, true)?;
+    let mut args = String::new();
+    if let Some(vlan) = m.vlan_id {
+        args.push_str(&format!(" vlan_id={vlan}"));
+    }
+    for a in h.extra_kernel_args.split_whitespace() {
+        args.push(' ');
+        args.push_str(a);
+    }
+    let mac = m.mac;
+    let retry = |what: &str| {
+        format!(
+            "|| iseq ${{idx}} ${{retries}} && goto {what}-error || inc idx && echo retry in ${{retry_delay}} seconds ; sleep ${{retry_delay}} ; goto retry_{what}"
+        )
+    };
+    Ok(format!(
+        "#!ipxe
+
+echo Loading the Tinkerbell Hook iPXE script...
+
+set arch {arch}
+set download-url {url}
+set retries:int32 {retries}
+set retry_delay:int32 {delay}
+
+set idx:int32 0
+:retry_kernel
+kernel ${{download-url}}/vmlinuz-${{arch}}{args} \\
+facility={facility} syslog_host={syslog} grpc_authority={tink} tinkerbell_tls={tls} tinkerbell_insecure_tls={insecure} worker_id={mac} hw_addr={mac} \\
+modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt initrd=initramfs-${{arch}} console=tty0 console=ttyS1,115200 && goto download_initrd {retry_kernel}
+
+:download_initrd
+set idx:int32 0
+:retry_initrd
+initrd ${{download-url}}/initramfs-${{arch}} && goto boot {retry_initrd}
+
+:boot
+set idx:int32 0
+:retry_boot
+boot {retry_boot}
+
+:kernel-error
+echo Failed to load kernel
+imgfree
+exit
+
+:initrd-error
+echo Failed to load initrd
+imgfree
+exit
+
+:boot-error
+echo Failed to boot
+imgfree
+exit
+",
+        arch = hook_arch(m),
+        url = osie_url.trim_end_matches('/'),
+        retries = h.ipxe_script_retries,
+        delay = h.ipxe_script_retry_delay,
+        syslog = s.syslog_ip,
+        tink = h.tink_server.as_deref().unwrap_or(""),
+        tls = h.tink_server_tls,
+        insecure = h.tink_server_insecure_tls,
+        retry_kernel = retry("kernel"),
+        retry_initrd = retry("initrd"),
+        retry_boot = retry("boot"),
+    ))
+}

@@ -1,0 +1,237 @@
+//! Routing, client identity and script rendering.
+
+use super::*;
+use crate::inventory::{Boot, BootProfile, Netboot};
+
+fn mac(s: &str) -> MacAddr {
+    MacAddr::parse(s).unwrap()
+}
+
+#[test]
+fn routes() {
+    let m = mac("02:00:00:00:00:01");
+    assert_eq!(route("/auto.ipxe"), Route::ScriptByIp);
+    for form in [
+        "02:00:00:00:00:01",
+        "02-00-00-00-00-01",
+        "0200.0000.0001",
+        "020000000001",
+    ] {
+        assert_eq!(
+            route(&format!("/{form}/auto.ipxe")),
+            Route::ScriptByMac(m),
+            "{form}"
+        );
+    }
+    assert_eq!(
+        route("/ipxe/ipxe.efi"),
+        Route::IpxeBinary("ipxe.efi".into())
+    );
+    assert_eq!(
+        route("/ipxe/02:00:00:00:00:01/snp.efi"),
+        Route::IpxeBinary("snp.efi".into())
+    );
+    assert_eq!(
+        route("//ipxe//ipxe.efi"),
+        Route::IpxeBinary("ipxe.efi".into())
+    );
+    assert_eq!(route("/assets/a/./b%20c"), Route::Asset("a/b c".into()));
+    assert_eq!(route("/healthcheck"), Route::Health);
+    assert_eq!(route("/metrics"), Route::Metrics);
+    for bad in [
+        "/assets/../x",
+        "/assets/a/%2e%2e/%2e%2e/x",
+        "/assets/..%2fx",
+        "/ipxe/../../etc/passwd",
+        "/assets/a%00b",
+        "/assets/a%5c..%5cb",
+        "/zz/auto.ipxe",
+        "/assets/",
+        "/",
+        "/etc/passwd",
+    ] {
+        assert!(matches!(route(bad), Route::NotFound(_)), "{bad}");
+    }
+}
+
+#[test]
+fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+    let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // Not from a trusted proxy: the header is ignored.
+    assert_eq!(
+        client_ip(ip("192.0.2.9"), &["1.2.3.4"], &trusted),
+        ip("192.0.2.9")
+    );
+    // From a trusted proxy: the right-most untrusted hop.
+    assert_eq!(
+        client_ip(
+            ip("10.0.0.1"),
+            &["6.6.6.6, 192.0.2.50", "10.1.1.1"],
+            &trusted
+        ),
+        ip("192.0.2.50")
+    );
+    // Every hop trusted: the left-most.
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), &["10.2.2.2"], &trusted),
+        ip("10.2.2.2")
+    );
+    // No header, or a malformed hop: the last trusted address seen.
+    assert_eq!(client_ip(ip("10.0.0.1"), &[], &trusted), ip("10.0.0.1"));
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), &["junk"], &trusted),
+        ip("10.0.0.1")
+    );
+    // No trusted proxies at all.
+    assert_eq!(client_ip(ip("10.0.0.1"), &["1.2.3.4"], &[]), ip("10.0.0.1"));
+}
+
+fn http() -> Http {
+    Http {
+        ipxe_binary_enabled: true,
+        ipxe_script_enabled: true,
+        addr: Ipv4Addr::new(10, 77, 0, 1),
+        port: 8080,
+        extra_kernel_args: String::new(),
+        trusted_proxies: vec![],
+        osie_url: None,
+        tink_server: None,
+        tink_server_tls: false,
+        tink_server_insecure_tls: false,
+        ipxe_script_retries: 0,
+        ipxe_script_retry_delay: 2,
+    }
+}
+
+fn machine() -> Machine {
+    Machine {
+        mac: mac("02:77:00:00:00:50"),
+        hostname: Some("node1".into()),
+        netboot: Netboot {
+            allow_pxe: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn settings(http: &Http) -> ScriptSettings<'_> {
+    ScriptSettings {
+        http,
+        syslog_ip: Ipv4Addr::new(10, 77, 0, 1),
+        base_url: "http://10.77.0.1:8080".into(),
+    }
+}
+
+#[test]
+fn who_gets_no_script() {
+    let h = http();
+    let s = settings(&h);
+    assert_eq!(script_for(None, &s), Err(NoScript::UnknownMachine));
+    let mut m = machine();
+    assert_eq!(script_for(Some(&m), &s), Err(NoScript::NothingToBoot));
+    m.netboot.allow_pxe = false;
+    assert_eq!(script_for(Some(&m), &s), Err(NoScript::NotAllowed));
+    m.disabled = true;
+    assert_eq!(script_for(Some(&m), &s), Err(NoScript::Disabled));
+}
+
+#[test]
+fn a_script_url_is_chained_and_an_inline_script_is_framed() {
+    let h = http();
+    let s = settings(&h);
+    let mut m = machine();
+    m.netboot.ipxe_script = Some("echo hi\nboot".into());
+    assert_eq!(
+        script_for(Some(&m), &s),
+        Ok((ScriptKind::Inline, "#!ipxe\n\necho hi\nboot\n".into()))
+    );
+    m.netboot.ipxe_script = Some("#!ipxe\necho own header\n\n".into());
+    assert_eq!(
+        script_for(Some(&m), &s).unwrap().1,
+        "#!ipxe\necho own header\n"
+    );
+    // The URL wins over the inline script.
+    m.netboot.ipxe_script_url = Some("http://example.test/s.ipxe".into());
+    assert_eq!(
+        script_for(Some(&m), &s),
+        Ok((
+            ScriptKind::ChainUrl,
+            "#!ipxe\n\nchain --autofree http://example.test/s.ipxe\n".into()
+        ))
+    );
+    m.netboot.ipxe_script_url = Some("http://x/ a".into());
+    assert!(matches!(
+        script_for(Some(&m), &s),
+        Err(NoScript::Unsafe("ipxeScriptUrl", _))
+    ));
+}
+
+#[test]
+fn a_boot_profile_renders_a_script_with_retries_and_a_failure_path() {
+    let h = http();
+    let s = settings(&h);
+    let mut m = machine();
+    m.boot = Some(Boot {
+        profile: Some("debian".into()),
+        resolved: BootProfile {
+            kernel: "debian/linux".into(),
+            initrd: vec!["debian/initrd.gz".into(), "http://cdn.test/fw.cpio".into()],
+            cmdline: "console=ttyS0 auto=true".into(),
+        },
+    });
+    let (kind, text) = script_for(Some(&m), &s).unwrap();
+    assert_eq!(kind, ScriptKind::Profile);
+    let want = include_str!("../../../tests/fixtures/http/profile.ipxe");
+    assert_eq!(text, want, "rendered:\n{text}");
+    // Each line is one command: nothing from the inventory can start another.
+    for (field, value) in [
+        ("cmdline", "quiet || shell"),
+        ("cmdline", "a\nshell"),
+        ("cmdline", "a; shell"),
+    ] {
+        let mut bad = m.clone();
+        bad.boot.as_mut().unwrap().resolved.cmdline = value.into();
+        assert!(
+            matches!(script_for(Some(&bad), &s), Err(NoScript::Unsafe(f, _)) if f == field),
+            "{value:?}"
+        );
+    }
+    let mut bad = m.clone();
+    bad.boot.as_mut().unwrap().resolved.kernel = "http://x/k && shell".into();
+    assert!(matches!(
+        script_for(Some(&bad), &s),
+        Err(NoScript::Unsafe("kernel", _))
+    ));
+}
+
+#[test]
+fn the_hook_script_matches_the_golden_file() {
+    let mut h = http();
+    h.osie_url = Some("http://10.77.0.1:8080/hook/".into());
+    h.tink_server = Some("tink.example.test:42113".into());
+    h.tink_server_tls = true;
+    h.extra_kernel_args = "tink_worker_image=quay.io/tinkerbell/tink-worker:v0.12 debug".into();
+    h.ipxe_script_retries = 3;
+    h.ipxe_script_retry_delay = 5;
+    let s = settings(&h);
+    let mut m = machine();
+    m.vlan_id = Some(42);
+    m.netboot.facility = Some("onprem".into());
+    m.arch = Some("aarch64".into());
+    let (kind, text) = script_for(Some(&m), &s).unwrap();
+    assert_eq!(kind, ScriptKind::Hook);
+    let want = include_str!("../../../tests/fixtures/http/hook.ipxe");
+    assert_eq!(text, want, "rendered:\n{text}");
+    // A boot profile wins over the Hook default.
+    m.boot = Some(Boot {
+        profile: None,
+        resolved: BootProfile {
+            kernel: "k".into(),
+            initrd: vec![],
+            cmdline: String::new(),
+        },
+    });
+    assert_eq!(script_for(Some(&m), &s).unwrap().0, ScriptKind::Profile);
+}

@@ -1,0 +1,84 @@
+//! Counters for `/metrics`, in the Prometheus text format. Services count into one shared
+//! [`Metrics`]: a series is its name with labels (`netbootd_dhcp_packets_total{type="DISCOVER",
+//! verdict="OFFER"}`), kept sorted so the output is stable. A mutex, not atomics per series:
+//! counting is rare next to the work each event stands for.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Label values go between quotes: backslash, quote and newline are escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `name{k="v",...}`.
+pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+impl Metrics {
+    pub fn add(&self, name: &str, labels: &[(&str, &str)], n: u64) {
+        let key = series(name, labels);
+        let mut map = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(key).or_insert(0) += n;
+    }
+
+    pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
+        self.add(name, labels, 1);
+    }
+
+    /// Every counter, with a `# TYPE` line per metric name.
+    pub fn render(&self, out: &mut String) {
+        let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = "";
+        for (key, value) in map.iter() {
+            let name = key.split('{').next().unwrap_or(key);
+            if name != last {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
+            }
+            let _ = writeln!(out, "{key} {value}");
+        }
+    }
+}
+
+/// One gauge or counter line with its `# TYPE` line.
+pub fn write_value(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_the_text_format() {
+        let m = Metrics::default();
+        m.inc("x_total", &[("route", "script"), ("status", "200")]);
+        m.inc("x_total", &[("route", "script"), ("status", "200")]);
+        m.add("a_total", &[("v", "q\"\\\n")], 5);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert_eq!(
+            out,
+            "# TYPE a_total counter\na_total{v=\"q\\\"\\\\\\n\"} 5\n\
+             # TYPE x_total counter\nx_total{route=\"script\",status=\"200\"} 2\n"
+        );
+    }
+}

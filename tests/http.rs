@@ -1,0 +1,352 @@
+//! HTTP against the netbootd binary on loopback, with curl: scripts by MAC, by source address
+//! and by X-Forwarded-For from a trusted proxy; 404s with their reasons; iPXE binaries and
+//! assets with HEAD, Range (206/416), Content-Length and Last-Modified; traversal attempts;
+//! health and metrics; and a script request that stays fast beside 200 idle connections and a
+//! slow large download.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::require;
+use common::{text, Server, TempDir};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+const HARDWARE: &str = r#"
+02:77:00:00:00:50:
+  ipAddress: 127.0.0.1
+  subnetMask: 255.0.0.0
+  hostname: loopback-node
+  netboot:
+    allowPxe: true
+    ipxeScriptUrl: http://example.test/by-ip.ipxe
+02:77:00:00:00:51:
+  ipAddress: 10.9.9.9
+  subnetMask: 255.0.0.0
+  hostname: profile-node
+  netboot:
+    allowPxe: true
+  boot:
+    kernel: boot/vmlinuz
+    initrd: [boot/initrd.img]
+    cmdline: console=ttyS0
+02:77:00:00:00:52:
+  ipAddress: 10.9.9.10
+  subnetMask: 255.0.0.0
+  netboot:
+    allowPxe: false
+02:77:00:00:00:53:
+  ipAddress: 10.9.9.11
+  subnetMask: 255.0.0.0
+  netboot:
+    allowPxe: true
+    ipxeScript: |
+      echo inline
+      boot
+02:77:00:00:00:54:
+  ipAddress: 10.9.9.12
+  subnetMask: 255.0.0.0
+  netboot:
+    allowPxe: true
+"#;
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+struct Site {
+    dir: TempDir,
+    server: Server,
+    base: String,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn site(name: &str, extra: &[&str]) -> Site {
+    let dir = TempDir::new(name);
+    for d in ["ipxe", "assets/boot"] {
+        std::fs::create_dir_all(dir.path(d)).unwrap();
+    }
+    std::fs::write(dir.path("ipxe/ipxe.efi"), pattern(850_528)).unwrap();
+    std::fs::write(dir.path("assets/boot/vmlinuz"), pattern(3_000_000)).unwrap();
+    std::fs::write(dir.path("assets/boot/initrd.img"), pattern(100)).unwrap();
+    std::fs::write(dir.path("secret"), "never served\n").unwrap();
+    std::os::unix::fs::symlink("../secret", dir.path("assets/escape")).unwrap();
+    let hw = dir.write("hardware.yaml", HARDWARE);
+    let port = free_tcp_port();
+    let mut args: Vec<String> = [
+        "--backend-file-path",
+        hw.to_str().unwrap(),
+        "--ipxe-dir",
+        dir.path("ipxe").to_str().unwrap(),
+        "--assets-dir",
+        dir.path("assets").to_str().unwrap(),
+        "--dhcp-enabled=false",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        &port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
+    server.wait_for("HTTP on 127.0.0.1", LIMIT);
+    Site {
+        dir,
+        server,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs")
+}
+
+/// Body and status of a GET.
+fn get(url: &str, extra: &[&str]) -> (u16, String) {
+    let mut args = vec!["-w", "\n%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = text(&curl(&args).stdout);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn scripts_by_mac_by_address_and_by_trusted_forwarded_address() {
+    if !require("http scripts", &["curl"]) {
+        return;
+    }
+    let mut s = site("http-scripts", &["--trusted-proxies", "127.0.0.0/8"]);
+    let chain = "#!ipxe\n\nchain --autofree http://example.test/by-ip.ipxe\n";
+    for form in [
+        "02:77:00:00:00:50",
+        "02-77-00-00-00-50",
+        "0277.0000.0050",
+        "027700000050",
+    ] {
+        assert_eq!(
+            get(&format!("{}/{form}/auto.ipxe", s.base), &[]),
+            (200, chain.into())
+        );
+    }
+    // By source address: loopback is machine .50.
+    assert_eq!(
+        get(&format!("{}/auto.ipxe", s.base), &[]),
+        (200, chain.into())
+    );
+    // From a trusted proxy, the right-most untrusted X-Forwarded-For address is the machine.
+    let (code, body) = get(
+        &format!("{}/auto.ipxe", s.base),
+        &["-H", "X-Forwarded-For: 6.6.6.6, 10.9.9.9"],
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("boot profile (the machine's own) for 02:77:00:00:00:51"),
+        "{body}"
+    );
+    // The profile's asset URLs use the address the client reached us by.
+    assert!(
+        body.contains(&format!(
+            "kernel {}/assets/boot/vmlinuz console=ttyS0 initrd=initrd.img",
+            s.base
+        )),
+        "{body}"
+    );
+    assert_eq!(
+        get(&format!("{}/02:77:00:00:00:53/auto.ipxe", s.base), &[]),
+        (200, "#!ipxe\n\necho inline\nboot\n".into())
+    );
+    for (mac, why) in [
+        ("02:77:00:00:00:52", "allowPxe is false"),
+        ("02:77:00:00:00:54", "nothing to boot"),
+        ("02:77:00:00:00:99", "unknown machine"),
+    ] {
+        assert_eq!(
+            get(&format!("{}/{mac}/auto.ipxe", s.base), &[]).0,
+            404,
+            "{mac}"
+        );
+        let (line, _) = s.server.wait_for(&format!("{mac}/auto.ipxe -> 404"), LIMIT);
+        assert!(line.contains(why), "{line}");
+    }
+}
+
+#[test]
+fn forwarded_addresses_count_only_from_trusted_proxies() {
+    if !require("http forwarded", &["curl"]) {
+        return;
+    }
+    let s = site("http-untrusted", &[]);
+    // No trusted proxies: the header is ignored and loopback (.50) is the machine.
+    let (code, body) = get(
+        &format!("{}/auto.ipxe", s.base),
+        &["-H", "X-Forwarded-For: 10.9.9.9"],
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("by-ip.ipxe"), "{body}");
+}
+
+#[test]
+fn files_with_head_range_length_and_traversal_refused() {
+    if !require("http files", &["curl"]) {
+        return;
+    }
+    let mut s = site("http-files", &[]);
+    let vmlinuz = s.dir.path("assets/boot/vmlinuz");
+    // A large file: Content-Length (never chunked), Accept-Ranges, Last-Modified.
+    let out = curl(&[
+        "-D",
+        "-",
+        "-o",
+        s.dir.path("got").to_str().unwrap(),
+        &format!("{}/assets/boot/vmlinuz", s.base),
+    ]);
+    let headers = text(&out.stdout).to_ascii_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("content-length: 3000000"), "{headers}");
+    assert!(headers.contains("accept-ranges: bytes"), "{headers}");
+    assert!(headers.contains("last-modified: "), "{headers}");
+    assert!(!headers.contains("transfer-encoding"), "{headers}");
+    assert_eq!(
+        std::fs::read(s.dir.path("got")).unwrap(),
+        std::fs::read(&vmlinuz).unwrap()
+    );
+    // HEAD: the same headers, no body.
+    let out = curl(&["-I", &format!("{}/assets/boot/vmlinuz", s.base)]);
+    assert!(text(&out.stdout).contains("Content-Length: 3000000"));
+    // One range: 206 with Content-Range and exactly those bytes.
+    let out = curl(&[
+        "-D",
+        s.dir.path("h").to_str().unwrap(),
+        "-r",
+        "1000-1999",
+        &format!("{}/assets/boot/vmlinuz", s.base),
+    ]);
+    let headers = std::fs::read_to_string(s.dir.path("h")).unwrap();
+    assert!(headers.starts_with("HTTP/1.1 206"), "{headers}");
+    assert!(
+        headers.contains("Content-Range: bytes 1000-1999/3000000"),
+        "{headers}"
+    );
+    assert_eq!(out.stdout, std::fs::read(&vmlinuz).unwrap()[1000..2000]);
+    // A range past the end: 416.
+    let (code, _) = get(
+        &format!("{}/assets/boot/vmlinuz", s.base),
+        &["-r", "3000000-"],
+    );
+    assert_eq!(code, 416);
+    // iPXE binaries under any prefix, byte-exact.
+    for path in ["/ipxe/ipxe.efi", "/ipxe/02:77:00:00:00:50/ipxe.efi"] {
+        let out = curl(&[&format!("{}{path}", s.base)]);
+        assert_eq!(
+            out.stdout,
+            std::fs::read(s.dir.path("ipxe/ipxe.efi")).unwrap(),
+            "{path}"
+        );
+    }
+    // Traversal, as sent (curl --path-as-is): all 404, nothing of the secret leaks.
+    for path in [
+        "/assets/../secret",
+        "/assets/%2e%2e/secret",
+        "/assets/..%2fsecret",
+        "/assets/boot/../../secret",
+        "/ipxe/../secret",
+        "/assets/escape",
+        "/assets//etc/passwd",
+        "/../../etc/passwd",
+    ] {
+        let (code, body) = get(&format!("{}{path}", s.base), &["--path-as-is"]);
+        assert_eq!(code, 404, "{path}");
+        assert!(!body.contains("never served"), "{path}");
+    }
+    let log = s.server.log(Duration::from_millis(300));
+    assert!(log.contains("GET /assets/escape -> 404"), "{log}");
+    assert!(log.contains("leads outside the served directory"), "{log}");
+}
+
+#[test]
+fn health_and_metrics() {
+    if !require("http health", &["curl"]) {
+        return;
+    }
+    let s = site("http-health", &[]);
+    let (code, body) = get(&format!("{}/healthcheck", s.base), &[]);
+    assert_eq!(code, 200);
+    assert!(body.starts_with("{\"git_rev\":"), "{body}");
+    assert!(
+        body.contains("\"uptime\":") && body.contains("\"machines\":5"),
+        "{body}"
+    );
+    get(&format!("{}/02:77:00:00:00:50/auto.ipxe", s.base), &[]);
+    get(&format!("{}/nope", s.base), &[]);
+    let (code, body) = get(&format!("{}/metrics", s.base), &[]);
+    assert_eq!(code, 200);
+    for want in [
+        "netbootd_http_requests_total{route=\"script\",status=\"200\"} 1",
+        "netbootd_http_requests_total{route=\"other\",status=\"404\"} 1",
+        "netbootd_inventory_machines 5",
+        "# TYPE netbootd_uptime_seconds gauge",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+}
+
+#[test]
+fn scripts_stay_fast_beside_idle_connections_and_a_slow_download() {
+    if !require("http load", &["curl"]) {
+        return;
+    }
+    let s = site("http-busy", &[]);
+    std::fs::write(s.dir.path("assets/big.bin"), pattern(64 << 20)).unwrap();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // 200 connections that send nothing.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    // A slow download of a large file (1 MB/s).
+    let mut slow = Command::new("curl")
+        .args([
+            "-s",
+            "--limit-rate",
+            "1M",
+            "-o",
+            "/dev/null",
+            &format!("{}/assets/big.bin", s.base),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let (code, body) = get(&format!("{}/02:77:00:00:00:50/auto.ipxe", s.base), &[]);
+    let took = start.elapsed();
+    assert_eq!(code, 200);
+    assert!(body.contains("chain --autofree"));
+    assert!(took < Duration::from_secs(1), "script took {took:?}");
+    let (_, health) = get(&format!("{}/healthcheck", s.base), &[]);
+    assert!(health.contains("\"http_downloads\":1"), "{health}");
+    let _ = slow.kill();
+    let _ = slow.wait();
+    drop(idle);
+    eprintln!("script request beside 200 idle connections and a slow download: {took:?}");
+}
