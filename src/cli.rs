@@ -198,52 +198,57 @@ fn serve(config: Config) -> i32 {
     );
     drop(inv);
     let mut services = Services::default();
-    if config.dhcp.enabled {
-        match DhcpService::start(&config.dhcp, reloader.store()) {
-            Ok(d) => {
-                info!("{}", d.describe());
-                services.dhcp = Some(d);
-            }
-            Err(e) => {
-                error!("cannot start DHCP: {e}");
-                return 1;
-            }
-        }
-    } else {
-        info!("DHCP is off");
-    }
-    if config.tftp.enabled {
-        let (ipxe, assets) = (config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
-        match TftpService::start(&config.tftp, ipxe, assets) {
-            Ok(t) => {
-                info!("{}", t.describe());
-                services.tftp = Some(t);
-            }
-            Err(e) => {
-                error!("cannot start TFTP: {e}");
-                return 1;
-            }
-        }
-    } else {
-        info!("TFTP is off");
-    }
-    if config.http.enabled() {
-        let tftp = services.tftp.as_ref().map(TftpService::counters);
-        match HttpService::start(&config, reloader.store(), Arc::default(), tftp) {
-            Ok(h) => {
-                info!("{}", h.describe());
-                services.http = Some(h);
-            }
-            Err(e) => {
-                error!("cannot start HTTP: {e}");
-                return 1;
-            }
-        }
-    } else {
-        info!("HTTP is off");
-    }
+    let ipxe = config.ipxe_dir.as_deref();
+    let assets = config.assets_dir.as_deref();
+    let started = config
+        .dhcp
+        .enabled
+        .then(|| DhcpService::start(&config.dhcp, reloader.store()).map(|d| (d.describe(), d)));
+    let Some(dhcp) = started_or_off("DHCP", started) else {
+        return 1;
+    };
+    services.dhcp = dhcp;
+    let started = config
+        .tftp
+        .enabled
+        .then(|| TftpService::start(&config.tftp, ipxe, assets).map(|t| (t.describe(), t)));
+    let Some(tftp) = started_or_off("TFTP", started) else {
+        return 1;
+    };
+    services.tftp = tftp;
+    let tftp_counters = services.tftp.as_ref().map(TftpService::counters);
+    let started = config.http.enabled().then(|| {
+        HttpService::start(&config, reloader.store(), Arc::default(), tftp_counters)
+            .map(|h| (h.describe(), h))
+    });
+    let Some(http) = started_or_off("HTTP", started) else {
+        return 1;
+    };
+    services.http = http;
     info!("the syslog receiver is not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
     service::run(signals, reloader, services)
+}
+
+/// Logs how a service started: its description, "NAME is off" (`None` given), or the error.
+/// `None` when it failed to start (the caller exits 1).
+fn started_or_off<S>(
+    name: &str,
+    started: Option<std::io::Result<(String, S)>>,
+) -> Option<Option<S>> {
+    match started {
+        None => {
+            info!("{name} is off");
+            Some(None)
+        }
+        Some(Ok((description, service))) => {
+            info!("{description}");
+            Some(Some(service))
+        }
+        Some(Err(e)) => {
+            error!("cannot start {name}: {e}");
+            None
+        }
+    }
 }
 
 /// One line describing what will run where.

@@ -66,6 +66,26 @@ fn write_hook(dir: &TempDir) -> PathBuf {
     hook
 }
 
+/// busybox udhcpc in the foreground on br0: one lease, 3 tries a second apart, `hook` as its
+/// script.
+fn udhcpc_args(hook: &Path) -> Vec<&str> {
+    vec![
+        "busybox",
+        "udhcpc",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "3",
+        "-T",
+        "1",
+        "-i",
+        "br0",
+        "-s",
+        hook.to_str().unwrap(),
+    ]
+}
+
 fn hook_env(dir: &TempDir) -> String {
     std::fs::read_to_string(dir.path("hook.env")).unwrap_or_default()
 }
@@ -247,21 +267,7 @@ fn udhcpc_reservations_boot_files_and_silences() {
     let udhcpc = |mac: &str, extra: &[&str]| {
         lab.set_client_mac(mac);
         let _ = std::fs::remove_file(dir.path("hook.env"));
-        let mut args = vec![
-            "busybox",
-            "udhcpc",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "3",
-            "-T",
-            "1",
-            "-i",
-            "br0",
-            "-s",
-            hook.to_str().unwrap(),
-        ];
+        let mut args = udhcpc_args(&hook);
         args.extend_from_slice(extra);
         let out = lab.cli.run_for(Duration::from_secs(20), &args);
         (out.status.success(), hook_env(&dir), text(&out.stderr))
@@ -656,24 +662,9 @@ fn proxy_mode_beside_an_address_server() {
 
     // A plain client: udhcpd's address; netbootd stays out of it.
     let hook = write_hook(&dir);
-    let out = lab.cli.run_for(
-        Duration::from_secs(20),
-        &[
-            "busybox",
-            "udhcpc",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "3",
-            "-T",
-            "1",
-            "-i",
-            "br0",
-            "-s",
-            hook.to_str().unwrap(),
-        ],
-    );
+    let out = lab
+        .cli
+        .run_for(Duration::from_secs(20), &udhcpc_args(&hook));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         hook_env(&dir).contains("serverid=10.77.0.3"),

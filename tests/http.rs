@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::require;
-use common::{text, Server, TempDir};
+use common::{free_port, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -63,14 +63,6 @@ struct Site {
     base: String,
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn site(name: &str, extra: &[&str]) -> Site {
     let dir = TempDir::new(name);
     for d in ["ipxe", "assets/boot"] {
@@ -82,7 +74,7 @@ fn site(name: &str, extra: &[&str]) -> Site {
     std::fs::write(dir.path("secret"), "never served\n").unwrap();
     std::os::unix::fs::symlink("../secret", dir.path("assets/escape")).unwrap();
     let hw = dir.write("hardware.yaml", HARDWARE);
-    let port = free_tcp_port();
+    let port = free_port();
     let mut args: Vec<String> = [
         "--backend-file-path",
         hw.to_str().unwrap(),

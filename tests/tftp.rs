@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{require, Lab, SRV_IP};
-use common::{text, Server, TempDir, BIN};
+use common::{free_port, text, Server, TempDir, BIN};
 use netbootd::wire::tftp::{emit_ack, emit_error, emit_rrq, ErrorCode, Packet};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -81,16 +81,8 @@ impl Tree {
 // ---------------------------------------------------------------------------------------------
 // Loopback: a hand-driven client.
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn loopback_server(tree: &Tree, extra: &[&str]) -> (Server, SocketAddr) {
-    let port = free_udp_port();
+    let port = free_port();
     let mut args = tree.args();
     args.extend(
         ["--tftp-addr", "127.0.0.1", "--tftp-port", &port.to_string()]

@@ -256,6 +256,14 @@ impl Transfer {
         self.outcome.as_ref()
     }
 
+    pub fn blksize(&self) -> u16 {
+        self.blksize
+    }
+
+    pub fn windowsize(&self) -> u16 {
+        self.windowsize
+    }
+
     pub fn retransmissions(&self) -> u64 {
         self.retransmissions
     }

@@ -196,7 +196,7 @@ impl TftpService {
             Ok(other) => debug!(
                 "tftp {}: {} outside any transfer, dropped",
                 rx.from,
-                kind(&other)
+                other.name()
             ),
             Err(e) => {
                 debug!("tftp {}: {e} ({} bytes), answered ERROR 4", rx.from, rx.len);
@@ -282,8 +282,6 @@ impl TftpService {
             content,
             transfer: Transfer::new(size, &negotiated, &limits),
             oack: emit_oack(&negotiated.oack),
-            blksize: negotiated.blksize,
-            windowsize: negotiated.windowsize,
             link,
             shared: self.shared.clone(),
         };
@@ -374,17 +372,6 @@ fn netascii(file: File, size: u64) -> Result<Vec<u8>, (ErrorCode, String)> {
         .read_to_end(&mut data)
         .map_err(|e| (ErrorCode::AccessViolation, format!("cannot read: {e}")))?;
     Ok(to_netascii(&data))
-}
-
-fn kind(p: &Packet) -> &'static str {
-    match p {
-        Packet::Rrq(_) => "RRQ",
-        Packet::Wrq(_) => "WRQ",
-        Packet::Data { .. } => "DATA",
-        Packet::Ack { .. } => "ACK",
-        Packet::Error { .. } => "ERROR",
-        Packet::Oack(_) => "OACK",
-    }
 }
 
 /// What a transfer reads from.
@@ -547,8 +534,6 @@ struct Worker {
     content: Content,
     transfer: Transfer,
     oack: Vec<u8>,
-    blksize: u16,
-    windowsize: u16,
     link: Link,
     shared: Arc<Shared>,
 }
@@ -563,7 +548,7 @@ impl Worker {
     }
 
     fn serve(&mut self) -> End {
-        let mut out = Vec::with_capacity(DATA_HEADER_LEN + usize::from(self.blksize));
+        let mut out = Vec::with_capacity(DATA_HEADER_LEN + usize::from(self.transfer.blksize()));
         let mut inbound = Vec::with_capacity(MAX_REQUEST_LEN);
         loop {
             let now = Instant::now();
@@ -679,8 +664,8 @@ impl Worker {
             self.name,
             self.path.display(),
             bytes as f64 / secs.max(1e-6) / 1e6,
-            self.blksize,
-            self.windowsize,
+            self.transfer.blksize(),
+            self.transfer.windowsize(),
         );
     }
 }

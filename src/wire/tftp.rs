@@ -242,6 +242,18 @@ fn parse_request(body: &[u8]) -> Result<Request, ParseError> {
 }
 
 impl<'a> Packet<'a> {
+    /// The opcode's name (for logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Rrq(_) => "RRQ",
+            Packet::Wrq(_) => "WRQ",
+            Packet::Data { .. } => "DATA",
+            Packet::Ack { .. } => "ACK",
+            Packet::Error { .. } => "ERROR",
+            Packet::Oack(_) => "OACK",
+        }
+    }
+
     pub fn parse(bytes: &'a [u8]) -> Result<Packet<'a>, ParseError> {
         let op = be16(bytes).ok_or(ParseError::Truncated)?;
         let body = &bytes[2..];

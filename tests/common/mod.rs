@@ -58,6 +58,17 @@ pub fn base_config(dir: &TempDir, hardware: &Path) -> PathBuf {
     )
 }
 
+/// A loopback port free for both TCP and UDP when asked (the server binds it right after).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The binary with an empty environment plus `env`.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
