@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::LineWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,8 +18,8 @@ use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::signals::Signals;
 use crate::service::{
-    self, dhcp::DhcpService, http::HttpService, reload::InventoryReloader, tftp::TftpService,
-    Services,
+    self, dhcp::DhcpService, http::HttpService, metrics::Metrics, reload::InventoryReloader,
+    syslog::SyslogService, tftp::TftpService, Services,
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -151,7 +152,9 @@ fn init_logging(level: LevelFilter) {
         .set_thread_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)
         .build();
-    let _ = WriteLogger::init(level, log_config, std::io::stderr());
+    // simplelog writes a line in pieces; a LineWriter turns them into one write(2) per line,
+    // so concurrent threads never interleave and a line costs one system call.
+    let _ = WriteLogger::init(level, log_config, LineWriter::new(std::io::stderr()));
 }
 
 /// `netbootd [serve]`.
@@ -169,21 +172,27 @@ fn serve(config: Config) -> i32 {
         warn!("config: {w}");
     }
     let path = config.hardware_file().to_path_buf();
-    let (reloader, warnings) =
-        match InventoryReloader::start(&path, config.profiles.clone(), Instant::now()) {
-            Ok(started) => started,
-            Err(problems) => {
-                for p in &problems {
-                    error!("inventory: {p}");
-                }
-                error!(
-                    "not starting: the inventory {} has {} errors",
-                    path.display(),
-                    problems.len()
-                );
-                return 1;
+    let metrics = Arc::new(Metrics::default());
+    let started = InventoryReloader::start(
+        &path,
+        config.profiles.clone(),
+        Instant::now(),
+        metrics.clone(),
+    );
+    let (reloader, warnings) = match started {
+        Ok(started) => started,
+        Err(problems) => {
+            for p in &problems {
+                error!("inventory: {p}");
             }
-        };
+            error!(
+                "not starting: the inventory {} has {} errors",
+                path.display(),
+                problems.len()
+            );
+            return 1;
+        }
+    };
     for w in &warnings {
         warn!("inventory: {w}");
     }
@@ -200,10 +209,10 @@ fn serve(config: Config) -> i32 {
     let mut services = Services::default();
     let ipxe = config.ipxe_dir.as_deref();
     let assets = config.assets_dir.as_deref();
-    let started = config
-        .dhcp
-        .enabled
-        .then(|| DhcpService::start(&config.dhcp, reloader.store()).map(|d| (d.describe(), d)));
+    let started = config.dhcp.enabled.then(|| {
+        DhcpService::start(&config.dhcp, reloader.store(), metrics.clone())
+            .map(|d| (d.describe(), d))
+    });
     let Some(dhcp) = started_or_off("DHCP", started) else {
         return 1;
     };
@@ -218,14 +227,22 @@ fn serve(config: Config) -> i32 {
     services.tftp = tftp;
     let tftp_counters = services.tftp.as_ref().map(TftpService::counters);
     let started = config.http.enabled().then(|| {
-        HttpService::start(&config, reloader.store(), Arc::default(), tftp_counters)
+        HttpService::start(&config, reloader.store(), metrics.clone(), tftp_counters)
             .map(|h| (h.describe(), h))
     });
     let Some(http) = started_or_off("HTTP", started) else {
         return 1;
     };
     services.http = http;
-    info!("the syslog receiver is not built yet; SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
+    let started = config.syslog.enabled.then(|| {
+        SyslogService::start(&config.syslog, reloader.store(), metrics.clone())
+            .map(|s| (s.describe(), s))
+    });
+    let Some(syslog) = started_or_off("syslog", started) else {
+        return 1;
+    };
+    services.syslog = syslog;
+    info!("SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
     service::run(signals, reloader, services)
 }
 

@@ -430,5 +430,6 @@ fn the_example_configuration_serves_on_loopback_only() {
     assert!(line.contains("TFTP on 127.0.0.1:1069"), "{line}");
     let (line, _) = server.wait_for("HTTP on", limit);
     assert!(line.contains("HTTP on 127.0.0.1:8080"), "{line}");
+    server.wait_for("syslog receiver on UDP 127.0.0.1:1514", limit);
     assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, limit), 0);
 }

@@ -104,9 +104,14 @@ fn start_server(lab: &Lab, dir: &TempDir, hardware: &str, extra: &[&str]) -> Ser
         ipxe.to_str().unwrap(),
         "--tftp-enabled=false",
         "--syslog-enabled=false",
-        "--http-ipxe-binary-enabled=false",
-        "--http-ipxe-script-enabled=false",
     ];
+    // HTTP stays off unless a test asks for it (to read /metrics).
+    if !extra.contains(&"--http-port") {
+        args.extend([
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+        ]);
+    }
     args.extend_from_slice(extra);
     let mut cmd = lab.srv.command(&[BIN]);
     cmd.env_clear()
@@ -519,12 +524,21 @@ fn wrong_address_is_naked_and_another_servers_request_ignored() {
 
 #[test]
 fn bad_packets_are_dropped_and_the_next_good_one_answered() {
-    if !require("bad input", &["python3", "ip"]) {
+    if !require("bad input", &["python3", "ip", "curl"]) {
         return;
     }
     let dir = TempDir::new("bad");
     let lab = Lab::new(CLI_MAC);
-    let mut server = start_server(&lab, &dir, HARDWARE, &["--log-level", "debug"]);
+    let extra = [
+        "--log-level",
+        "debug",
+        "--http-addr",
+        SRV_IP,
+        "--http-port",
+        "8080",
+        "--http-ipxe-binary-enabled=false",
+    ];
+    let mut server = start_server(&lab, &dir, HARDWARE, &extra);
     lab.cli_address("10.77.0.2/16");
     let good = bytes(&request(CLI_MAC, 0x600d, MessageType::Discover));
     let mut bad: Vec<Vec<u8>> = Vec::new();
@@ -572,6 +586,22 @@ fn bad_packets_are_dropped_and_the_next_good_one_answered() {
         server.wait_for(why, LIMIT);
     }
     assert!(server.is_running());
+    // Every packet is in /metrics: the answer by type and verdict, the silences by reason,
+    // the unparsable ones as malformed.
+    let url = format!("http://{SRV_IP}:8080/metrics");
+    let metrics = text(
+        &lab.cli
+            .run(&["curl", "-sS", "--max-time", "5", &url])
+            .stdout,
+    );
+    for series in [
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"OFFER\"} 1",
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"not_a_request\"} 1",
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"BOOTP\",verdict=\"bootp\"} 1",
+        "netbootd_dhcp_malformed_total 6",
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
 }
 
 #[test]

@@ -281,7 +281,7 @@ fn health_and_metrics() {
     if !require("http health", &["curl"]) {
         return;
     }
-    let s = site("http-health", &[]);
+    let mut s = site("http-health", &[]);
     let (code, body) = get(&format!("{}/healthcheck", s.base), &[]);
     assert_eq!(code, 200);
     assert!(body.starts_with("{\"git_rev\":"), "{body}");
@@ -298,9 +298,36 @@ fn health_and_metrics() {
         "netbootd_http_requests_total{route=\"other\",status=\"404\"} 1",
         "netbootd_inventory_machines 5",
         "# TYPE netbootd_uptime_seconds gauge",
+        "netbootd_inventory_loads_total{result=\"ok\"} 1",
     ] {
         assert!(body.contains(want), "{want} missing:\n{body}");
     }
+    let loaded_at: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("netbootd_inventory_last_load_timestamp_seconds "))
+        .expect("last load time")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        loaded_at <= now && now - loaded_at < 600,
+        "{loaded_at} vs {now}"
+    );
+    // A refused reload is counted; the last good load's time stays.
+    s.dir
+        .write("hardware.yaml", "02:77:00:00:00:50: [not, a, machine]\n");
+    s.server.wait_for("refused", LIMIT);
+    let (_, body) = get(&format!("{}/metrics", s.base), &[]);
+    assert!(
+        body.contains("netbootd_inventory_loads_total{result=\"refused\"} 1")
+            && body.contains(&format!(
+                "netbootd_inventory_last_load_timestamp_seconds {loaded_at}"
+            )),
+        "{body}"
+    );
 }
 
 #[test]

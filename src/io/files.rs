@@ -1,8 +1,11 @@
 //! Reading the operator's files: the hardware file and the config file, each with a size cap,
 //! as UTF-8 text, with errors that name the file; and opening served files (TFTP, HTTP) so
-//! that no name or symlink reaches outside the served directory ([`open_beneath`]).
+//! that no name or symlink reaches outside the served directory ([`open_beneath`]), and sending
+//! them into a socket without copying ([`send_file`]).
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::inventory::{self, Format, Loaded, Problem, Profiles};
@@ -101,6 +104,38 @@ pub fn open_beneath(
     Ok((file, meta.len(), real))
 }
 
+/// Sends `len` bytes of `file` from `offset` into `socket` with sendfile(2): no copy through
+/// user space, and the file's own position is left alone. A file that ends early is an
+/// `UnexpectedEof` error (the client was promised `len` bytes); a socket's send timeout is
+/// `TimedOut`.
+pub fn send_file(socket: &impl AsFd, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    /// Linux sends at most about 2 GiB per call.
+    const MAX_CHUNK: u64 = 1 << 30;
+    let mut position = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(MAX_CHUNK) as usize;
+        match nix::sys::sendfile::sendfile64(
+            socket.as_fd(),
+            file.as_fd(),
+            Some(&mut position),
+            chunk,
+        ) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+            Ok(n) => left -= n as u64,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stopped reading",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +179,27 @@ mod tests {
         assert!(read_text(&dir.join("missing"), 10)
             .unwrap_err()
             .starts_with("cannot open:"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn send_file_sends_the_range_and_reports_a_short_file() {
+        use std::io::Read as _;
+        let dir = std::env::temp_dir().join(format!("netbootd-send-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = File::open(&path).unwrap();
+        let (mut rx, tx) = std::os::unix::net::UnixStream::pair().unwrap();
+        send_file(&tx, &file, 3, 4).unwrap();
+        send_file(&tx, &file, 0, 2).unwrap();
+        let err = send_file(&tx, &file, 8, 5).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        drop(tx);
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).unwrap();
+        // The range, then the start (the file position is untouched), then what was there.
+        assert_eq!(got, b"34560189");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -149,6 +149,28 @@ pub enum Silence {
 }
 
 impl Silence {
+    /// A short fixed name, for metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Silence::DhcpOff => "dhcp_off",
+            Silence::NotARequest => "not_a_request",
+            Silence::NotEthernet => "not_ethernet",
+            Silence::NoMessageType => "bootp",
+            Silence::UnexpectedType(_) => "unexpected_type",
+            Silence::UnknownMachine => "unknown_machine",
+            Silence::Disabled => "disabled",
+            Silence::NoReservedAddress => "no_reserved_address",
+            Silence::NotPxe => "not_pxe",
+            Silence::NetbootNotAllowed => "netboot_not_allowed",
+            Silence::NoBinaryForArch(_) => "no_binary_for_arch",
+            Silence::OtherServer(_) => "other_server",
+            Silence::NoRequestedAddress => "no_requested_address",
+            Silence::ProxyIgnoresRequest => "proxy_ignores_request",
+            Silence::Declined(_) => "declined",
+            Silence::Released(_) => "released",
+        }
+    }
+
     /// Worth an operator's attention (logged at warning level).
     pub fn is_notable(&self) -> bool {
         matches!(self, Silence::Declined(_) | Silence::NoBinaryForArch(_))

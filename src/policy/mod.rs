@@ -2,8 +2,10 @@
 //! inventory snapshot and the validated config, and gets back either a reply to send or a
 //! reason to stay silent. No sockets, clocks, threads or files.
 //!
-//! [`dhcp`] decides DHCP and ProxyDHCP answers; the TFTP and HTTP decisions join it.
+//! [`dhcp`] decides DHCP and ProxyDHCP answers, [`tftp`] negotiates and drives transfers,
+//! [`http`] routes requests and renders scripts, [`syslog`] turns messages into log lines.
 
 pub mod dhcp;
 pub mod http;
+pub mod syslog;
 pub mod tftp;

@@ -22,6 +22,7 @@ use crate::inventory::InventoryStore;
 use crate::io::packet::{PacketSocket, DROP_ALL};
 use crate::io::udp::{UdpEndpoint, UdpOptions};
 use crate::policy::dhcp::{classify, decide, Destination, Port, Reply, Verdict};
+use crate::service::metrics::Metrics;
 use crate::wire::dhcp::{Message, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 use crate::wire::frame::{emit_udp_frame, parse_udp_frame};
 use crate::wire::MacAddr;
@@ -45,6 +46,7 @@ enum Input {
 pub struct DhcpService {
     cfg: Dhcp,
     store: Arc<InventoryStore>,
+    metrics: Arc<Metrics>,
     input: Input,
     boot_server: UdpEndpoint,
     buf: Vec<u8>,
@@ -60,7 +62,11 @@ struct Arrival {
 impl DhcpService {
     /// Opens the sockets. Fails (with the socket named) when a port is taken or the
     /// interface is missing or privileges are lacking.
-    pub fn start(cfg: &Dhcp, store: Arc<InventoryStore>) -> io::Result<DhcpService> {
+    pub fn start(
+        cfg: &Dhcp,
+        store: Arc<InventoryStore>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<DhcpService> {
         let iface = cfg.iface.as_deref();
         let input = match iface {
             Some(name) => Input::Packet {
@@ -98,6 +104,7 @@ impl DhcpService {
         Ok(DhcpService {
             cfg: cfg.clone(),
             store,
+            metrics,
             input,
             boot_server,
             buf: vec![0; BUF_LEN],
@@ -195,12 +202,14 @@ impl DhcpService {
         let msg = match Message::parse(payload) {
             Ok(m) => m,
             Err(e) => {
+                self.metrics.inc("netbootd_dhcp_malformed_total", &[]);
                 debug!("dhcp: dropped {} bytes from {from}: {e}", payload.len());
                 return;
             }
         };
         let inventory = self.store.snapshot();
         let verdict = decide(&msg, arrival.port, &inventory, &self.cfg);
+        self.count(&msg, arrival, &verdict);
         self.log(&msg, arrival, &verdict);
         if let Ok(reply) = verdict {
             if let Err(e) = self.send(&msg, &reply, arrival) {
@@ -212,6 +221,26 @@ impl DhcpService {
                 );
             }
         }
+    }
+
+    /// `netbootd_dhcp_packets_total{port, type, verdict}`: verdict is the reply's type or the
+    /// reason for silence.
+    fn count(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
+        let msg_type = msg
+            .message_type()
+            .map_or_else(|| "BOOTP".to_string(), |t| t.to_string());
+        let answer = match verdict {
+            Ok(r) => r.message_type().to_string(),
+            Err(why) => why.label().to_string(),
+        };
+        let port = match arrival.port {
+            Port::Dhcp => "67",
+            Port::BootServer { .. } => "4011",
+        };
+        self.metrics.inc(
+            "netbootd_dhcp_packets_total",
+            &[("port", port), ("type", &msg_type), ("verdict", &answer)],
+        );
     }
 
     fn log(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {

@@ -18,7 +18,7 @@
 //! Decisions (routes, which machine, which script) are [`crate::policy::http`]'s.
 
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -31,7 +31,7 @@ use socket2::{Domain, Socket, Type};
 
 use crate::config::Config;
 use crate::inventory::InventoryStore;
-use crate::io::files::{open_beneath, Links, OpenError};
+use crate::io::files::{open_beneath, send_file, Links, OpenError};
 use crate::policy::http::{client_ip, route, script_for, Route, ScriptSettings};
 use crate::service::metrics::{write_value, Metrics};
 use crate::service::tftp::TftpCounters;
@@ -131,7 +131,10 @@ impl HttpService {
     fn on_connection(&self, mut stream: TcpStream, peer: SocketAddr) {
         let shared = &self.shared;
         let open = shared.connections.fetch_add(1, Ordering::AcqRel);
+        // Responses are written whole (head and small body in one write), so Nagle's
+        // algorithm would only add a delayed-ACK wait (40 ms) between a head and a file.
         let ready = stream.set_nonblocking(false).is_ok()
+            && stream.set_nodelay(true).is_ok()
             && stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_ok()
             && stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok();
         if open >= MAX_CONNECTIONS || !ready {
@@ -181,9 +184,10 @@ impl Drop for Counted<'_> {
 /// A response body.
 enum Body {
     Bytes(Vec<u8>),
-    /// `len` bytes of the file from its current position.
+    /// `len` bytes of the file from `offset`.
     File {
         file: File,
+        offset: u64,
         len: u64,
     },
 }
@@ -452,7 +456,7 @@ impl<'a> Connection<'a> {
 
     /// A file below `root`, whole or one range, with the download slot it needs.
     fn file(&self, root: &Path, relative: &str, links: Links, head: &RequestHead) -> Response {
-        let (mut file, size, real) = match open_beneath(root, relative, links) {
+        let (file, size, real) = match open_beneath(root, relative, links) {
             Ok(found) => found,
             Err(OpenError::NotFound) => return Response::status(404, "no such file"),
             Err(OpenError::Outside) => {
@@ -475,9 +479,6 @@ impl<'a> Connection<'a> {
                 return r;
             }
         };
-        if offset > 0 && file.seek(SeekFrom::Start(offset)).is_err() {
-            return Response::status(500, "seek failed");
-        }
         let mut headers = vec![
             ("Content-Type", content_type(&real).to_string()),
             ("Accept-Ranges", "bytes".to_string()),
@@ -494,7 +495,7 @@ impl<'a> Connection<'a> {
         Response {
             status,
             headers,
-            body: Body::File { file, len },
+            body: Body::File { file, offset, len },
             mac: None,
             note: real.display().to_string(),
         }
@@ -523,22 +524,26 @@ impl<'a> Connection<'a> {
             r.body.len(),
             if keep { "keep-alive" } else { "close" }
         ));
-        self.stream.write_all(out.as_bytes())?;
         if head_only {
+            self.stream.write_all(out.as_bytes())?;
             return Ok(0);
         }
         match &r.body {
             Body::Bytes(b) => {
-                self.stream.write_all(b)?;
+                // One write: head and body leave in the same segment.
+                let mut whole = out.into_bytes();
+                whole.extend_from_slice(b);
+                self.stream.write_all(&whole)?;
                 Ok(b.len() as u64)
             }
-            Body::File { file, len, .. } => {
-                // std uses sendfile(2) for a file into a socket.
-                let sent = io::copy(&mut file.take(*len), &mut self.stream)?;
-                if sent < *len {
-                    return Err(io::Error::new(ErrorKind::UnexpectedEof, "file shrank"));
-                }
-                Ok(sent)
+            Body::File { file, offset, len } => {
+                // Corked, the head and the file's first bytes share full segments.
+                let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
+                let _ = cork(true);
+                (&self.stream).write_all(out.as_bytes())?;
+                let sent = send_file(&self.stream, file, *offset, *len);
+                let _ = cork(false);
+                sent.map(|()| *len)
             }
         }
     }

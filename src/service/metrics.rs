@@ -1,7 +1,8 @@
 //! Counters for `/metrics`, in the Prometheus text format. Services count into one shared
 //! [`Metrics`]: a series is its name with labels (`netbootd_dhcp_packets_total{type="DISCOVER",
-//! verdict="OFFER"}`), kept sorted so the output is stable. A mutex, not atomics per series:
-//! counting is rare next to the work each event stands for.
+//! verdict="OFFER"}`), kept sorted so the output is stable. Counters only grow; gauges
+//! ([`Metrics::set`]) hold the last value set. A mutex, not atomics per series: counting is
+//! rare next to the work each event stands for.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,7 +10,13 @@ use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<String, u64>>,
+    series: Mutex<BTreeMap<String, (Kind, u64)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
 }
 
 /// Label values go between quotes: backslash, quote and newline are escaped.
@@ -33,24 +40,37 @@ pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
 }
 
 impl Metrics {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Kind, u64)>> {
+        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add(&self, name: &str, labels: &[(&str, &str)], n: u64) {
         let key = series(name, labels);
-        let mut map = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(key).or_insert(0) += n;
+        self.map().entry(key).or_insert((Kind::Counter, 0)).1 += n;
+    }
+
+    /// A gauge: the value replaces the last one.
+    pub fn set(&self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.map()
+            .insert(series(name, labels), (Kind::Gauge, value));
     }
 
     pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
         self.add(name, labels, 1);
     }
 
-    /// Every counter, with a `# TYPE` line per metric name.
+    /// Every series, with a `# TYPE` line per metric name.
     pub fn render(&self, out: &mut String) {
-        let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map();
         let mut last = "";
-        for (key, value) in map.iter() {
+        for (key, (kind, value)) in map.iter() {
             let name = key.split('{').next().unwrap_or(key);
             if name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
+                let kind = match kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                };
+                let _ = writeln!(out, "# TYPE {name} {kind}");
                 last = name;
             }
             let _ = writeln!(out, "{key} {value}");
@@ -73,11 +93,14 @@ mod tests {
         m.inc("x_total", &[("route", "script"), ("status", "200")]);
         m.inc("x_total", &[("route", "script"), ("status", "200")]);
         m.add("a_total", &[("v", "q\"\\\n")], 5);
+        m.set("g", &[], 7);
+        m.set("g", &[], 3);
         let mut out = String::new();
         m.render(&mut out);
         assert_eq!(
             out,
             "# TYPE a_total counter\na_total{v=\"q\\\"\\\\\\n\"} 5\n\
+             # TYPE g gauge\ng 3\n\
              # TYPE x_total counter\nx_total{route=\"script\",status=\"200\"} 2\n"
         );
     }

@@ -8,6 +8,7 @@ pub mod dhcp;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod syslog;
 pub mod tftp;
 
 use std::os::fd::{AsFd, BorrowedFd};
@@ -21,6 +22,7 @@ use crate::io::signals::{Request, Signals};
 use dhcp::DhcpService;
 use http::HttpService;
 use reload::InventoryReloader;
+use syslog::SyslogService;
 use tftp::TftpService;
 
 /// The services that read from the poll loop; `None` when turned off.
@@ -29,6 +31,7 @@ pub struct Services {
     pub dhcp: Option<DhcpService>,
     pub tftp: Option<TftpService>,
     pub http: Option<HttpService>,
+    pub syslog: Option<SyslogService>,
 }
 
 /// Which service a polled descriptor belongs to.
@@ -37,6 +40,7 @@ enum Source {
     Dhcp(usize),
     Tftp,
     Http,
+    Syslog,
 }
 
 impl Services {
@@ -56,15 +60,30 @@ impl Services {
         if let Some(h) = &self.http {
             fds.push((Source::Http, h.fd()));
         }
+        if let Some(s) = &self.syslog {
+            fds.push((Source::Syslog, s.fd()));
+        }
         fds
     }
 
-    fn on_readable(&mut self, source: Source) {
+    fn on_readable(&mut self, source: Source, now: Instant) {
         match source {
             Source::Dhcp(i) => self.dhcp.as_mut().map(|d| d.on_readable(i)),
             Source::Tftp => self.tftp.as_mut().map(|t| t.on_readable()),
             Source::Http => self.http.as_mut().map(|h| h.on_readable()),
+            Source::Syslog => self.syslog.as_mut().map(|s| s.on_readable(now)),
         };
+    }
+
+    /// The earliest time a service wants [`Self::on_timer`].
+    fn next_deadline(&self) -> Option<Instant> {
+        self.syslog.as_ref().and_then(SyslogService::next_deadline)
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        if let Some(s) = &mut self.syslog {
+            s.on_timer(now);
+        }
     }
 }
 
@@ -72,7 +91,11 @@ impl Services {
 pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: Services) -> i32 {
     loop {
         let now = Instant::now();
-        let wait = reloader.next_deadline().saturating_duration_since(now);
+        let deadline = match services.next_deadline() {
+            Some(d) => d.min(reloader.next_deadline()),
+            None => reloader.next_deadline(),
+        };
+        let wait = deadline.saturating_duration_since(now);
         // Round up, so the loop does not spin through the last sub-millisecond.
         let millis = wait.as_micros().div_ceil(1000).min(60_000) as u16;
 
@@ -106,9 +129,11 @@ pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: 
                 Request::Reload => reloader.on_reload_request(),
             }
         }
+        let now = Instant::now();
         for (source, _) in sources.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-            services.on_readable(*source);
+            services.on_readable(*source, now);
         }
-        reloader.on_timer(Instant::now());
+        reloader.on_timer(now);
+        services.on_timer(now);
     }
 }

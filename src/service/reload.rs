@@ -4,19 +4,33 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 
 use crate::inventory::{self, InventoryStore, Problem, Profiles};
 use crate::io::files;
 use crate::io::watch::{FileWatch, Signature};
+use crate::service::metrics::Metrics;
 
 pub struct InventoryReloader {
     path: PathBuf,
     profiles: Profiles,
     store: Arc<InventoryStore>,
     watch: FileWatch,
+    metrics: Arc<Metrics>,
+}
+
+/// Records a load's outcome for /metrics: reloads by result, and the wall-clock time of the
+/// last good load (the first load included).
+fn count_load(metrics: &Metrics, result: &str) {
+    if result == "ok" {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        metrics.set("netbootd_inventory_last_load_timestamp_seconds", &[], unix);
+    }
+    metrics.inc("netbootd_inventory_loads_total", &[("result", result)]);
 }
 
 impl InventoryReloader {
@@ -25,9 +39,11 @@ impl InventoryReloader {
         path: &Path,
         profiles: Profiles,
         now: Instant,
+        metrics: Arc<Metrics>,
     ) -> Result<(InventoryReloader, Vec<Problem>), Vec<Problem>> {
         let signature = Signature::of(path);
         let loaded = files::load_inventory(path, &profiles)?;
+        count_load(&metrics, "ok");
         let store = Arc::new(InventoryStore::new(loaded.inventory));
         let watch = FileWatch::new(path, signature, now);
         Ok((
@@ -36,6 +52,7 @@ impl InventoryReloader {
                 profiles,
                 store,
                 watch,
+                metrics,
             },
             loaded.warnings,
         ))
@@ -81,6 +98,7 @@ impl InventoryReloader {
         let path = self.path.display();
         match self.load() {
             Ok(loaded) => {
+                count_load(&self.metrics, "ok");
                 for warning in &loaded.warnings {
                     warn!("inventory: {warning}");
                 }
@@ -95,6 +113,7 @@ impl InventoryReloader {
                 );
             }
             Err(problems) => {
+                count_load(&self.metrics, "refused");
                 let kept = self.store.snapshot().len();
                 let more = match problems.len() {
                     1 => String::new(),

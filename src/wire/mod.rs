@@ -1,12 +1,13 @@
 //! The wire layer: pure parsing and emitting of what crosses the network.
 //! Nothing here opens a socket, reads a clock or a file, or panics on any input.
 //! [`dhcp`] is the DHCPv4 codec, [`frame`] the Ethernet/IPv4/UDP framing for packet sockets;
-//! the TFTP and syslog codecs join them.
+//! [`tftp`], [`http`] (request heads) and [`syslog`] (RFC 5424 and RFC 3164) the rest.
 
 pub mod dhcp;
 pub mod frame;
 pub mod http;
 mod mac;
+pub mod syslog;
 pub mod tftp;
 
 pub use mac::MacAddr;

@@ -1,0 +1,276 @@
+//! What a syslog datagram becomes in netbootd's log: one line naming the sender (with the
+//! machine's MAC and hostname when the inventory knows its address), facility, severity, app
+//! name and the message with control characters escaped; and [`LogBudget`], which caps how
+//! many such lines a second the receiver writes, so a flood cannot drown the server's own log.
+
+use std::fmt::Write;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use crate::inventory::Machine;
+use crate::wire::syslog::{Message, ParseError};
+
+/// Message bytes shown per line; the rest is counted, not printed.
+pub const MAX_SHOWN: usize = 2048;
+/// Lines a second the receiver writes at most; the rest are counted and summarised.
+pub const LINES_PER_SECOND: u32 = 1000;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// Appends `bytes` to `out` as printable text: `\\`, `\"`, `\n`, `\r`, `\t`, `\xNN` for other
+/// control bytes and bytes that are not UTF-8, `\u{..}` for Unicode controls and
+/// direction overrides. At most `max` input bytes are shown; a longer input ends in
+/// `...(+N bytes)`.
+pub fn escape_into(out: &mut String, bytes: &[u8], max: usize) {
+    let shown = &bytes[..bytes.len().min(max)];
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() || is_invisible_format(c) => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if bytes.len() > shown.len() {
+        let _ = write!(out, "...(+{} bytes)", bytes.len() - shown.len());
+    }
+}
+
+/// Characters that rearrange or hide text on a terminal: bidirectional overrides, line and
+/// paragraph separators, zero-width marks.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c as u32, 0x200b..=0x200f | 0x2028..=0x202e | 0x2066..=0x2069 | 0xfeff)
+}
+
+fn field(out: &mut String, name: &str, value: Option<&str>) {
+    let _ = write!(out, " {name}=");
+    match value {
+        Some(v) => escape_into(out, v.as_bytes(), 256),
+        None => out.push('-'),
+    }
+}
+
+/// The log line for one datagram from `from`, parsed as `parsed`.
+pub fn log_line(
+    from: SocketAddrV4,
+    machine: Option<&Machine>,
+    parsed: &Result<Message<'_>, ParseError>,
+    datagram: &[u8],
+) -> String {
+    let mut out = format!("syslog {}", from.ip());
+    match machine {
+        Some(m) => {
+            let _ = write!(
+                out,
+                " mac={} machine={}",
+                m.mac,
+                m.hostname.as_deref().unwrap_or("-")
+            );
+        }
+        None => out.push_str(" mac=- machine=-"),
+    }
+    match parsed {
+        Ok(msg) => {
+            let _ = write!(
+                out,
+                " {}.{} {}",
+                msg.facility.name(),
+                msg.severity.name(),
+                msg.format.name()
+            );
+            field(&mut out, "app", msg.app_name);
+            field(&mut out, "pid", msg.proc_id);
+            field(&mut out, "msgid", msg.msg_id);
+            field(&mut out, "host", msg.hostname);
+            if !msg.structured_data_raw.is_empty() {
+                out.push_str(" sd=");
+                escape_into(&mut out, msg.structured_data_raw, 1024);
+            }
+            out.push_str(": \"");
+            escape_into(&mut out, msg.msg, MAX_SHOWN);
+            out.push('"');
+        }
+        Err(why) => {
+            let _ = write!(out, " unparsed ({why}), {} bytes: \"", datagram.len());
+            escape_into(&mut out, datagram, MAX_SHOWN);
+            out.push('"');
+        }
+    }
+    out
+}
+
+/// A fixed one-second window of at most `per_second` lines. Lines over the budget are
+/// suppressed and their number reported once the window ends (by [`Self::admit`] or
+/// [`Self::on_timer`], whichever comes first).
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: u32,
+    window_start: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+/// The budget's answer for one line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Write the line.
+    pub log: bool,
+    /// Lines suppressed in an earlier window, to report first.
+    pub report: Option<u64>,
+}
+
+impl LogBudget {
+    pub fn new(per_second: u32) -> LogBudget {
+        LogBudget {
+            per_second,
+            window_start: None,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        let report = self.on_timer(now);
+        let expired = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW);
+        if expired {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        let log = self.used < self.per_second;
+        if log {
+            self.used += 1;
+        } else {
+            self.suppressed += 1;
+        }
+        Admission { log, report }
+    }
+
+    /// When suppressed lines wait to be reported.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.suppressed, self.window_start) {
+            (0, _) | (_, None) => None,
+            (_, Some(start)) => Some(start + WINDOW),
+        }
+    }
+
+    /// The number of suppressed lines to report, once their window has ended.
+    pub fn on_timer(&mut self, now: Instant) -> Option<u64> {
+        let due = self.next_deadline().is_some_and(|d| now >= d);
+        due.then(|| std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::MacAddr;
+    use std::net::Ipv4Addr;
+
+    const FROM: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 5), 40000);
+
+    fn escaped(bytes: &[u8], max: usize) -> String {
+        let mut out = String::new();
+        escape_into(&mut out, bytes, max);
+        out
+    }
+
+    #[test]
+    fn control_characters_and_bad_bytes_are_escaped() {
+        assert_eq!(
+            escaped(b"a\nb\r\tc\x1b[31m\x00\x7f\"q\"\\", 100),
+            "a\\nb\\r\\tc\\x1b[31m\\x00\\x7f\\\"q\\\"\\\\"
+        );
+        assert_eq!(escaped(b"\xff\xfe ok \xc3\xa9", 100), "\\xff\\xfe ok é");
+        assert_eq!(
+            escaped("x\u{202e}y\u{85}z\u{2028}".as_bytes(), 100),
+            "x\\u{202e}y\\u{85}z\\u{2028}"
+        );
+        assert_eq!(escaped(b"abcdef", 4), "abcd...(+2 bytes)");
+        // A cut through a UTF-8 character shows its first bytes escaped, nothing lost silently.
+        assert_eq!(escaped("é".as_bytes(), 1), "\\xc3...(+1 bytes)");
+    }
+
+    #[test]
+    fn a_known_sender_is_named_by_mac_and_hostname() {
+        let machine = Machine {
+            mac: MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            hostname: Some("node1".into()),
+            ..Machine::default()
+        };
+        let datagram =
+            b"<13>1 - vm pxelab 42 INST [install@32473 phase=\"disk\\\"x\"] hello\nworld";
+        let line = log_line(FROM, Some(&machine), &Message::parse(datagram), datagram);
+        assert_eq!(
+            line,
+            "syslog 10.0.0.5 mac=52:54:00:12:34:56 machine=node1 user.notice rfc5424 app=pxelab \
+             pid=42 msgid=INST host=vm sd=[install@32473 phase=\\\"disk\\\\\\\"x\\\"]: \"hello\\nworld\""
+        );
+    }
+
+    #[test]
+    fn an_unknown_sender_and_an_unparsed_datagram() {
+        let datagram = b"<13>Nov 21 07:49:10 vm pxelab: hi";
+        let line = log_line(FROM, None, &Message::parse(datagram), datagram);
+        assert_eq!(
+            line,
+            "syslog 10.0.0.5 mac=- machine=- user.notice rfc3164 app=pxelab pid=- msgid=- host=vm: \"hi\""
+        );
+        let garbage = b"\x00\x01GET / HTTP/1.1\r\n";
+        let line = log_line(FROM, None, &Message::parse(garbage), garbage);
+        assert_eq!(
+            line,
+            "syslog 10.0.0.5 mac=- machine=- unparsed (no valid <PRI> in front), 18 bytes: \
+             \"\\x00\\x01GET / HTTP/1.1\\r\\n\""
+        );
+    }
+
+    #[test]
+    fn the_budget_suppresses_and_reports_once_a_window_ends() {
+        let t0 = Instant::now();
+        let mut budget = LogBudget::new(3);
+        assert_eq!(budget.next_deadline(), None);
+        for _ in 0..3 {
+            assert_eq!(
+                budget.admit(t0),
+                Admission {
+                    log: true,
+                    report: None
+                }
+            );
+        }
+        assert_eq!(budget.next_deadline(), None, "nothing suppressed yet");
+        for _ in 0..5 {
+            assert!(!budget.admit(t0 + Duration::from_millis(500)).log);
+        }
+        assert_eq!(budget.next_deadline(), Some(t0 + WINDOW));
+        assert_eq!(budget.on_timer(t0 + Duration::from_millis(999)), None);
+        assert_eq!(budget.on_timer(t0 + WINDOW), Some(5));
+        assert_eq!(budget.next_deadline(), None);
+        // A new window logs again; its suppressed lines are reported by the next admission.
+        let t1 = t0 + Duration::from_millis(1500);
+        for _ in 0..4 {
+            budget.admit(t1);
+        }
+        assert_eq!(
+            budget.admit(t1 + WINDOW),
+            Admission {
+                log: true,
+                report: Some(1)
+            }
+        );
+    }
+}
