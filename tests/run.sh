@@ -16,8 +16,12 @@ say() { printf '\n== %s\n' "$*"; }
 # python3 for the hand-built-request helper.
 # TFTP (tests/tftp.rs): tftp-hpa, atftp, curl and busybox tftp as clients, nftables to drop
 # packets (the kernel here has no netem).
+# Syslog (tests/syslog.rs): util-linux logger, from bsdutils (essential, always there).
+# Boots (tests/boot.rs, the demo): QEMU with SeaBIOS and OVMF, Debian's iPXE binaries and NIC
+# ROMs, cpio for the initramfs, dnsmasq-base for IPv6 router adverts on the VM's segment only
+# (no service is installed); the kernel comes from `apt-get download linux-image-amd64`.
 APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
-  tftp-hpa atftp curl nftables)
+  tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -482,6 +482,12 @@ fn netboot_options(
     }
     let boot = choose_boot(client, Some(machine), msg.mac()?, cfg).ok()?;
     add_boot(reply, msg, client, &boot, skip_discovery);
+    if client.kind == ClientKind::Ipxe {
+        // iPXE's `no-pxedhcp` (175.176 = 1): this reply gives the address and the boot file,
+        // so iPXE need not wait its 2 s for ProxyDHCP offers before it requests (dnsmasq
+        // leaves this out). Never in ProxyDHCP offers: there the address server's offer rules.
+        reply.options.set(code::IPXE_ENCAP, IPXE_NO_PXEDHCP);
+    }
     Some(boot)
 }
 
@@ -511,6 +517,9 @@ fn add_boot(
         reply.options.set(code::CLIENT_GUID, guid.as_slice());
     }
 }
+
+/// Option 175 (iPXE encapsulated options) holding sub-option 176, `no-pxedhcp`, set to 1.
+const IPXE_NO_PXEDHCP: [u8; 3] = [176, 1, 1];
 
 /// Option 43 for PXE: discovery control 8 (boot `file`); Raspberry Pis also need a boot menu
 /// and prompt before their firmware accepts the offer.

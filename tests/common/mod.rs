@@ -93,8 +93,10 @@ pub fn text(bytes: &[u8]) -> String {
 /// A netbootd process whose stderr lines arrive on a channel. Killed if still running on drop.
 pub struct Server {
     pub child: Child,
-    lines: Receiver<String>,
+    lines: Receiver<(Instant, String)>,
     pub seen: Vec<String>,
+    /// When each line of `seen` arrived.
+    pub seen_at: Vec<Instant>,
 }
 
 impl Server {
@@ -114,7 +116,7 @@ impl Server {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
@@ -123,6 +125,7 @@ impl Server {
             child,
             lines,
             seen: Vec::new(),
+            seen_at: Vec::new(),
         }
     }
 
@@ -132,8 +135,9 @@ impl Server {
         loop {
             let left = limit.checked_sub(start.elapsed()).unwrap_or_default();
             match self.lines.recv_timeout(left) {
-                Ok(line) => {
+                Ok((at, line)) => {
                     self.seen.push(line.clone());
+                    self.seen_at.push(at);
                     if line.contains(needle) {
                         return (line, start.elapsed());
                     }
@@ -152,8 +156,9 @@ impl Server {
 
     /// Everything logged so far (waiting up to `settle` for lines still on their way).
     pub fn log(&mut self, settle: Duration) -> String {
-        while let Ok(line) = self.lines.recv_timeout(settle) {
+        while let Ok((at, line)) = self.lines.recv_timeout(settle) {
             self.seen.push(line);
+            self.seen_at.push(at);
         }
         self.seen.join("\n")
     }

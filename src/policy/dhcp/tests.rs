@@ -303,6 +303,11 @@ fn ipxe_gets_script_url() {
         r.message.file,
         b"http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"
     );
+    // no-pxedhcp: iPXE requests at once instead of waiting 2 s for ProxyDHCP offers.
+    assert_eq!(
+        r.message.options.get(code::IPXE_ENCAP),
+        Some(&[176u8, 1, 1][..])
+    );
     // The machine's own URL wins.
     let r = reply(decide67(
         &ipxe(request(VM_MAC, MessageType::Discover)),
@@ -576,6 +581,8 @@ fn proxy_offers_boot_info_only() {
         r.message.file,
         b"http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"
     );
+    // no-pxedhcp belongs in the address server's offer, never in a ProxyDHCP one.
+    assert!(opt(&r, code::IPXE_ENCAP).is_none());
 }
 
 #[test]

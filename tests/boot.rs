@@ -1,0 +1,638 @@
+//! End to end: QEMU machines (TCG) network-boot from the netbootd binary in network namespaces
+//! made here, to a marker printed by a busybox initramfs (`tests/tools/boot-assets.sh`):
+//!
+//! - BIOS: SeaBIOS + the e1000's iPXE ROM → DHCP → HTTP script from a boot profile → kernel.
+//! - BIOS through TFTP: a Smee-style inline `ipxeScript` makes the ROM chain `undionly.kpxe`
+//!   from netbootd's TFTP; that iPXE does DHCP again, gets the same script, and boots (the
+//!   script breaks the loop on `${net0/chip}`).
+//! - UEFI: OVMF's own PXE client (virtio-net without ROM: arch 7, TFTP with tsize, blksize
+//!   1468, windowsize 4) → `ipxe.efi` over TFTP → iPXE → script → kernel.
+//! - BIOS and UEFI again in `proxy` mode beside busybox udhcpd (addresses only) in its own
+//!   namespace: ProxyDHCP answers and the PXE boot server.
+//! - The README's demo (`tests/demo/boot-a-vm.sh`), run verbatim.
+//!
+//! Boots run one at a time (TCG is CPU-bound). Each prints a timeline from netbootd's log lines
+//! and the serial console. A helper dnsmasq sends IPv6 router advertisements on the clients'
+//! bridge (not DHCP: `--port=0`, RA only): without any, iPXE waits about 13 s for IPv6
+//! autoconfiguration before it uses DHCPv4.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::netns::{require, Lab, SRV_IP};
+use common::{Server, TempDir, BIN};
+
+const VM_MAC: &str = "52:54:00:12:34:56";
+const VM_IP: &str = "10.77.0.51";
+const BR_MAC: &str = "02:77:00:00:00:50";
+const MARKER: &str = "NETBOOT-OK";
+/// TCG on a busy two-core machine: the slowest boot (UEFI) takes about 25 s here.
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+const START_LIMIT: Duration = Duration::from_secs(20);
+const TOOLS: &[&str] = &[
+    "ip",
+    "qemu-system-x86_64",
+    "dnsmasq",
+    "busybox",
+    "cpio",
+    "/usr/lib/ipxe/undionly.kpxe",
+    "/usr/lib/ipxe/ipxe.efi",
+    "/usr/lib/ipxe/qemu/pxe-e1000.rom",
+    "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    "/usr/share/seabios/bios-256k.bin",
+];
+
+/// One VM at a time.
+static BOOTS: Mutex<()> = Mutex::new(());
+
+/// The kernel and initramfs, built once per test run.
+fn assets() -> &'static Path {
+    static ASSETS: OnceLock<PathBuf> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-assets");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/boot-assets.sh");
+        let out = Command::new(&script)
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("boot-assets.sh runs");
+        assert!(
+            out.status.success(),
+            "boot-assets.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Reservation,
+    Proxy,
+}
+
+/// The machine in the inventory: booted from a profile, or from an inline script.
+fn hardware(script: Option<&str>) -> String {
+    let boot = match script {
+        Some(s) => {
+            let indented: String = s.lines().map(|l| format!("      {l}\n")).collect();
+            format!("  netboot:\n    allowPxe: true\n    ipxeScript: |\n{indented}")
+        }
+        None => "  netboot:\n    allowPxe: true\n  boot:\n    kernel: vmlinuz\n    \
+                 initrd: [initrd.img]\n    cmdline: console=ttyS0,115200 panic=-1 netbootd-test=profile\n"
+            .to_string(),
+    };
+    format!(
+        "{VM_MAC}:\n  ipAddress: {VM_IP}\n  subnetMask: 255.255.0.0\n  defaultGateway: {SRV_IP}\n  \
+         hostname: vm1\n{boot}"
+    )
+}
+
+/// The inline script of the TFTP-chain boot: the ROM's iPXE chains undionly.kpxe over TFTP;
+/// that copy (`chip` undionly) boots the kernel.
+fn chain_script() -> String {
+    format!(
+        "echo INLINE-SCRIPT chip=${{net0/chip}}\n\
+         iseq ${{net0/chip}} undionly && goto boot ||\n\
+         chain --autofree tftp://{SRV_IP}/undionly.kpxe\n\
+         :boot\n\
+         kernel http://{SRV_IP}/assets/vmlinuz initrd=initrd.img console=ttyS0,115200 panic=-1 netbootd-test=inline\n\
+         initrd http://{SRV_IP}/assets/initrd.img\n\
+         boot\n"
+    )
+}
+
+/// Kills the process (QEMU, the RA helper) when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Boot {
+    firmware: Firmware,
+    mode: Mode,
+    script: Option<String>,
+    /// Console lines that mark progress, in the order they should appear.
+    milestones: &'static [&'static str],
+}
+
+/// What a finished boot left behind, for the assertions.
+struct Booted {
+    marker: String,
+    /// netbootd's log lines after QEMU started, with their time since then.
+    server: Vec<(Duration, String)>,
+}
+
+impl Booted {
+    /// The first server line containing every needle, and when it came.
+    fn first(&self, needles: &[&str]) -> (Duration, &str) {
+        self.server
+            .iter()
+            .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
+            .map(|(t, l)| (*t, l.as_str()))
+            .unwrap_or_else(|| {
+                let log: Vec<&str> = self.server.iter().map(|(_, l)| l.as_str()).collect();
+                panic!("no netbootd line with {needles:?}:\n{}", log.join("\n"))
+            })
+    }
+}
+
+/// Removes ANSI escape sequences and carriage returns (iPXE draws its progress with them).
+fn plain(console: &[u8]) -> String {
+    let text = String::from_utf8_lossy(console);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Boot {
+    fn run(&self, name: &str) -> Booted {
+        let _one_at_a_time = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+        let assets = assets();
+        let dir = TempDir::new(name);
+        let mut lab = Lab::new(BR_MAC);
+        if self.mode == Mode::Proxy {
+            lab.start_plain_dhcp(&dir.0);
+        }
+        let _ra = router_adverts(&lab, &dir);
+        let mut server = self.start_server(&lab, &dir, assets);
+
+        lab.cli
+            .run(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+        lab.cli
+            .run(&["ip", "link", "set", "tap0", "master", "br0", "up"]);
+        let serial = dir.path("serial.log");
+        let qemu_out = std::fs::File::create(dir.path("qemu.out")).unwrap();
+        let mut args: Vec<String> = [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("file:{}", serial.display()));
+        args.extend(self.firmware_args(&dir));
+        args.extend([
+            "-netdev".into(),
+            "tap,id=n0,ifname=tap0,script=no,downscript=no".into(),
+            "-device".into(),
+            match self.firmware {
+                // SeaBIOS runs the NIC's iPXE ROM.
+                Firmware::Bios => format!("e1000,netdev=n0,mac={VM_MAC},bootindex=1"),
+                // No ROM: OVMF's own virtio-net driver and EDK2 PXE client.
+                Firmware::Uefi => {
+                    format!("virtio-net-pci,netdev=n0,mac={VM_MAC},bootindex=1,romfile=")
+                }
+            },
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let t0 = Instant::now();
+        let qemu = lab
+            .cli
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(qemu_out.try_clone().unwrap())
+            .stderr(qemu_out)
+            .spawn()
+            .expect("qemu starts");
+        let mut qemu = Reaped(qemu);
+
+        let mut seen: Vec<(Duration, &str)> = Vec::new();
+        let marker = loop {
+            let console = plain(&std::fs::read(&serial).unwrap_or_default());
+            for m in self.milestones {
+                if !seen.iter().any(|(_, s)| s == m) && console.contains(m) {
+                    seen.push((t0.elapsed(), m));
+                }
+            }
+            if let Some(line) = console.lines().find(|l| l.contains(MARKER)) {
+                break line.to_string();
+            }
+            let exited = qemu.0.try_wait().unwrap().is_some();
+            if exited || t0.elapsed() > BOOT_LIMIT {
+                let tail: String = console
+                    .chars()
+                    .rev()
+                    .take(3000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!(
+                    "{name}: no {MARKER} ({}) after {:?}\n--- console tail:\n{tail}\n--- qemu:\n{}\n--- netbootd:\n{}",
+                    if exited { "QEMU exited" } else { "timed out" },
+                    t0.elapsed(),
+                    std::fs::read_to_string(dir.path("qemu.out")).unwrap_or_default(),
+                    server.log(Duration::from_millis(200))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let at_marker = t0.elapsed();
+        server.log(Duration::from_millis(300));
+        let lines: Vec<(Duration, String)> = server
+            .seen_at
+            .iter()
+            .zip(&server.seen)
+            .filter(|(at, _)| **at >= t0)
+            .map(|(at, l)| (at.duration_since(t0), l.clone()))
+            .collect();
+        let booted = Booted {
+            marker,
+            server: lines,
+        };
+        self.print_timeline(name, &booted, &seen, at_marker);
+        booted
+    }
+
+    fn firmware_args(&self, dir: &TempDir) -> Vec<String> {
+        match self.firmware {
+            Firmware::Bios => {
+                // SeaBIOS mirrors the ROM's text console to serial only when told the port,
+                // as a binary little-endian number.
+                let port = dir.path("sercon-port.bin");
+                std::fs::write(&port, [0xf8, 0x03]).unwrap();
+                vec![
+                    "-machine".into(),
+                    "pc".into(),
+                    "-boot".into(),
+                    "n".into(),
+                    "-fw_cfg".into(),
+                    format!("name=etc/sercon-port,file={}", port.display()),
+                ]
+            }
+            Firmware::Uefi => {
+                let vars = dir.path("OVMF_VARS.fd");
+                std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+                vec![
+                    "-machine".into(),
+                    "q35".into(),
+                    "-drive".into(),
+                    "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+                        .into(),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                ]
+            }
+        }
+    }
+
+    fn start_server(&self, lab: &Lab, dir: &TempDir, assets: &Path) -> Server {
+        let hw = dir.write("hardware.yaml", &hardware(self.script.as_deref()));
+        let mode = match self.mode {
+            Mode::Reservation => "reservation",
+            Mode::Proxy => "proxy",
+        };
+        let args = [
+            "--backend-file-path",
+            hw.to_str().unwrap(),
+            "--dhcp-iface",
+            "s0",
+            "--dhcp-mode",
+            mode,
+            "--ipxe-dir",
+            "/usr/lib/ipxe",
+            "--assets-dir",
+            assets.to_str().unwrap(),
+            "--tftp-addr",
+            SRV_IP,
+            "--tftp-block-size",
+            "1468",
+            "--http-addr",
+            SRV_IP,
+            "--http-port",
+            "80",
+            "--dhcp-http-ipxe-script-port",
+            "80",
+            "--dhcp-http-ipxe-binary-port",
+            "80",
+            "--syslog-addr",
+            SRV_IP,
+        ];
+        let mut cmd = lab.srv.command(&[BIN]);
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .args(args);
+        let mut server = Server::spawn(cmd);
+        server.wait_for("syslog receiver on", START_LIMIT);
+        server
+    }
+
+    fn print_timeline(
+        &self,
+        name: &str,
+        b: &Booted,
+        console: &[(Duration, &str)],
+        at_marker: Duration,
+    ) {
+        let mut events: Vec<(Duration, String)> = console
+            .iter()
+            .map(|(t, m)| (*t, format!("console: {m}")))
+            .collect();
+        let server_events: [(&str, &[&str]); 5] = [
+            ("first OFFER", &["-> OFFER"]),
+            ("TFTP done", &["tftp ", ": complete"]),
+            ("script served", &["auto.ipxe -> 200"]),
+            ("kernel served", &["/assets/vmlinuz -> 200"]),
+            ("initrd served", &["/assets/initrd.img -> 200"]),
+        ];
+        for (what, needles) in server_events {
+            if let Some((t, line)) = b
+                .server
+                .iter()
+                .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
+            {
+                let detail = line.split_once("] ").map_or(line.as_str(), |(_, d)| d);
+                let detail: String = detail.chars().take(150).collect();
+                events.push((*t, format!("netbootd: {what}: {detail}")));
+            }
+        }
+        events.push((at_marker, format!("console: {}", b.marker.trim())));
+        events.sort_by_key(|(t, _)| *t);
+        println!(
+            "\n{name}: {:?} {:?}, {MARKER} after {:.1} s",
+            self.firmware,
+            self.mode,
+            at_marker.as_secs_f64()
+        );
+        for (t, e) in events {
+            println!("  {:6.2}s  {e}", t.as_secs_f64());
+        }
+    }
+}
+
+/// A helper dnsmasq sending IPv6 router advertisements (only) on the clients' bridge.
+fn router_adverts(lab: &Lab, dir: &TempDir) -> Reaped {
+    lab.cli
+        .run(&["sysctl", "-qw", "net.ipv6.conf.br0.disable_ipv6=0"]);
+    lab.cli.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd77::2/64",
+        "dev",
+        "br0",
+        "nodad",
+    ]);
+    let log = std::fs::File::create(dir.path("ra.log")).unwrap();
+    let child = lab
+        .cli
+        .command(&[
+            "dnsmasq",
+            "-k",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--pid-file=",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--enable-ra",
+            "--dhcp-range=::,constructor:br0,ra-only,64",
+            "--log-facility=-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("dnsmasq (RA helper) starts");
+    Reaped(child)
+}
+
+/// The checks every boot shares: the marker carries the expected kernel argument, and
+/// netbootd served the script and then the kernel and initrd whole, before the marker.
+fn assert_served(b: &Booted, test_arg: &str, script_kind: &str, client_net: &str) {
+    assert!(b.marker.contains(test_arg), "marker {:?}", b.marker);
+    let kernel = std::fs::metadata(assets().join("vmlinuz")).unwrap().len();
+    let (t_script, line) = b.first(&["auto.ipxe -> 200", &format!("script {script_kind}")]);
+    assert!(line.contains(&format!("http {client_net}")), "{line}");
+    assert!(line.contains(&format!("mac={VM_MAC}")), "{line}");
+    let (t_kernel, _) = b.first(&[&format!("GET /assets/vmlinuz -> 200 {kernel} bytes")]);
+    b.first(&["GET /assets/initrd.img -> 200"]);
+    assert!(t_script <= t_kernel);
+}
+
+#[test]
+fn bios_boots_a_boot_profile_in_reservation_mode() {
+    if !require("boot bios", TOOLS) {
+        return;
+    }
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        script: None,
+        milestones: &[
+            "iPXE initialising",
+            "Configuring (net0",
+            "Linux version",
+            "Run /init",
+        ],
+    }
+    .run("boot-bios");
+    let (t_offer, offer) = b.first(&["DISCOVER", &format!("mac={VM_MAC}"), "-> OFFER"]);
+    assert!(offer.contains(&format!("OFFER {VM_IP}")), "{offer}");
+    assert!(
+        offer.contains(&format!("file=http://{SRV_IP}/{VM_MAC}/auto.ipxe")),
+        "the ROM is iPXE: it gets the script URL at once: {offer}"
+    );
+    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+    assert!(t_offer < b.first(&["auto.ipxe -> 200"]).0);
+}
+
+#[test]
+fn bios_chains_undionly_over_tftp_from_an_inline_script() {
+    if !require("boot bios tftp chain", TOOLS) {
+        return;
+    }
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        script: Some(chain_script()),
+        milestones: &[
+            "iPXE initialising",
+            "INLINE-SCRIPT chip=",
+            "undionly.kpxe",
+            "INLINE-SCRIPT chip=undionly",
+            "Linux version",
+            "Run /init",
+        ],
+    }
+    .run("boot-bios-chain");
+    let (t_tftp, tftp) = b.first(&["RRQ \"undionly.kpxe\"", ": complete"]);
+    let size = std::fs::metadata("/usr/lib/ipxe/undionly.kpxe")
+        .unwrap()
+        .len();
+    assert!(tftp.contains(&format!("complete, {size} bytes")), "{tftp}");
+    // The script twice: the ROM's iPXE, then the chained undionly after its own DHCP.
+    let scripts: Vec<Duration> = b
+        .server
+        .iter()
+        .filter(|(_, l)| l.contains("auto.ipxe -> 200") && l.contains("script inline"))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(scripts.len(), 2, "script requests at {scripts:?}");
+    assert!(scripts[0] < t_tftp && t_tftp < scripts[1]);
+    assert_served(&b, "netbootd-test=inline", "inline", VM_IP);
+}
+
+#[test]
+fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
+    if !require("boot uefi", TOOLS) {
+        return;
+    }
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Reservation,
+        script: None,
+        milestones: &[
+            "Start PXE over IPv4",
+            "Station IP address",
+            "NBP file downloaded",
+            "iPXE initialising",
+            "Configuring (net0",
+            "EFI stub",
+            "Run /init",
+        ],
+    }
+    .run("boot-uefi");
+    let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
+    assert!(offer.contains("file=ipxe.efi"), "{offer}");
+    let size = std::fs::metadata("/usr/lib/ipxe/ipxe.efi").unwrap().len();
+    let (t_tftp, tftp) = b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    assert!(
+        tftp.contains(&format!("complete, {size} bytes"))
+            && tftp.contains("blksize 1468, windowsize 4"),
+        "{tftp}"
+    );
+    let (t_ipxe, _) = b.first(&["DISCOVER", "arch=7", "client=ipxe", "-> OFFER"]);
+    assert!(t_tftp < t_ipxe);
+    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+}
+
+#[test]
+fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
+    if !require("boot bios proxy", TOOLS) {
+        return;
+    }
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Proxy,
+        script: None,
+        milestones: &[
+            "iPXE initialising",
+            "Configuring (net0",
+            "Linux version",
+            "Run /init",
+        ],
+    }
+    .run("boot-bios-proxy");
+    let (_, offer) = b.first(&["mode=proxy", "-> OFFER"]);
+    assert!(
+        !offer.contains(&format!("OFFER {VM_IP}")),
+        "a proxy gives no address: {offer}"
+    );
+    // The address came from udhcpd (10.77.3.10-200).
+    assert_served(&b, "netbootd-test=profile", "profile", "10.77.3.");
+}
+
+#[test]
+fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
+    if !require("boot uefi proxy", TOOLS) {
+        return;
+    }
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Proxy,
+        script: None,
+        milestones: &[
+            "Start PXE over IPv4",
+            "Station IP address",
+            "NBP file downloaded",
+            "iPXE initialising",
+            "EFI stub",
+            "Run /init",
+        ],
+    }
+    .run("boot-uefi-proxy");
+    let (t_offer, _) = b.first(&["mode=proxy", "arch=7", "client=firmware", "-> OFFER"]);
+    // No option 43 in the UEFI proxy offer: EDK2 asks the PXE boot server on UDP 4011.
+    let (t_4011, ack) = b.first(&["REQUEST", "port=4011", "arch=7", "-> ACK"]);
+    assert!(ack.contains("file=ipxe.efi"), "{ack}");
+    let (t_tftp, _) = b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    assert!(t_offer < t_4011 && t_4011 < t_tftp);
+    assert_served(&b, "netbootd-test=profile", "profile", "10.77.3.");
+}
+
+/// The README's demo, verbatim: it builds, boots a BIOS VM in its own lab and cleans up.
+#[test]
+fn the_demo_boots_a_vm_and_cleans_up() {
+    if !require("boot demo", TOOLS) {
+        return;
+    }
+    let _one_at_a_time = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/boot-a-vm.sh");
+    let out = Command::new("timeout")
+        .args(["-k", "5", "600"])
+        .arg(&demo)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("== bios: power-on to NETBOOT-OK in") && stdout.contains("script profile"),
+        "{stdout}"
+    );
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains("nbdemo-"),
+        "the demo left namespaces behind"
+    );
+}
