@@ -16,6 +16,7 @@ use crate::config::{self, args, value, Config, ConfigFile, Settings, OPTIONS};
 use crate::inventory::Problem;
 use crate::io::files;
 use crate::io::netif::SystemHost;
+use crate::io::privileges::{drop_privileges, Outcome, DEFAULT_USER};
 use crate::io::signals::Signals;
 use crate::service::{
     self, dhcp::DhcpService, http::HttpService, metrics::Metrics, reload::InventoryReloader,
@@ -242,6 +243,25 @@ fn serve(config: Config) -> i32 {
         return 1;
     };
     services.syslog = syslog;
+    // Every socket is bound: root is no longer needed.
+    match drop_privileges(config.user.as_deref(), config.group.as_deref()) {
+        Ok(Outcome::Dropped { user, uid, gid }) => {
+            info!("running as user {user} (uid {uid}, gid {gid}) with no capabilities")
+        }
+        Ok(Outcome::NotRoot {
+            uid,
+            dropped_capabilities: true,
+        }) => info!("running as uid {uid}; its capabilities are dropped now the sockets are bound"),
+        Ok(Outcome::NotRoot { uid, .. }) => info!("running as uid {uid}"),
+        Ok(Outcome::StayedRoot) => warn!("running as root (--user root)"),
+        Ok(Outcome::NoUser) => warn!(
+            "running as root: there is no user {DEFAULT_USER:?} to switch to (create one, or name one with --user)"
+        ),
+        Err(e) => {
+            error!("cannot give up root: {e}");
+            return 1;
+        }
+    }
     info!("SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
     service::run(signals, reloader, services)
 }

@@ -376,6 +376,26 @@ fn the_readme_lists_every_option_with_its_default() {
     }
 }
 
+/// etc/netbootd.toml shows every option (set, or commented out), under its flag name or as
+/// a key of its table.
+#[test]
+fn the_example_configuration_shows_every_option() {
+    let example = include_str!("../etc/netbootd.toml");
+    let keys: Vec<&str> = example
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .filter_map(|l| l.split_once(" =").map(|(k, _)| k.trim()))
+        .collect();
+    for o in OPTIONS.iter().filter(|o| o.name() != "config") {
+        let name = o.name();
+        let suffix = name.split_once('-').map_or(name.as_str(), |(_, s)| s);
+        assert!(
+            keys.iter().any(|k| *k == name || *k == suffix),
+            "etc/netbootd.toml does not show {name}"
+        );
+    }
+}
+
 #[test]
 fn a_non_utf8_environment_is_not_a_crash() {
     use std::os::unix::ffi::OsStrExt;

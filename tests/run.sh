@@ -20,8 +20,10 @@ say() { printf '\n== %s\n' "$*"; }
 # Boots (tests/boot.rs, the demo): QEMU with SeaBIOS and OVMF, Debian's iPXE binaries and NIC
 # ROMs, cpio for the initramfs, dnsmasq-base for IPv6 router adverts on the VM's segment only
 # (no service is installed); the kernel comes from `apt-get download linux-image-amd64`.
+# Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv.
 APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
-  tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base)
+  tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
+  systemd util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -153,6 +153,48 @@ impl Client {
     }
 }
 
+/// SIGTERM while a transfer runs: new requests are refused, the running transfer finishes
+/// byte-exact, and netbootd exits 0.
+#[test]
+fn sigterm_lets_a_running_transfer_finish_and_exits_0() {
+    let tree = Tree::new("tftp-sigterm");
+    let (mut server, addr) = loopback_server(&tree, &[]);
+    let mut c = Client::new();
+    c.send(&emit_rrq("ipxe.efi", "octet", &[]), addr);
+    let mut data = Vec::new();
+    let mut signalled = false;
+    loop {
+        let (packet, from) = c.recv();
+        let Packet::Data { block, data: d } = packet else {
+            panic!("unexpected {packet:?}");
+        };
+        let last = d.len() < 512;
+        data.extend_from_slice(d);
+        if block == 10 && !signalled {
+            server.signal(nix::sys::signal::Signal::SIGTERM);
+            server.wait_for("waiting up to 10s for 1 TFTP transfers", LIMIT);
+            // A new request now is refused.
+            let mut late = Client::new();
+            late.send(&emit_rrq("ipxe.efi", "octet", &[]), addr);
+            match late.recv().0 {
+                Packet::Error { message, .. } => assert_eq!(message, "server shutting down"),
+                other => panic!("unexpected {other:?}"),
+            }
+            signalled = true;
+        }
+        c.send(&emit_ack(block), from);
+        if last {
+            break;
+        }
+    }
+    assert!(signalled);
+    assert_eq!(data, std::fs::read(tree.path("ipxe/ipxe.efi")).unwrap());
+    assert_eq!(server.wait_exit(LIMIT), 0);
+    let log = server.log(Duration::from_millis(200));
+    assert!(log.contains(": complete, 900000 bytes"), "{log}");
+    assert!(log.contains("stopped after"), "{log}");
+}
+
 #[test]
 fn negotiation_is_capped_and_echoed() {
     let tree = Tree::new("tftp-negotiate");

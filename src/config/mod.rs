@@ -296,6 +296,9 @@ pub struct Config {
     pub ipxe_dir: Option<PathBuf>,
     pub assets_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// `--user`: `None` for auto (netbootd when it exists), `Some("root")` to stay root.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub profiles: Profiles,
     /// Things that work but deserve a look (printed by `check`, logged at start).
     pub warnings: Vec<String>,
@@ -541,6 +544,8 @@ impl Config {
             state_dir: r
                 .path("state-dir")
                 .unwrap_or_else(|| PathBuf::from("/var/lib/netbootd")),
+            user: r.text("user").filter(|u| u != "auto"),
+            group: r.text("group"),
             profiles,
             warnings,
         })

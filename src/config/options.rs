@@ -158,6 +158,8 @@ options! {
     ipxe_dir: Own Value = "", "directory of iPXE binaries (default: first of /usr/lib/ipxe, /usr/share/ipxe, /srv/netbootd/ipxe)";
     assets_dir: Own Value = "", "directory of boot assets, served at /assets/ over HTTP and over TFTP";
     state_dir: Own Value = "/var/lib/netbootd", "directory for netbootd's state";
+    user: Own Value = "auto", "after binding its sockets, run as this user with no capabilities (auto: netbootd when that user exists; root: stay root)";
+    group: Own Value = "", "group to run as (default: the user's primary group)";
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The I/O layer: what touches the operating system. The operator's files ([`files`]),
 //! host facts for "auto" addresses ([`netif`]), file-change detection ([`watch`]), signals as
 //! a pollable descriptor ([`signals`]), the raw packet socket with its BPF filter ([`packet`])
-//! and UDP sockets with per-datagram interface control ([`udp`]).
+//! UDP sockets with per-datagram interface control ([`udp`]) and giving up root once they are
+//! bound ([`privileges`]).
 
 pub mod files;
 pub mod netif;
 pub mod packet;
+pub mod privileges;
 pub mod signals;
 pub mod udp;
 pub mod watch;

@@ -108,6 +108,12 @@ impl HttpService {
         )
     }
 
+    /// A handle that counts the files being sent, valid after the service (and its listener)
+    /// is dropped: a shutdown closes the listener, then waits for running downloads.
+    pub fn downloads(&self) -> Downloads {
+        Downloads(self.shared.clone())
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
@@ -159,6 +165,15 @@ impl HttpService {
             shared.connections.fetch_sub(1, Ordering::AcqRel);
             warn!("http {peer}: no thread for the connection: {e}");
         }
+    }
+}
+
+/// See [`HttpService::downloads`].
+pub struct Downloads(Arc<Shared>);
+
+impl Downloads {
+    pub fn running(&self) -> usize {
+        self.0.downloads.load(Ordering::Acquire)
     }
 }
 

@@ -12,7 +12,7 @@ pub mod syslog;
 pub mod tftp;
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{error, info};
 use nix::errno::Errno;
@@ -121,10 +121,7 @@ pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: 
             match request {
                 Request::Stop(signal) => {
                     info!("stopping on {signal}");
-                    if let Some(t) = &services.tftp {
-                        t.stop();
-                    }
-                    return 0;
+                    return shutdown(services);
                 }
                 Request::Reload => reloader.on_reload_request(),
             }
@@ -136,4 +133,60 @@ pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: 
         reloader.on_timer(now);
         services.on_timer(now);
     }
+}
+
+/// How long a shutdown waits for running TFTP transfers and HTTP downloads to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// After the grace period: time for the workers to send their ERROR and end.
+const SHUTDOWN_ABORT: Duration = Duration::from_secs(2);
+
+/// SIGTERM/SIGINT: stop taking work (DHCP and syslog sockets and the HTTP listener close, TFTP
+/// refuses new requests), let running transfers and downloads finish for up to
+/// [`SHUTDOWN_GRACE`], then end what is left (TFTP clients get an ERROR) and return 0.
+fn shutdown(mut services: Services) -> i32 {
+    let started = Instant::now();
+    services.dhcp = None;
+    services.syslog = None;
+    let downloads = services.http.take().map(|h| h.downloads());
+    let downloading = || downloads.as_ref().map_or(0, |d| d.running());
+    let transfers = |s: &Services| s.tftp.as_ref().map_or(0, |t| t.active_transfers());
+    if let Some(t) = &services.tftp {
+        t.drain();
+    }
+    let (t, d) = (transfers(&services), downloading());
+    if t + d > 0 {
+        info!("waiting up to {SHUTDOWN_GRACE:?} for {t} TFTP transfers and {d} HTTP downloads");
+    }
+    while transfers(&services) + downloading() > 0 && started.elapsed() < SHUTDOWN_GRACE {
+        // Single-port TFTP: the listener still forwards the clients' packets to the workers.
+        let ready = match &services.tftp {
+            Some(t) => {
+                let mut fds = [PollFd::new(t.fd(), PollFlags::POLLIN)];
+                nix::poll::poll(&mut fds, PollTimeout::from(50u16)).is_ok_and(|n| n > 0)
+            }
+            None => {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        };
+        if ready {
+            services.on_readable(Source::Tftp, Instant::now());
+        }
+    }
+    let (t, d) = (transfers(&services), downloading());
+    if t > 0 {
+        info!("ending {t} TFTP transfers still running after {SHUTDOWN_GRACE:?}");
+        if let Some(tftp) = &services.tftp {
+            tftp.stop();
+        }
+        let abort = Instant::now();
+        while transfers(&services) > 0 && abort.elapsed() < SHUTDOWN_ABORT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if d > 0 {
+        info!("leaving {d} HTTP downloads unfinished after {SHUTDOWN_GRACE:?}");
+    }
+    info!("stopped after {:.1}s", started.elapsed().as_secs_f64());
+    0
 }

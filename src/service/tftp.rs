@@ -66,6 +66,9 @@ struct Shared {
     /// Clients with a transfer running; in single-port mode, with the worker's inbox.
     active: Mutex<HashMap<SocketAddrV4, Option<SyncSender<Vec<u8>>>>>,
     counters: Arc<TftpCounters>,
+    /// No new transfers (shutdown has begun); running ones go on.
+    draining: AtomicBool,
+    /// Running transfers end now, with an ERROR to their client.
     stopping: AtomicBool,
 }
 
@@ -121,6 +124,7 @@ impl TftpService {
                 roots,
                 active: Mutex::new(HashMap::new()),
                 counters: Arc::default(),
+                draining: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
             }),
             buf: vec![0; MAX_REQUEST_LEN],
@@ -148,6 +152,12 @@ impl TftpService {
     /// Transfers running now.
     pub fn active_transfers(&self) -> usize {
         self.shared.active().len()
+    }
+
+    /// Shutdown, first step: refuse new requests ("server shutting down"); running transfers
+    /// go on (in single-port mode the listener keeps forwarding their packets).
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
     }
 
     /// Asks every worker to end its transfer (with an ERROR to its client).
@@ -238,6 +248,10 @@ impl TftpService {
                 // The client repeated its request: the running transfer resends what is due.
                 debug!("tftp {} RRQ {name:?}: repeated, transfer running", rx.from);
                 return;
+            }
+            (false, _) if self.shared.draining.load(Ordering::Relaxed) => {
+                let why = "server shutting down";
+                return self.refuse(rx, "RRQ", name, ErrorCode::NotDefined, why);
             }
             (false, n) if n >= self.shared.cfg.max_transfers => {
                 let why = format!("server busy ({n} transfers), try again");

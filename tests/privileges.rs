@@ -1,0 +1,292 @@
+//! Privilege drop: netbootd started as root in a namespace binds the packet socket and ports
+//! 67, 69, 80, 514 and 4011, then runs as `--user nobody` with every capability set empty
+//! (read from /proc/PID/status), and DHCP, TFTP, HTTP, syslog and inventory reload still work.
+
+mod common;
+
+use std::time::Duration;
+
+use common::netns::{require, Lab, SRV_IP};
+use common::{text, Server, TempDir, BIN};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const CLI_MAC: &str = "02:77:00:00:00:50";
+
+fn hardware(hostname: &str) -> String {
+    format!(
+        "{CLI_MAC}:\n  ipAddress: 10.77.0.50\n  subnetMask: 255.255.0.0\n  hostname: {hostname}\n  \
+         netboot: {{allowPxe: true}}\n  boot: {{kernel: vmlinuz, cmdline: console=ttyS0}}\n"
+    )
+}
+
+/// The `Name:` line of /proc/PID/status, split into its fields.
+fn status_field(pid: u32, name: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in status"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
+    if !require("privilege drop", &["ip", "busybox", "curl", "logger"]) {
+        return;
+    }
+    let dir = TempDir::new("privileges");
+    std::fs::create_dir_all(dir.path("ipxe")).unwrap();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path("ipxe/undionly.kpxe"), &binary).unwrap();
+    let hw = dir.write("hardware.yaml", &hardware("before"));
+    let lab = Lab::new(CLI_MAC);
+    let mut cmd = lab.srv.command(&[BIN]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "--backend-file-path",
+            hw.to_str().unwrap(),
+            "--dhcp-iface",
+            "s0",
+            "--ipxe-dir",
+            dir.path("ipxe").to_str().unwrap(),
+            "--tftp-addr",
+            SRV_IP,
+            "--http-addr",
+            SRV_IP,
+            "--http-port",
+            "80",
+            "--syslog-addr",
+            SRV_IP,
+            "--user",
+            "nobody",
+        ]);
+    let mut server = Server::spawn(cmd);
+    let (line, _) = server.wait_for("running as user nobody", LIMIT);
+    assert!(line.contains("with no capabilities"), "{line}");
+    let pid = server.child.id();
+
+    // Every id is nobody's; every capability set is empty.
+    let nobody = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    let nobody_uid = text(&nobody.stdout).trim().to_string();
+    assert_eq!(status_field(pid, "Uid"), vec![nobody_uid.clone(); 4]);
+    assert!(status_field(pid, "Gid").iter().all(|g| g != "0"));
+    assert_eq!(
+        status_field(pid, "Groups").len(),
+        1,
+        "one group, not root's"
+    );
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(
+            status_field(pid, caps),
+            vec!["0000000000000000"],
+            "{caps} after the drop"
+        );
+    }
+    let sockets = text(&lab.srv.run(&["ss", "-lnup"]).stdout);
+    for port in [":67 ", ":69 ", ":514 ", ":4011 "] {
+        assert!(sockets.contains(port), "{port} not bound:\n{sockets}");
+    }
+
+    // DHCP through the packet socket opened before the drop.
+    let out = lab.cli.run_for(
+        LIMIT,
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "br0",
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "4",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ],
+    );
+    assert!(out.status.success(), "udhcpc: {}", text(&out.stderr));
+    server.wait_for("-> ACK 10.77.0.50", LIMIT);
+    lab.cli_address("10.77.0.50/16");
+
+    // TFTP: each transfer opens a new socket as nobody.
+    let got = dir.path("got.kpxe");
+    let out = lab.cli.run_for(
+        LIMIT,
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            got.to_str().unwrap(),
+            &format!("tftp://{SRV_IP}/undionly.kpxe"),
+        ],
+    );
+    assert!(out.status.success(), "curl tftp: {}", text(&out.stderr));
+    assert_eq!(std::fs::read(&got).unwrap(), binary);
+
+    // HTTP on port 80.
+    let url = format!("http://{SRV_IP}/{CLI_MAC}/auto.ipxe");
+    let out = lab.cli.run_for(LIMIT, &["curl", "-sSf", &url]);
+    assert!(
+        text(&out.stdout).contains("kernel"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Syslog on port 514.
+    lab.cli.run(&[
+        "logger",
+        "--udp",
+        "--server",
+        SRV_IP,
+        "--port",
+        "514",
+        "-t",
+        "t",
+        "after the drop",
+    ]);
+    let (line, _) = server.wait_for("after the drop", LIMIT);
+    assert!(line.contains("machine=before"), "{line}");
+
+    // The inventory still reloads (the file is readable by nobody).
+    dir.write("hardware.yaml", &hardware("after"));
+    server.wait_for("inventory reloaded (file changed)", LIMIT);
+    lab.cli.run(&[
+        "logger",
+        "--udp",
+        "--server",
+        SRV_IP,
+        "--port",
+        "514",
+        "-t",
+        "t",
+        "after reload",
+    ]);
+    let (line, _) = server.wait_for("after reload", LIMIT);
+    assert!(line.contains("machine=after"), "{line}");
+}
+
+#[test]
+fn a_named_user_that_does_not_exist_stops_the_start() {
+    if !require("privilege drop to a missing user", &[]) {
+        return;
+    }
+    let dir = TempDir::new("privileges-missing");
+    let hw = dir.write("hardware.yaml", "{}\n");
+    let out = common::run(
+        &[
+            "--backend-file-path",
+            hw.to_str().unwrap(),
+            "--dhcp-enabled=false",
+            "--tftp-enabled=false",
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+            "--syslog-enabled=false",
+            "--user",
+            "no-such-user-here",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot give up root: no user \"no-such-user-here\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// As systemd starts it (`User=` with `AmbientCapabilities=`): never root, binds with
+/// CAP_NET_RAW and CAP_NET_BIND_SERVICE, then empties every capability set and still serves.
+#[test]
+fn started_unprivileged_with_ambient_capabilities_it_drops_them_after_binding() {
+    if !require("capability drop", &["ip", "setpriv", "curl", "busybox"]) {
+        return;
+    }
+    let dir = TempDir::new("privileges-ambient");
+    std::fs::create_dir_all(dir.path("ipxe")).unwrap();
+    std::fs::write(dir.path("ipxe/undionly.kpxe"), b"ipxe binary").unwrap();
+    let hw = dir.write("hardware.yaml", &hardware("ambient"));
+    let lab = Lab::new(CLI_MAC);
+    let caps = "+net_raw,+net_bind_service";
+    let mut cmd = lab.srv.command(&[
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        &format!("--inh-caps={caps}"),
+        &format!("--ambient-caps={caps}"),
+        BIN,
+    ]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "--backend-file-path",
+            hw.to_str().unwrap(),
+            "--dhcp-iface",
+            "s0",
+            "--ipxe-dir",
+            dir.path("ipxe").to_str().unwrap(),
+            "--tftp-addr",
+            SRV_IP,
+            "--http-addr",
+            SRV_IP,
+            "--http-port",
+            "80",
+            "--syslog-addr",
+            SRV_IP,
+        ]);
+    let mut server = Server::spawn(cmd);
+    server.wait_for(
+        "its capabilities are dropped now the sockets are bound",
+        LIMIT,
+    );
+    let pid = server.child.id();
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(status_field(pid, caps), vec!["0000000000000000"], "{caps}");
+    }
+    let out = lab.cli.run_for(
+        LIMIT,
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "br0",
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "4",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ],
+    );
+    assert!(out.status.success(), "udhcpc: {}", text(&out.stderr));
+    lab.cli_address("10.77.0.50/16");
+    let out = lab.cli.run_for(
+        LIMIT,
+        &["curl", "-sS", &format!("tftp://{SRV_IP}/undionly.kpxe")],
+    );
+    assert_eq!(text(&out.stdout), "ipxe binary");
+    let out = lab.cli.run_for(
+        LIMIT,
+        &[
+            "curl",
+            "-sSf",
+            &format!("http://{SRV_IP}/{CLI_MAC}/auto.ipxe"),
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("kernel"),
+        "{}",
+        text(&out.stdout)
+    );
+}
