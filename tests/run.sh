@@ -20,10 +20,11 @@ say() { printf '\n== %s\n' "$*"; }
 # Boots (tests/boot.rs, the demo): QEMU with SeaBIOS and OVMF, Debian's iPXE binaries and NIC
 # ROMs, cpio for the initramfs, dnsmasq-base for IPv6 router adverts on the VM's segment only
 # (no service is installed); the kernel comes from `apt-get download linux-image-amd64`.
-# Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv.
+# Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv;
+# static builds (.ci/aarch64-check.sh, benches/footprint.sh): qemu-user, file.
 APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
-  systemd util-linux)
+  systemd util-linux qemu-user file)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -54,3 +55,9 @@ timeout 900 cargo build --release --locked
 
 say "cargo test (unit and integration)"
 timeout 1200 cargo test --all-targets --locked
+
+say "static builds: x86_64 and aarch64 musl; aarch64 library tests under qemu-aarch64"
+timeout 1200 .ci/aarch64-check.sh
+
+say "footprint budget (benches/footprint.sh)"
+timeout 300 benches/footprint.sh
