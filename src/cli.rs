@@ -43,6 +43,10 @@ pub fn main() -> i32 {
         print!("{}", help_text());
         return 0;
     }
+    // `openwrt-config FILE`: the procd init script's UCI → TOML step.
+    if argv.first().is_some_and(|a| a == "openwrt-config") {
+        return openwrt_config(argv.get(1).map(String::as_str));
+    }
     let flags = match args::parse(&argv) {
         Ok(flags) => flags,
         Err(message) => {
@@ -78,6 +82,26 @@ pub fn main() -> i32 {
             0
         }
         _ => serve(config),
+    }
+}
+
+/// `netbootd openwrt-config /etc/config/netbootd`: prints the TOML that UCI file means.
+fn openwrt_config(path: Option<&str>) -> i32 {
+    let Some(path) = path else {
+        eprintln!("usage: netbootd openwrt-config /etc/config/netbootd");
+        return 2;
+    };
+    let translated =
+        files::read_text(Path::new(path), 1 << 20).and_then(|text| config::uci::uci_to_toml(&text));
+    match translated {
+        Ok(toml) => {
+            print!("{toml}");
+            0
+        }
+        Err(e) => {
+            eprintln!("netbootd: {path}: {e}");
+            1
+        }
     }
 }
 
@@ -359,7 +383,8 @@ pub fn help_text() -> String {
          Commands:\n  \
            serve   run the server (the default)\n  \
            check   validate the configuration and the hardware file; print warnings and a summary\n  \
-           config  print every option's effective value and where it came from\n\n\
+           config  print every option's effective value and where it came from\n  \
+           openwrt-config FILE  print the TOML an OpenWrt UCI file means (for the init script)\n\n\
          Every option can also be set in the environment (NETBOOTD_<NAME>; Smee's options also\n\
          SMEE_<NAME>) and in the TOML file given by --config (default {}).\n\
          Precedence: flag, NETBOOTD_ variable, SMEE_ variable, config file, default.\n\

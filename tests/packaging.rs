@@ -51,3 +51,61 @@ fn the_systemd_unit_grants_only_the_two_capabilities_and_never_root() {
     assert!(lines.iter().any(|l| l.starts_with("ReadOnlyPaths=")));
     assert!(!lines.iter().any(|l| l.starts_with("User=root")));
 }
+
+const UCI: &str = include_str!("../openwrt/netbootd/files/netbootd.config");
+
+#[test]
+fn the_openwrt_init_script_parses() {
+    let out = Command::new("sh")
+        .args(["-n", "openwrt/netbootd/files/netbootd.init"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("sh runs");
+    assert!(out.status.success(), "sh -n: {}", text(&out.stderr));
+}
+
+/// The shipped UCI file, translated as the init script does, passes `netbootd check` (with its
+/// router paths and interface pointed at this machine's equivalents).
+#[test]
+fn the_openwrt_uci_config_translates_to_a_config_that_checks() {
+    let dir = TempDir::new("uci");
+    for d in ["ipxe", "assets"] {
+        std::fs::create_dir_all(dir.path(d)).unwrap();
+    }
+    let hw = dir.write(
+        "hardware.yaml",
+        include_str!("../openwrt/netbootd/files/hardware.yaml"),
+    );
+    let uci = UCI
+        .replace("/etc/netbootd/hardware.yaml", hw.to_str().unwrap())
+        .replace("/srv/netbootd/ipxe", dir.path("ipxe").to_str().unwrap())
+        .replace("/srv/netbootd/assets", dir.path("assets").to_str().unwrap())
+        .replace("'br-lan'", "'lo'");
+    let uci_path = dir.write("netbootd", &uci);
+    let out = common::run(&["openwrt-config", uci_path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let toml = text(&out.stdout);
+    for line in [
+        "dhcp-mode = \"proxy\"",
+        "user = \"nobody\"",
+        "[profiles.\"alpine\"]",
+        "initrd = [\"alpine/initramfs-lts\"]",
+    ] {
+        assert!(toml.contains(line), "{line} not in\n{toml}");
+    }
+    // `enabled` is the init script's switch, not a netbootd option.
+    assert!(!toml.lines().any(|l| l.starts_with("enabled =")), "{toml}");
+    let conf = dir.write("netbootd.toml", &toml);
+    let out = common::run(&["check", "--config", conf.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "check: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // A typo stops the start, naming the option.
+    let bad = dir.write("bad", "config netbootd 'main'\n\toption dhcp_mdoe proxy\n");
+    let out = common::run(&["openwrt-config", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("dhcp_mdoe is not a netbootd option"));
+}
