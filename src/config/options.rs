@@ -126,7 +126,7 @@ options! {
     tftp_window_size: Own Value = "32", "largest TFTP windowsize granted (RFC 7440, 1..256; 1 = lock-step only)";
     tftp_max_transfers: Own Value = "128", "concurrent TFTP transfers (one thread each, 1..4096); requests over it get ERROR \"busy\"";
     tftp_single_port: Own Bool = "false", "send every transfer from the listening port (for clients behind NAT) instead of one port per transfer";
-    ipxe_script_patch: Smee Value = "", "iPXE script embedded into served iPXE binaries";
+    ipxe_script_patch: Smee Value = "", "iPXE script to embed into served iPXE binaries (accepted for Smee compatibility, not applied yet)";
 
     http_ipxe_binary_enabled: Smee Bool = "true", "serve iPXE binaries over HTTP";
     http_ipxe_script_enabled: Smee Bool = "true", "serve iPXE scripts over HTTP";
