@@ -16,3 +16,17 @@ pub mod io;
 pub mod policy;
 pub mod service;
 pub mod wire;
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A deterministic xorshift64 sequence for the mutation tests ("never panics on any input").
+    pub fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+}

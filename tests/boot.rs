@@ -46,6 +46,23 @@ const TOOLS: &[&str] = &[
     "/usr/share/seabios/bios-256k.bin",
 ];
 
+/// What the serial console shows on the way, for the timeline.
+const BIOS_MILESTONES: &[&str] = &[
+    "iPXE initialising",
+    "Configuring (net0",
+    "Linux version",
+    "Run /init",
+];
+const UEFI_MILESTONES: &[&str] = &[
+    "Start PXE over IPv4",
+    "Station IP address",
+    "NBP file downloaded",
+    "iPXE initialising",
+    "Configuring (net0",
+    "EFI stub",
+    "Run /init",
+];
+
 /// One VM at a time.
 static BOOTS: Mutex<()> = Mutex::new(());
 
@@ -466,12 +483,7 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
         script: None,
-        milestones: &[
-            "iPXE initialising",
-            "Configuring (net0",
-            "Linux version",
-            "Run /init",
-        ],
+        milestones: BIOS_MILESTONES,
     }
     .run("boot-bios");
     let (t_offer, offer) = b.first(&["DISCOVER", &format!("mac={VM_MAC}"), "-> OFFER"]);
@@ -529,15 +541,7 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
         script: None,
-        milestones: &[
-            "Start PXE over IPv4",
-            "Station IP address",
-            "NBP file downloaded",
-            "iPXE initialising",
-            "Configuring (net0",
-            "EFI stub",
-            "Run /init",
-        ],
+        milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi");
     let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
@@ -563,12 +567,7 @@ fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
         firmware: Firmware::Bios,
         mode: Mode::Proxy,
         script: None,
-        milestones: &[
-            "iPXE initialising",
-            "Configuring (net0",
-            "Linux version",
-            "Run /init",
-        ],
+        milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-proxy");
     let (_, offer) = b.first(&["mode=proxy", "-> OFFER"]);
@@ -589,14 +588,7 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
         firmware: Firmware::Uefi,
         mode: Mode::Proxy,
         script: None,
-        milestones: &[
-            "Start PXE over IPv4",
-            "Station IP address",
-            "NBP file downloaded",
-            "iPXE initialising",
-            "EFI stub",
-            "Run /init",
-        ],
+        milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi-proxy");
     let (t_offer, _) = b.first(&["mode=proxy", "arch=7", "client=firmware", "-> OFFER"]);

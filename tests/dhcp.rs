@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::netns::{require, Lab, SRV_IP};
+use common::netns::{require, udhcpc_args, Lab, SRV_IP};
 use common::{text, Server, TempDir, BIN};
 use netbootd::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 
@@ -64,26 +64,6 @@ fn write_hook(dir: &TempDir) -> PathBuf {
     );
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     hook
-}
-
-/// busybox udhcpc in the foreground on br0: one lease, 3 tries a second apart, `hook` as its
-/// script.
-fn udhcpc_args(hook: &Path) -> Vec<&str> {
-    vec![
-        "busybox",
-        "udhcpc",
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "3",
-        "-T",
-        "1",
-        "-i",
-        "br0",
-        "-s",
-        hook.to_str().unwrap(),
-    ]
 }
 
 fn hook_env(dir: &TempDir) -> String {

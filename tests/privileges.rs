@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::netns::{require, Lab, SRV_IP};
+use common::netns::{require, udhcpc_args, Lab, SRV_IP};
 use common::{text, Server, TempDir, BIN};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -31,18 +32,12 @@ fn status_field(pid: u32, name: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
-    if !require("privilege drop", &["ip", "busybox", "curl", "logger"]) {
-        return;
-    }
-    let dir = TempDir::new("privileges");
-    std::fs::create_dir_all(dir.path("ipxe")).unwrap();
-    let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.path("ipxe/undionly.kpxe"), &binary).unwrap();
-    let hw = dir.write("hardware.yaml", &hardware("before"));
-    let lab = Lab::new(CLI_MAC);
-    let mut cmd = lab.srv.command(&[BIN]);
+/// The lab's server namespace with the iPXE directory, every service on its usual port, started
+/// behind `wrapper` (e.g. setpriv) with `extra` arguments.
+fn start(lab: &Lab, dir: &TempDir, hw: &Path, wrapper: &[&str], extra: &[&str]) -> Server {
+    let mut argv = wrapper.to_vec();
+    argv.push(BIN);
+    let mut cmd = lab.srv.command(&argv);
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .args([
@@ -60,10 +55,55 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
             "80",
             "--syslog-addr",
             SRV_IP,
-            "--user",
-            "nobody",
-        ]);
-    let mut server = Server::spawn(cmd);
+        ])
+        .args(extra);
+    Server::spawn(cmd)
+}
+
+fn assert_no_capabilities(pid: u32) {
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(
+            status_field(pid, caps),
+            vec!["0000000000000000"],
+            "{caps} after the drop"
+        );
+    }
+}
+
+/// A lease for br0 from netbootd (through the packet socket opened before the drop), then the
+/// reserved address on br0 for the TFTP and HTTP clients.
+fn lease(lab: &Lab) {
+    let out = lab.cli.run_for(LIMIT, &udhcpc_args(Path::new("/bin/true")));
+    assert!(out.status.success(), "udhcpc: {}", text(&out.stderr));
+    lab.cli_address("10.77.0.50/16");
+}
+
+/// Sends `message` with logger from the clients' side and returns netbootd's log line for it.
+fn log_via_syslog(lab: &Lab, server: &mut Server, message: &str) -> String {
+    let argv = [
+        "logger", "--udp", "--server", SRV_IP, "--port", "514", "-t", "t", message,
+    ];
+    lab.cli.run(&argv);
+    server.wait_for(message, LIMIT).0
+}
+
+fn http_script(lab: &Lab) -> String {
+    let url = format!("http://{SRV_IP}/{CLI_MAC}/auto.ipxe");
+    text(&lab.cli.run_for(LIMIT, &["curl", "-sSf", &url]).stdout)
+}
+
+#[test]
+fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
+    if !require("privilege drop", &["ip", "busybox", "curl", "logger"]) {
+        return;
+    }
+    let dir = TempDir::new("privileges");
+    std::fs::create_dir_all(dir.path("ipxe")).unwrap();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path("ipxe/undionly.kpxe"), &binary).unwrap();
+    let hw = dir.write("hardware.yaml", &hardware("before"));
+    let lab = Lab::new(CLI_MAC);
+    let mut server = start(&lab, &dir, &hw, &[], &["--user", "nobody"]);
     let (line, _) = server.wait_for("running as user nobody", LIMIT);
     assert!(line.contains("with no capabilities"), "{line}");
     let pid = server.child.id();
@@ -81,40 +121,15 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
         1,
         "one group, not root's"
     );
-    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
-        assert_eq!(
-            status_field(pid, caps),
-            vec!["0000000000000000"],
-            "{caps} after the drop"
-        );
-    }
+    assert_no_capabilities(pid);
     let sockets = text(&lab.srv.run(&["ss", "-lnup"]).stdout);
     for port in [":67 ", ":69 ", ":514 ", ":4011 "] {
         assert!(sockets.contains(port), "{port} not bound:\n{sockets}");
     }
 
     // DHCP through the packet socket opened before the drop.
-    let out = lab.cli.run_for(
-        LIMIT,
-        &[
-            "busybox",
-            "udhcpc",
-            "-i",
-            "br0",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "4",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ],
-    );
-    assert!(out.status.success(), "udhcpc: {}", text(&out.stderr));
+    lease(&lab);
     server.wait_for("-> ACK 10.77.0.50", LIMIT);
-    lab.cli_address("10.77.0.50/16");
 
     // TFTP: each transfer opens a new socket as nobody.
     let got = dir.path("got.kpxe");
@@ -132,44 +147,17 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
     assert_eq!(std::fs::read(&got).unwrap(), binary);
 
     // HTTP on port 80.
-    let url = format!("http://{SRV_IP}/{CLI_MAC}/auto.ipxe");
-    let out = lab.cli.run_for(LIMIT, &["curl", "-sSf", &url]);
-    assert!(
-        text(&out.stdout).contains("kernel"),
-        "{}",
-        text(&out.stdout)
-    );
+    let script = http_script(&lab);
+    assert!(script.contains("kernel"), "{script}");
 
     // Syslog on port 514.
-    lab.cli.run(&[
-        "logger",
-        "--udp",
-        "--server",
-        SRV_IP,
-        "--port",
-        "514",
-        "-t",
-        "t",
-        "after the drop",
-    ]);
-    let (line, _) = server.wait_for("after the drop", LIMIT);
+    let line = log_via_syslog(&lab, &mut server, "after the drop");
     assert!(line.contains("machine=before"), "{line}");
 
     // The inventory still reloads (the file is readable by nobody).
     dir.write("hardware.yaml", &hardware("after"));
     server.wait_for("inventory reloaded (file changed)", LIMIT);
-    lab.cli.run(&[
-        "logger",
-        "--udp",
-        "--server",
-        SRV_IP,
-        "--port",
-        "514",
-        "-t",
-        "t",
-        "after reload",
-    ]);
-    let (line, _) = server.wait_for("after reload", LIMIT);
+    let line = log_via_syslog(&lab, &mut server, "after reload");
     assert!(line.contains("machine=after"), "{line}");
 }
 
@@ -215,78 +203,30 @@ fn started_unprivileged_with_ambient_capabilities_it_drops_them_after_binding() 
     let hw = dir.write("hardware.yaml", &hardware("ambient"));
     let lab = Lab::new(CLI_MAC);
     let caps = "+net_raw,+net_bind_service";
-    let mut cmd = lab.srv.command(&[
+    let (inh, ambient) = (
+        format!("--inh-caps={caps}"),
+        format!("--ambient-caps={caps}"),
+    );
+    let setpriv = [
         "setpriv",
         "--reuid=nobody",
         "--regid=nogroup",
         "--clear-groups",
-        &format!("--inh-caps={caps}"),
-        &format!("--ambient-caps={caps}"),
-        BIN,
-    ]);
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .args([
-            "--backend-file-path",
-            hw.to_str().unwrap(),
-            "--dhcp-iface",
-            "s0",
-            "--ipxe-dir",
-            dir.path("ipxe").to_str().unwrap(),
-            "--tftp-addr",
-            SRV_IP,
-            "--http-addr",
-            SRV_IP,
-            "--http-port",
-            "80",
-            "--syslog-addr",
-            SRV_IP,
-        ]);
-    let mut server = Server::spawn(cmd);
+        &inh,
+        &ambient,
+    ];
+    let mut server = start(&lab, &dir, &hw, &setpriv, &[]);
     server.wait_for(
         "its capabilities are dropped now the sockets are bound",
         LIMIT,
     );
-    let pid = server.child.id();
-    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
-        assert_eq!(status_field(pid, caps), vec!["0000000000000000"], "{caps}");
-    }
-    let out = lab.cli.run_for(
-        LIMIT,
-        &[
-            "busybox",
-            "udhcpc",
-            "-i",
-            "br0",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "4",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ],
-    );
-    assert!(out.status.success(), "udhcpc: {}", text(&out.stderr));
-    lab.cli_address("10.77.0.50/16");
+    assert_no_capabilities(server.child.id());
+    lease(&lab);
     let out = lab.cli.run_for(
         LIMIT,
         &["curl", "-sS", &format!("tftp://{SRV_IP}/undionly.kpxe")],
     );
     assert_eq!(text(&out.stdout), "ipxe binary");
-    let out = lab.cli.run_for(
-        LIMIT,
-        &[
-            "curl",
-            "-sSf",
-            &format!("http://{SRV_IP}/{CLI_MAC}/auto.ipxe"),
-        ],
-    );
-    assert!(
-        text(&out.stdout).contains("kernel"),
-        "{}",
-        text(&out.stdout)
-    );
+    let script = http_script(&lab);
+    assert!(script.contains("kernel"), "{script}");
 }

@@ -341,13 +341,7 @@ fn mangled_files_never_panic() {
                      nameServers = [\"1.1.1.1\"]\n[machine.netboot]\nallowPxe = true\n[machine.boot]\nkernel = \"k\"\ninitrd = [\"i\"]\n";
     let config_file = "log-level = \"info\"\n[dhcp]\nmode = \"proxy\"\n[profiles.p]\nkernel = \"k\"\ninitrd = [\"a\", \"b\"]\n";
     let alphabet: &[u8] = b" :\n-\"'[]{}&*<>|#!%@`,.=0123456789abcdefxyzABC\\\t\r\x00\xff";
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
     let mut outcomes = [0usize; 2];
     for round in 0..6000 {
         let base = [EVERY_FIELD, toml_file, config_file][round % 3];

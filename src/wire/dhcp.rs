@@ -839,13 +839,7 @@ mod tests {
             .iter()
             .map(|n| fixture(n))
             .collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         for i in 0..20_000 {
             let mut b = seeds[i % seeds.len()].clone();
             for _ in 0..(next() % 8 + 1) {

@@ -302,3 +302,23 @@ impl Lab {
         self.dhcp = Some(ns);
     }
 }
+
+/// busybox udhcpc in the foreground on br0: one lease, 3 tries a second apart, `hook` as its
+/// script.
+pub fn udhcpc_args(hook: &Path) -> Vec<&str> {
+    vec![
+        "busybox",
+        "udhcpc",
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "3",
+        "-T",
+        "1",
+        "-i",
+        "br0",
+        "-s",
+        hook.to_str().unwrap(),
+    ]
+}
