@@ -1,24 +1,91 @@
 #!/usr/bin/env bash
 # static-builds.sh [TARGET...] - stripped, statically linked netbootd binaries on a plain Debian
-# machine, no Docker: the musl targets come from rustup and link with the linkers Rust ships
-# (x86_64 with its bundled self-contained musl linking, aarch64 with rust-lld).
+# machine, no Docker.
 #
-#   .ci/static-builds.sh                       # x86_64 and aarch64
+#   .ci/static-builds.sh                                  # x86_64 and aarch64
 #   .ci/static-builds.sh aarch64-unknown-linux-musl
+#   .ci/static-builds.sh armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl   # routers
+#   .ci/static-builds.sh --lib-tests mipsel-unknown-linux-musl   # library tests, qemu-user
 #
-# Results: target/<TARGET>/release/netbootd. For armv7 and mipsel routers use the `cross`
-# tool with cross.toml (those targets need Docker images or a nightly build-std).
+# x86_64 and aarch64: stable Rust; the musl targets come from rustup and link with the linkers
+# Rust ships (x86_64 self-contained, aarch64 rust-lld).
+# armv7 (32-bit ARM routers) and mipsel (MIPS routers): rustup has no standard library for
+# them, so the nightly toolchain builds it from source (-Zbuild-std, needs the rust-src
+# component) and zig supplies musl and the linker, through cargo-zigbuild. This script
+# installs what is missing: rust-src, cargo-zigbuild (cargo install) and zig (the PyPI
+# package ziglang, into target/tools). `cross` with cross.toml is the Docker alternative.
+#
+# Results: target/<TARGET>/release/netbootd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
-installed=$(rustup target list --installed)
+
+ZIGBUILD_VERSION=0.24.1
+ZIGLANG_VERSION=0.17.0
+ZIG_DIR=$PWD/target/tools/ziglang-$ZIGLANG_VERSION
+
+# The nightly toolchain with rust-src, cargo-zigbuild, and zig on PATH.
+zig_tools() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
+    rustup component add rust-src --toolchain nightly
+  command -v cargo-zigbuild >/dev/null ||
+    cargo install --locked --quiet cargo-zigbuild --version "$ZIGBUILD_VERSION"
+  if [ ! -x "$ZIG_DIR/ziglang/zig" ]; then
+    python3 -m pip --version >/dev/null 2>&1 || {
+      echo "pip is needed to fetch zig (apt-get install python3-pip)" >&2
+      exit 1
+    }
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$ZIG_DIR" "ziglang==$ZIGLANG_VERSION"
+  fi
+  export PATH="$ZIG_DIR/ziglang:$PATH"
+}
+
+# How cargo builds for TARGET: "stable" (rustup's standard library) or "zig" (nightly
+# build-std, zig's musl and linker).
+toolchain() {
+  case "$1" in
+    x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) echo stable ;;
+    armv7-unknown-linux-musleabihf | mipsel-unknown-linux-musl) echo zig ;;
+    *)
+      echo "static-builds.sh: unknown target $1" >&2
+      exit 2
+      ;;
+  esac
+}
+
+# cargo SUBCOMMAND ARGS... for TARGET, with that target's toolchain and linker.
+cargo_for() {  # cargo_for TARGET SUBCOMMAND ARGS...
+  local target=$1
+  shift
+  if [ "$(toolchain "$target")" = stable ]; then
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld cargo "$@" --locked --target "$target"
+  else
+    zig_tools
+    # zig's own crt and libc, not Rust's (there are none for these targets); static even where
+    # the target defaults to dynamic (mipsel). The linker's note about the missing
+    # self-contained directory is expected.
+    local sub=$1
+    shift
+    [ "$sub" = build ] && sub=zigbuild
+    RUSTUP_TOOLCHAIN=nightly \
+      RUSTFLAGS="${RUSTFLAGS:-} -C link-self-contained=no -C target-feature=+crt-static -A linker-messages" \
+      cargo-zigbuild "$sub" "$@" --locked --target "$target" -Zbuild-std=std
+  fi
+}
+
+if [ "${1:-}" = --lib-tests ]; then
+  target=$2
+  qemu=qemu-${target%%-*}
+  [ "$qemu" = qemu-armv7 ] && qemu=qemu-arm
+  export "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_RUNNER=$qemu"
+  cargo_for "$target" test --lib
+  exit
+fi
 for t in "${TARGETS[@]}"; do
-  grep -qx "$t" <<<"$installed" || rustup target add "$t"
-done
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
-for t in "${TARGETS[@]}"; do
-  cargo build --release --locked --target "$t"
+  cargo_for "$t" build --release
   bin=target/$t/release/netbootd
   printf '%s: %s bytes, %s\n' "$t" "$(stat -c %s "$bin")" "$(file -b "$bin" | cut -d, -f1-2,4-5)"
 done

@@ -19,8 +19,14 @@ use crate::io::netif::SystemHost;
 use crate::io::privileges::{drop_privileges, Outcome, DEFAULT_USER};
 use crate::io::signals::Signals;
 use crate::service::{
-    self, dhcp::DhcpService, http::HttpService, metrics::Metrics, reload::InventoryReloader,
-    syslog::SyslogService, tftp::TftpService, Services,
+    self,
+    dhcp::DhcpService,
+    http::HttpService,
+    metrics::Metrics,
+    reload::{ConfigReloader, ConfigSource, InventoryReloader},
+    syslog::SyslogService,
+    tftp::TftpService,
+    Reloaders, Services,
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -81,7 +87,11 @@ pub fn main() -> i32 {
             print!("{}", describe_settings(&settings, &config));
             0
         }
-        _ => serve(config),
+        _ => {
+            // SIGHUP loads the configuration again the same way: same flags and environment.
+            let source = Box::new(move || load_config(&flags, &env));
+            serve(settings, config, source)
+        }
     }
 }
 
@@ -171,6 +181,7 @@ fn print_problems(problems: &[Problem]) {
     }
 }
 
+/// Logging at `level`; [`log::set_max_level`] changes it later (a configuration reload).
 fn init_logging(level: LevelFilter) {
     let log_config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
@@ -179,11 +190,17 @@ fn init_logging(level: LevelFilter) {
         .build();
     // simplelog writes a line in pieces; a LineWriter turns them into one write(2) per line,
     // so concurrent threads never interleave and a line costs one system call.
-    let _ = WriteLogger::init(level, log_config, LineWriter::new(std::io::stderr()));
+    // The logger passes everything; the log crate's maximum level does the filtering.
+    let _ = WriteLogger::init(
+        LevelFilter::Trace,
+        log_config,
+        LineWriter::new(std::io::stderr()),
+    );
+    log::set_max_level(level);
 }
 
 /// `netbootd [serve]`.
-fn serve(config: Config) -> i32 {
+fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     init_logging(config.log_level);
     // Before any thread exists, so every thread inherits the blocked signals.
     let signals = match Signals::install() {
@@ -286,8 +303,12 @@ fn serve(config: Config) -> i32 {
             return 1;
         }
     }
-    info!("SIGHUP or a file change reloads the inventory, SIGTERM/SIGINT stop");
-    service::run(signals, reloader, services)
+    info!("a change to the hardware file reloads it; SIGHUP reloads the configuration and the inventory; SIGTERM/SIGINT stop");
+    let reloaders = Reloaders {
+        config: ConfigReloader::new(source, settings, config, metrics),
+        inventory: reloader,
+    };
+    service::run(signals, reloaders, services)
 }
 
 /// Logs how a service started: its description, "NAME is off" (`None` given), or the error.

@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod io;
 pub mod policy;
 pub mod service;
+pub mod store;
 pub mod wire;
 
 /// Helpers shared by the unit tests.

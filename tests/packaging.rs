@@ -1,5 +1,6 @@
 //! Packaging checks: the systemd unit passes `systemd-analyze verify` (with ExecStart pointed
-//! at the built binary, which verify requires to exist) and keeps its hardening promises.
+//! at the built binary, which verify requires to exist) and keeps its hardening promises; the
+//! OpenWrt files parse and translate; cross.toml names every target.
 
 mod common;
 
@@ -108,4 +109,34 @@ fn the_openwrt_uci_config_translates_to_a_config_that_checks() {
     let out = common::run(&["openwrt-config", bad.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("dhcp_mdoe is not a netbootd option"));
+}
+
+#[test]
+fn cross_toml_names_the_router_targets() {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(include_str!("../cross.toml")).expect("cross.toml is TOML");
+    fn table<'a>(value: Option<&toml::Spanned<DeValue<'a>>>) -> toml::de::DeTable<'a> {
+        match value.map(|v| v.get_ref()) {
+            Some(DeValue::Table(t)) => t.clone(),
+            other => panic!("expected a table, got {other:?}"),
+        }
+    }
+    let targets = table(doc.get_ref().get("target"));
+    for t in [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "armv7-unknown-linux-musleabihf",
+        "mipsel-unknown-linux-musl",
+    ] {
+        assert!(targets.get(t).is_some(), "cross.toml has no [target.{t}]");
+    }
+    // mipsel has no prebuilt standard library.
+    let mipsel = table(targets.get("mipsel-unknown-linux-musl"));
+    assert!(
+        matches!(
+            mipsel.get("build-std").map(|v| v.get_ref()),
+            Some(DeValue::Boolean(true))
+        ),
+        "mipsel needs build-std = true"
+    );
 }

@@ -1,6 +1,7 @@
 //! Privilege drop: netbootd started as root in a namespace binds the packet socket and ports
 //! 67, 69, 80, 514 and 4011, then runs as `--user nobody` with every capability set empty
-//! (read from /proc/PID/status), and DHCP, TFTP, HTTP, syslog and inventory reload still work.
+//! (read from /proc/PID/status), and DHCP, TFTP, HTTP, syslog, inventory reload and
+//! configuration reload (SIGHUP) still work.
 
 mod common;
 
@@ -102,8 +103,13 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
     let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.path("ipxe/undionly.kpxe"), &binary).unwrap();
     let hw = dir.write("hardware.yaml", &hardware("before"));
+    let profile = |cmdline: &str| {
+        format!("[profiles.spare]\nkernel = \"vmlinuz\"\ncmdline = \"{cmdline}\"\n")
+    };
+    let config = dir.write("netbootd.toml", &profile("one"));
     let lab = Lab::new(CLI_MAC);
-    let mut server = start(&lab, &dir, &hw, &[], &["--user", "nobody"]);
+    let args = ["--user", "nobody", "--config", config.to_str().unwrap()];
+    let mut server = start(&lab, &dir, &hw, &[], &args);
     let (line, _) = server.wait_for("running as user nobody", LIMIT);
     assert!(line.contains("with no capabilities"), "{line}");
     let pid = server.child.id();
@@ -159,6 +165,17 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
     server.wait_for("inventory reloaded (file changed)", LIMIT);
     let line = log_via_syslog(&lab, &mut server, "after reload");
     assert!(line.contains("machine=after"), "{line}");
+
+    // SIGHUP re-reads the configuration as nobody, and the inventory with its new profiles.
+    dir.write("netbootd.toml", &profile("two"));
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for("configuration reloaded (SIGHUP): 1 change applied", LIMIT);
+    let log = server.seen.join("\n");
+    assert!(log.contains("config reload: profiles.spare"), "{log}");
+    assert!(
+        log.contains("inventory reloaded (configuration reloaded)"),
+        "{log}"
+    );
 }
 
 #[test]

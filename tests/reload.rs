@@ -2,14 +2,21 @@
 //! atomic rename, swapped through a symlink (Kubernetes ConfigMap style), SIGHUP, and a
 //! corrupt file (refused with one error line, the last good copy kept). The issue asks for
 //! changes to be picked up within 2 s; that is asserted. Then SIGTERM/SIGINT exit 0.
+//!
+//! Configuration reload on SIGHUP, with TFTP and HTTP on loopback: live options take effect
+//! (log level, TFTP blksize cap, boot profiles, the hardware file), bound ones are reported as
+//! needing a restart and keep their running value, and a bad file or one whose inventory fails
+//! is refused whole.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{base_config, Server, TempDir};
+use common::{base_config, free_port, Server, TempDir};
 
 /// Reload needs no service: none binds a port, so these tests run side by side.
 const OFF: [&str; 5] = [
@@ -204,4 +211,231 @@ fn serve_refuses_to_start_on_a_bad_inventory() {
     ]);
     assert_eq!(server.wait_exit(GENEROUS), 1);
     server.wait_for("not a contiguous netmask", GENEROUS);
+}
+
+/// GET over HTTP/1.0 on loopback: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("HTTP answers");
+    stream.set_read_timeout(Some(GENEROUS)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// Asks for `ipxe.efi` with blksize 1400 and returns the blksize in the OACK (then ends the
+/// transfer with an ERROR, as a client that only wanted the options would).
+fn offered_blksize(port: u16) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(GENEROUS)).unwrap();
+    socket
+        .send_to(
+            b"\0\x01ipxe.efi\0octet\0blksize\x001400\0",
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let (n, from) = socket.recv_from(&mut buf).expect("an OACK");
+    assert_eq!(&buf[..2], b"\0\x06", "not an OACK: {:?}", &buf[..n]);
+    socket.send_to(b"\0\x05\0\0enough\0", from).unwrap();
+    let fields: Vec<&[u8]> = buf[2..n].split(|b| *b == 0).collect();
+    let at = fields
+        .iter()
+        .position(|f| f == b"blksize")
+        .expect("blksize in the OACK");
+    String::from_utf8_lossy(fields[at + 1]).into_owned()
+}
+
+/// The values a configuration-reload test changes; the rest of the file stays the same.
+struct Settings<'a> {
+    log_level: &'a str,
+    hardware: &'a str,
+    tftp_port: u16,
+    block_size: &'a str,
+    http_port: u16,
+    /// The `installer` profile's command line; `None` leaves the profile out.
+    cmdline: Option<&'a str>,
+}
+
+impl Settings<'_> {
+    fn write(&self, dir: &TempDir) {
+        let profile = self.cmdline.map_or(String::new(), |c| {
+            format!(
+                "[profiles.installer]\nkernel = \"http://10.0.0.1/vmlinuz\"\ncmdline = \"{c}\"\n"
+            )
+        });
+        let text = format!(
+            "public-ip-interface = \"lo\"\nipxe-dir = \"ipxe\"\nlog-level = \"{}\"\n\
+             backend-file-path = \"{}\"\ndhcp-enabled = false\nsyslog-enabled = false\n\
+             [tftp]\naddr = \"127.0.0.1\"\nport = {}\nblock-size = {}\n\
+             [http]\naddr = \"127.0.0.1\"\nport = {}\n{profile}",
+            self.log_level, self.hardware, self.tftp_port, self.block_size, self.http_port
+        );
+        replace_by_rename(&dir.path("netbootd.toml"), &text);
+    }
+}
+
+const PROFILE_MACHINE: &str = "02:00:00:00:00:61:\n  ipAddress: 10.0.0.61\n  subnetMask: 255.255.255.0\n  netboot:\n    allowPxe: true\n  boot:\n    profile: installer\n";
+
+/// Sends SIGHUP and returns the reload's summary line (logged after the inventory's).
+fn sighup(server: &mut Server, outcome: &str) -> String {
+    server.signal(Signal::SIGHUP);
+    server.wait_for(outcome, PICKUP).0
+}
+
+/// The last line logged so far that contains `needle`.
+fn last_seen(server: &Server, needle: &str) -> String {
+    let found = server.seen.iter().rev().find(|l| l.contains(needle));
+    found
+        .unwrap_or_else(|| panic!("no {needle:?} in\n{}", server.seen.join("\n")))
+        .clone()
+}
+
+#[test]
+fn sighup_reloads_the_configuration_where_it_is_safe() {
+    let dir = TempDir::new("reload-config");
+    std::fs::create_dir(dir.path("ipxe")).unwrap();
+    std::fs::write(dir.path("ipxe/ipxe.efi"), vec![7u8; 100_000]).unwrap();
+    dir.write("hardware.yaml", PROFILE_MACHINE);
+    dir.write(
+        "other.yaml",
+        &PROFILE_MACHINE
+            .replace(":61:", ":62:")
+            .replace(".61", ".62"),
+    );
+    let mut settings = Settings {
+        log_level: "info",
+        hardware: "hardware.yaml",
+        tftp_port: free_port(),
+        block_size: "512",
+        http_port: free_port(),
+        cmdline: Some("first"),
+    };
+    let (tftp, http) = (settings.tftp_port, settings.http_port);
+    settings.write(&dir);
+    let mut server = Server::start(&["--config", dir.path("netbootd.toml").to_str().unwrap()]);
+    server.wait_for("HTTP on 127.0.0.1", GENEROUS);
+    let script = "/02:00:00:00:00:61/auto.ipxe";
+    assert!(http_get(http, script).1.contains("first"));
+    assert_eq!(offered_blksize(tftp), "512");
+    let stray_ack = || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .send_to(b"\0\x04\0\x01", ("127.0.0.1", tftp))
+            .unwrap();
+    };
+    // At info, a stray ACK is not logged (it is a debug line).
+    stray_ack();
+
+    // Unchanged: nothing to report, the inventory is reloaded as on any SIGHUP.
+    sighup(&mut server, "configuration reloaded (SIGHUP): no changes");
+    last_seen(&server, "inventory reloaded (SIGHUP)");
+
+    // Live options change; the HTTP port cannot without a restart.
+    let new_http = free_port();
+    settings.log_level = "debug";
+    settings.block_size = "1024";
+    settings.cmdline = Some("second");
+    settings.http_port = new_http;
+    settings.write(&dir);
+    let line = sighup(&mut server, "configuration reloaded (SIGHUP): ");
+    assert!(
+        line.contains("3 changes applied, 1 needs a restart"),
+        "{line}"
+    );
+    let log = server.seen.join("\n");
+    for expected in [
+        "config reload: log-level: \"info\" -> \"debug\"",
+        "config reload: tftp-block-size: \"512\" -> \"1024\"",
+        "config reload: profiles.installer: \"kernel=http://10.0.0.1/vmlinuz initrd= cmdline=first\" -> \"kernel=http://10.0.0.1/vmlinuz initrd= cmdline=second\" (the config file) applied",
+    ] {
+        assert!(log.contains(expected), "no {expected:?} in\n{log}");
+    }
+    let restart = last_seen(&server, "config reload: http-port");
+    assert!(restart.contains("[WARN]"), "{restart}");
+    assert!(
+        restart.contains(&format!("\"{http}\" -> \"{new_http}\""))
+            && restart.contains("needs a restart; still running with"),
+        "{restart}"
+    );
+    // The profile change was a new inventory with the new profile.
+    last_seen(&server, "inventory reloaded (configuration reloaded)");
+    assert!(http_get(http, script).1.contains("second"));
+    assert!(
+        TcpStream::connect(("127.0.0.1", new_http)).is_err(),
+        "nothing listens on the new port"
+    );
+    assert_eq!(offered_blksize(tftp), "1024");
+    stray_ack();
+    server.wait_for("outside any transfer, dropped", PICKUP);
+    let stray = server
+        .seen
+        .iter()
+        .filter(|l| l.contains("outside any transfer"))
+        .count();
+    assert_eq!(stray, 1, "only the ACK sent at debug level is logged");
+
+    // Refused whole, everything stays as it runs: the line says why.
+    let mut refused = |settings: &Settings, why: &[&str]| {
+        settings.write(&dir);
+        let line = sighup(&mut server, "configuration reload (SIGHUP) refused");
+        assert!(line.contains("[ERROR]"), "{line}");
+        assert!(why.iter().all(|w| line.contains(w)), "{line}");
+        assert!(http_get(http, script).1.contains("second"));
+        assert_eq!(offered_blksize(tftp), "1024");
+    };
+    // A bad value.
+    settings.block_size = "\"huge\"";
+    settings.cmdline = Some("third");
+    refused(&settings, &["tftp.block-size"]);
+    // A profile the hardware file still names is removed: the inventory would fail.
+    settings.block_size = "1200";
+    settings.cmdline = None;
+    refused(
+        &settings,
+        &["with it the inventory has errors", "installer"],
+    );
+
+    // Another hardware file: its machines are in service at once.
+    settings.block_size = "1024";
+    settings.cmdline = Some("second");
+    settings.hardware = "other.yaml";
+    settings.write(&dir);
+    let line = sighup(&mut server, "configuration reloaded (SIGHUP): ");
+    assert!(
+        line.contains("1 change applied, 1 needs a restart"),
+        "{line}"
+    );
+    let line = last_seen(&server, "inventory reloaded (configuration reloaded)");
+    assert!(
+        line.contains("other.yaml: 1 machines (1 netboot), 1 added, 1 removed"),
+        "{line}"
+    );
+    assert!(http_get(http, "/02:00:00:00:00:62/auto.ipxe")
+        .1
+        .contains("second"));
+    assert_eq!(http_get(http, script).0, 404);
+    // The new file is the one watched now.
+    replace_by_rename(
+        &dir.path("other.yaml"),
+        &(PROFILE_MACHINE
+            .replace(":61:", ":62:")
+            .replace(".61", ".62")
+            + &machines(1, "extra")),
+    );
+    let line = server
+        .wait_for("inventory reloaded (file changed)", PICKUP)
+        .0;
+    assert!(line.contains("other.yaml: 2 machines"), "{line}");
+
+    let metrics = http_get(http, "/metrics").1;
+    for expected in [
+        "netbootd_config_reloads_total{result=\"ok\"} 3",
+        "netbootd_config_reloads_total{result=\"refused\"} 2",
+    ] {
+        assert!(metrics.contains(expected), "no {expected} in\n{metrics}");
+    }
+    assert_eq!(server.stop(Signal::SIGTERM, GENEROUS), 0);
 }

@@ -21,8 +21,9 @@ say() { printf '\n== %s\n' "$*"; }
 # ROMs, cpio for the initramfs, dnsmasq-base for IPv6 router adverts on the VM's segment only
 # (no service is installed); the kernel comes from `apt-get download linux-image-amd64`.
 # Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv;
-# static builds (.ci/aarch64-check.sh, benches/footprint.sh): qemu-user, file.
-APT_PACKAGES=(iproute2 procps python3 isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
+# static builds (.ci/cross-check.sh, benches/footprint.sh): qemu-user, file, and python3-pip
+# to fetch zig for the armv7 and mipsel builds.
+APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
   systemd util-linux qemu-user file)
 missing=()
@@ -56,8 +57,8 @@ timeout 900 cargo build --release --locked
 say "cargo test (unit and integration)"
 timeout 1200 cargo test --all-targets --locked
 
-say "static builds: x86_64 and aarch64 musl; aarch64 library tests under qemu-aarch64"
-timeout 1200 .ci/aarch64-check.sh
+say "static builds: x86_64, aarch64, armv7, mipsel musl; library tests under qemu-aarch64 and qemu-mipsel"
+timeout 2400 .ci/cross-check.sh
 
 say "footprint budget (benches/footprint.sh)"
 timeout 300 benches/footprint.sh

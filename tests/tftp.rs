@@ -195,6 +195,47 @@ fn sigterm_lets_a_running_transfer_finish_and_exits_0() {
     assert!(log.contains("stopped after"), "{log}");
 }
 
+/// SIGTERM while a client has stopped answering: the grace period (10 s) runs out, the
+/// transfer is ended with an ERROR to the client, and netbootd still exits 0.
+#[test]
+fn sigterm_ends_a_stalled_transfer_after_the_grace_period() {
+    let tree = Tree::new("tftp-sigterm-stalled");
+    let (mut server, addr) = loopback_server(&tree, &[]);
+    let mut c = Client::new();
+    c.send(&emit_rrq("ipxe.efi", "octet", &[]), addr);
+    assert!(matches!(c.recv().0, Packet::Data { block: 1, .. }));
+    // No ACK from here on: the worker retransmits DATA 1, backing off to 5 s between.
+    c.socket
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let signalled = Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_for("waiting up to 10s for 1 TFTP transfers", LIMIT);
+    let message = loop {
+        assert!(signalled.elapsed() < LIMIT, "no ERROR within {LIMIT:?}");
+        match c.recv().0 {
+            Packet::Data { block: 1, .. } => continue,
+            Packet::Error { message, .. } => break message.to_string(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let ended_after = signalled.elapsed();
+    assert_eq!(server.wait_exit(LIMIT), 0);
+    let log = server.log(Duration::from_millis(200));
+    assert!(
+        log.contains("ending 1 TFTP transfers still running after 10s"),
+        "{log}"
+    );
+    assert!(
+        message.contains("shutting down"),
+        "ERROR says why: {message:?}"
+    );
+    assert!(
+        ended_after >= Duration::from_secs(10) && ended_after < Duration::from_secs(14),
+        "ended {ended_after:?} after SIGTERM"
+    );
+}
+
 #[test]
 fn negotiation_is_capped_and_echoed() {
     let tree = Tree::new("tftp-negotiate");

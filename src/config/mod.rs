@@ -6,6 +6,7 @@
 pub mod args;
 pub mod file;
 pub mod options;
+pub mod reload;
 pub mod uci;
 pub mod value;
 

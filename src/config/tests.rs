@@ -413,3 +413,74 @@ fn smees_other_flags_are_accepted() {
     );
     assert_eq!(c.hardware_file(), Path::new("/etc/netbootd/hardware.yaml"));
 }
+
+/// A running (settings, config) pair and a reloaded one, from two config files.
+fn reload(running: &str, reloaded: &str) -> reload::Reconciled {
+    let load = |toml: &str| {
+        let s = settings(&["--tftp-port", "6969"], &[], Some(toml));
+        let profiles = file::parse(toml, Path::new("/etc/nb/netbootd.toml"))
+            .unwrap()
+            .profiles;
+        let c = Config::from_settings(&s, profiles, &host()).unwrap();
+        (s, c)
+    };
+    let (old_settings, old) = load(running);
+    let (new_settings, new) = load(reloaded);
+    reload::reconcile(&old_settings, &old, &new_settings, new)
+}
+
+#[test]
+fn a_reload_applies_per_request_options_and_keeps_bound_ones_for_a_restart() {
+    let running = "log-level = \"info\"\nextra-kernel-args = \"a=1\"\n[http]\nport = 8001\n[tftp]\nblock-size = 512\n[profiles.p]\nkernel = \"k1\"\n";
+    let reloaded = "log-level = \"debug\"\nextra-kernel-args = \"a=2\"\n[http]\nport = 8002\n[tftp]\nblock-size = 1468\nport = 7000\n[dhcp]\nmode = \"proxy\"\n[profiles.p]\nkernel = \"k2\"\n[profiles.q]\nkernel = \"kq\"\n";
+    let r = reload(running, reloaded);
+    let names = |changes: &[reload::Change]| -> Vec<String> {
+        changes.iter().map(|c| c.option.clone()).collect()
+    };
+    assert_eq!(
+        names(&r.applied),
+        [
+            "log-level",
+            "tftp-block-size",
+            "extra-kernel-args",
+            "profiles.p",
+            "profiles.q"
+        ]
+    );
+    // tftp-port comes from a flag, which the file cannot override: not a change.
+    assert_eq!(names(&r.needs_restart), ["dhcp-mode", "http-port"]);
+    assert_eq!(r.config.log_level, LevelFilter::Debug);
+    assert_eq!(r.config.tftp.block_size, 1468);
+    assert_eq!(r.config.http.extra_kernel_args, "a=2");
+    assert_eq!(r.config.profiles["p"].kernel, "k2");
+    // Bound values stay as running.
+    assert_eq!(r.config.http.port, 8001);
+    assert_eq!(r.config.tftp.port, 6969);
+    assert_eq!(r.config.dhcp.mode, DhcpMode::Reservation);
+    let port = &r.needs_restart[1];
+    assert_eq!((port.old.as_str(), port.new.as_str()), ("8001", "8002"));
+    assert_eq!(port.origin, "/etc/nb/netbootd.toml:4: http.port");
+    assert_eq!(
+        r.applied[1].describe(),
+        "tftp-block-size: \"512\" -> \"1468\" (/etc/nb/netbootd.toml:6: tftp.block-size)"
+    );
+    assert_eq!(r.applied[4].old, "(none)");
+}
+
+#[test]
+fn an_unchanged_reload_reports_nothing() {
+    let text = "log-level = \"warn\"\n[profiles.p]\nkernel = \"k\"\n";
+    let r = reload(text, text);
+    assert!(r.unchanged(), "{:?} {:?}", r.applied, r.needs_restart);
+}
+
+#[test]
+fn a_reload_redacts_credentials_in_urls() {
+    let r = reload(
+        "osie-url = \"http://u:old@h/o\"\n",
+        "osie-url = \"http://u:new@h/o\"\n",
+    );
+    assert_eq!(r.applied.len(), 1);
+    assert!(!r.applied[0].describe().contains("old"), "{:?}", r.applied);
+    assert!(!r.applied[0].describe().contains("new@"), "{:?}", r.applied);
+}

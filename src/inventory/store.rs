@@ -2,52 +2,16 @@
 //! A reader takes a snapshot once per request and sees either the old inventory or the new one,
 //! never a mixture; a reload never blocks readers for longer than a pointer swap.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-
 use super::Inventory;
 
-#[derive(Debug)]
-pub struct InventoryStore {
-    current: RwLock<Arc<Inventory>>,
-    generation: AtomicU64,
-}
-
-impl InventoryStore {
-    pub fn new(inventory: Inventory) -> InventoryStore {
-        InventoryStore {
-            current: RwLock::new(Arc::new(inventory)),
-            generation: AtomicU64::new(1),
-        }
-    }
-
-    /// The inventory now in service. Hold it for one request, then let it go.
-    pub fn snapshot(&self) -> Arc<Inventory> {
-        // A poisoned lock still holds a complete Arc: the swap below cannot half-happen.
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Puts a new inventory in service and returns the one it replaces.
-    pub fn replace(&self, inventory: Inventory) -> Arc<Inventory> {
-        let new = Arc::new(inventory);
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
-            new,
-        );
-        self.generation.fetch_add(1, Ordering::Release);
-        old
-    }
-
-    /// Counts the inventories put in service (1 for the first).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-}
+pub type InventoryStore = crate::store::Store<Inventory>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::{load_str, Format, Profiles};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
 
     fn inventory(tag: usize, count: usize) -> Inventory {
         let mut text = String::new();

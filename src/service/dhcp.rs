@@ -111,6 +111,18 @@ impl DhcpService {
         })
     }
 
+    /// A configuration reload: reply contents (addresses, URLs, iPXE binaries) from now on.
+    /// The mode, interface and listen address stay those the sockets were opened for.
+    pub fn reconfigure(&mut self, cfg: &Dhcp) {
+        self.cfg = Dhcp {
+            enabled: self.cfg.enabled,
+            mode: self.cfg.mode,
+            addr: self.cfg.addr,
+            iface: self.cfg.iface.clone(),
+            ..cfg.clone()
+        };
+    }
+
     /// One line for the start-up log.
     pub fn describe(&self) -> String {
         let input = match &self.input {

@@ -35,6 +35,7 @@ use crate::io::files::{open_beneath, send_file, Links, OpenError};
 use crate::policy::http::{client_ip, route, script_for, Route, ScriptSettings};
 use crate::service::metrics::{write_value, Metrics};
 use crate::service::tftp::TftpCounters;
+use crate::store::Store;
 use crate::wire::http::{
     head_end, http_date, parse_range, HeadError, Method, RangeRequest, RequestHead, MAX_HEAD_LEN,
 };
@@ -52,7 +53,8 @@ const ACCEPT_BATCH: usize = 64;
 
 /// What connection threads share.
 struct Shared {
-    config: Config,
+    /// Replaced whole by a configuration reload; each request reads one snapshot.
+    config: Store<Config>,
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
     tftp: Option<Arc<TftpCounters>>,
@@ -84,7 +86,7 @@ impl HttpService {
         Ok(HttpService {
             listener: socket.into(),
             shared: Arc::new(Shared {
-                config: config.clone(),
+                config: Store::new(config.clone()),
                 store,
                 metrics,
                 tftp,
@@ -95,15 +97,26 @@ impl HttpService {
         })
     }
 
+    /// A configuration reload: the requests from now on use `config` (script settings,
+    /// directories, addresses in URLs). The listening address stays the bound one.
+    pub fn reconfigure(&self, config: &Config) {
+        let running = self.shared.config.snapshot();
+        let mut config = config.clone();
+        config.http.addr = running.http.addr;
+        config.http.port = running.http.port;
+        self.shared.config.replace(config);
+    }
+
     pub fn describe(&self) -> String {
-        let h = &self.shared.config.http;
+        let config = self.shared.config.snapshot();
+        let h = &config.http;
         format!(
             "HTTP on {}:{}: scripts {}, iPXE binaries {}, assets {}; at most {MAX_CONNECTIONS} connections ({MAX_DOWNLOADS} downloads), idle timeout {}s",
             h.addr,
             h.port,
             on_off(h.ipxe_script_enabled),
             on_off(h.ipxe_binary_enabled),
-            on_off(self.shared.config.assets_dir.is_some()),
+            on_off(config.assets_dir.is_some()),
             IDLE_TIMEOUT.as_secs()
         )
     }
@@ -368,7 +381,7 @@ impl<'a> Connection<'a> {
     fn answer(&self, head: &RequestHead) -> Response {
         let route = route(head.path());
         let shared = self.shared;
-        let cfg = &shared.config;
+        let cfg = &*shared.config.snapshot();
         let mut response = match &route {
             Route::ScriptByIp | Route::ScriptByMac(_) if !cfg.http.ipxe_script_enabled => {
                 Response::status(404, "scripts are off")
@@ -381,7 +394,7 @@ impl<'a> Connection<'a> {
                     IpAddr::V4(v4) => inventory.by_ip(v4),
                     IpAddr::V6(_) => None,
                 };
-                let mut r = self.script(machine, head.header("host"));
+                let mut r = self.script(cfg, machine, head.header("host"));
                 if r.mac.is_none() {
                     r.note = format!("{} (client {ip})", r.note);
                 }
@@ -389,7 +402,7 @@ impl<'a> Connection<'a> {
             }
             Route::ScriptByMac(mac) => {
                 let inventory = shared.store.snapshot();
-                let mut r = self.script(inventory.by_mac(*mac), head.header("host"));
+                let mut r = self.script(cfg, inventory.by_mac(*mac), head.header("host"));
                 r.mac.get_or_insert_with(|| mac.to_string());
                 r
             }
@@ -425,12 +438,16 @@ impl<'a> Connection<'a> {
         response
     }
 
-    fn script(&self, machine: Option<&crate::inventory::Machine>, host: Option<&str>) -> Response {
-        let cfg = &self.shared.config;
+    fn script(
+        &self,
+        cfg: &Config,
+        machine: Option<&crate::inventory::Machine>,
+        host: Option<&str>,
+    ) -> Response {
         let settings = ScriptSettings {
             http: &cfg.http,
             syslog_ip: cfg.dhcp.syslog_ip,
-            base_url: format!("http://{}", self.authority(host)),
+            base_url: format!("http://{}", authority(cfg, host)),
         };
         let mac = machine.map(|m| m.mac.to_string());
         let mut r = match script_for(machine, &settings) {
@@ -443,30 +460,6 @@ impl<'a> Connection<'a> {
         };
         r.mac = mac;
         r
-    }
-
-    /// host[:port] for URLs in scripts: the request's `Host` when it is a plain host name or
-    /// address (the client reached us by it), else the listening address (the DHCP server
-    /// address when listening on all addresses).
-    fn authority(&self, host: Option<&str>) -> String {
-        let plain = |h: &str| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        };
-        match host {
-            Some(h) if plain(h) => h.to_string(),
-            _ => {
-                let cfg = &self.shared.config;
-                let ip = if cfg.http.addr.is_unspecified() {
-                    cfg.dhcp.ip_for_packet
-                } else {
-                    cfg.http.addr
-                };
-                format!("{ip}:{}", cfg.http.port)
-            }
-        }
     }
 
     /// A file below `root`, whole or one range, with the download slot it needs.
@@ -628,7 +621,7 @@ impl<'a> Connection<'a> {
                 ("netbootd_tftp_bytes_total", &t.bytes_sent),
                 ("netbootd_tftp_retransmissions_total", &t.retransmissions),
             ] {
-                write_value(&mut out, name, "counter", value.load(Ordering::Relaxed));
+                write_value(&mut out, name, "counter", value.get());
             }
         }
         out
@@ -662,5 +655,28 @@ fn content_type(path: &Path) -> &'static str {
         Some("json") => "application/json",
         Some("iso") => "application/x-iso9660-image",
         _ => "application/octet-stream",
+    }
+}
+
+/// host[:port] for URLs in scripts: the request's `Host` when it is a plain host name or
+/// address (the client reached us by it), else the listening address (the DHCP server
+/// address when listening on all addresses).
+fn authority(cfg: &Config, host: Option<&str>) -> String {
+    let plain = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    };
+    match host {
+        Some(h) if plain(h) => h.to_string(),
+        _ => {
+            let ip = if cfg.http.addr.is_unspecified() {
+                cfg.dhcp.ip_for_packet
+            } else {
+                cfg.http.addr
+            };
+            format!("{ip}:{}", cfg.http.port)
+        }
     }
 }

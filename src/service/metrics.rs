@@ -6,7 +6,43 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+/// One counter updated from many threads (the TFTP workers'). Lock-free where the target has
+/// 64-bit atomics; on 32-bit targets without them (mipsel routers) a mutex keeps it 64 bits
+/// wide, so a byte count does not wrap at 4 GiB.
+#[derive(Debug, Default)]
+pub struct Counter {
+    #[cfg(target_has_atomic = "64")]
+    value: AtomicU64,
+    #[cfg(not(target_has_atomic = "64"))]
+    value: Mutex<u64>,
+}
+
+impl Counter {
+    #[cfg(target_has_atomic = "64")]
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[cfg(target_has_atomic = "64")]
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    #[cfg(not(target_has_atomic = "64"))]
+    pub fn add(&self, n: u64) {
+        let mut value = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        *value = value.wrapping_add(n);
+    }
+
+    #[cfg(not(target_has_atomic = "64"))]
+    pub fn get(&self) -> u64 {
+        *self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {

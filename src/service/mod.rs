@@ -18,10 +18,11 @@ use log::{error, info};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+use crate::config::Config;
 use crate::io::signals::{Request, Signals};
 use dhcp::DhcpService;
 use http::HttpService;
-use reload::InventoryReloader;
+use reload::{ConfigReloader, InventoryReloader};
 use syslog::SyslogService;
 use tftp::TftpService;
 
@@ -85,10 +86,38 @@ impl Services {
             s.on_timer(now);
         }
     }
+
+    /// A reloaded configuration, for the requests from now on (the syslog receiver has
+    /// nothing that may change without a restart).
+    fn reconfigure(&mut self, config: &Config) {
+        if let Some(d) = &mut self.dhcp {
+            d.reconfigure(&config.dhcp);
+        }
+        if let Some(t) = &mut self.tftp {
+            t.reconfigure(
+                &config.tftp,
+                config.ipxe_dir.as_deref(),
+                config.assets_dir.as_deref(),
+            );
+        }
+        if let Some(h) = &self.http {
+            h.reconfigure(config);
+        }
+    }
+}
+
+/// What SIGHUP reloads: the configuration and the inventory.
+pub struct Reloaders {
+    pub config: ConfigReloader,
+    pub inventory: InventoryReloader,
 }
 
 /// Runs until SIGTERM or SIGINT; returns the process exit code.
-pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: Services) -> i32 {
+pub fn run(mut signals: Signals, reloaders: Reloaders, mut services: Services) -> i32 {
+    let Reloaders {
+        config: mut config_reloader,
+        inventory: mut reloader,
+    } = reloaders;
     loop {
         let now = Instant::now();
         let deadline = match services.next_deadline() {
@@ -123,7 +152,11 @@ pub fn run(mut signals: Signals, mut reloader: InventoryReloader, mut services: 
                     info!("stopping on {signal}");
                     return shutdown(services);
                 }
-                Request::Reload => reloader.on_reload_request(),
+                Request::Reload => {
+                    if let Some(config) = config_reloader.on_reload_request(&mut reloader) {
+                        services.reconfigure(config);
+                    }
+                }
             }
         }
         let now = Instant::now();

@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::tftp::{
     blksize_cap, interpret_name, negotiate, Limits, NameRefusal, Outcome, Root, Transfer, Transmit,
 };
+use crate::service::metrics::Counter;
 use crate::wire::tftp::{
     emit_data_header, emit_error, emit_oack, to_netascii, ErrorCode, Mode, Packet, Request,
     DATA_HEADER_LEN, MAX_REQUEST_LEN,
@@ -54,18 +55,28 @@ const FALLBACK_MTU: u32 = 1500;
 /// Counters for /metrics, shared with the workers.
 #[derive(Debug, Default)]
 pub struct TftpCounters {
-    pub requests: AtomicU64,
-    pub refused: AtomicU64,
-    pub completed: AtomicU64,
-    pub failed: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub retransmissions: AtomicU64,
+    pub requests: Counter,
+    pub refused: Counter,
+    pub completed: Counter,
+    pub failed: Counter,
+    pub bytes_sent: Counter,
+    pub retransmissions: Counter,
+}
+
+/// The directories served, by the root a request name selects.
+fn roots(ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) -> Vec<(Root, PathBuf)> {
+    let mut roots = Vec::new();
+    if let Some(d) = ipxe_dir {
+        roots.push((Root::Ipxe, d.to_path_buf()));
+    }
+    if let Some(d) = assets_dir {
+        roots.push((Root::Assets, d.to_path_buf()));
+    }
+    roots
 }
 
 /// What the listener and its workers share.
 struct Shared {
-    cfg: Tftp,
-    roots: Vec<(Root, PathBuf)>,
     /// Clients with a transfer running; in single-port mode, with the worker's inbox.
     active: Mutex<HashMap<SocketAddrV4, Option<SyncSender<Vec<u8>>>>>,
     counters: Arc<TftpCounters>,
@@ -85,6 +96,9 @@ impl Shared {
 }
 
 pub struct TftpService {
+    /// Read per request: a configuration reload replaces it (the bound fields stay).
+    cfg: Tftp,
+    roots: Vec<(Root, PathBuf)>,
     listener: UdpEndpoint,
     /// The listening socket again, for workers in single-port mode.
     single_port: Option<Arc<UdpSocket>>,
@@ -112,19 +126,12 @@ impl TftpService {
         } else {
             None
         };
-        let mut roots = Vec::new();
-        if let Some(d) = ipxe_dir {
-            roots.push((Root::Ipxe, d.to_path_buf()));
-        }
-        if let Some(d) = assets_dir {
-            roots.push((Root::Assets, d.to_path_buf()));
-        }
         Ok(TftpService {
+            cfg: cfg.clone(),
+            roots: roots(ipxe_dir, assets_dir),
             listener,
             single_port,
             shared: Arc::new(Shared {
-                cfg: cfg.clone(),
-                roots,
                 active: Mutex::new(HashMap::new()),
                 counters: Arc::default(),
                 draining: AtomicBool::new(false),
@@ -134,8 +141,20 @@ impl TftpService {
         })
     }
 
+    /// A configuration reload: limits and directories for the requests from now on. Running
+    /// transfers keep what they negotiated; the socket's address and port do not change.
+    pub fn reconfigure(&mut self, cfg: &Tftp, ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) {
+        self.cfg = Tftp {
+            addr: self.cfg.addr,
+            port: self.cfg.port,
+            single_port: self.cfg.single_port,
+            ..cfg.clone()
+        };
+        self.roots = roots(ipxe_dir, assets_dir);
+    }
+
     pub fn describe(&self) -> String {
-        let c = &self.shared.cfg;
+        let c = &self.cfg;
         format!(
             "TFTP on {}:{}: blksize up to {}, windowsize up to {}, timeout up to {:?}, {} transfers at most{}",
             c.addr,
@@ -229,7 +248,7 @@ impl TftpService {
 
     /// One log line and an ERROR for a request that gets no transfer.
     fn refuse(&self, rx: &Received, op: &str, name: &str, code: ErrorCode, why: &str) {
-        self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.refused.add(1);
         info!(
             "tftp {} {op} {name:?}: refused, error {} ({why})",
             rx.from,
@@ -240,7 +259,7 @@ impl TftpService {
 
     fn on_read_request(&mut self, request: Request, rx: &Received) {
         let counters = &self.shared.counters;
-        counters.requests.fetch_add(1, Ordering::Relaxed);
+        counters.requests.add(1);
         let name = request.filename.as_str();
         let running = {
             let active = self.shared.active();
@@ -256,7 +275,7 @@ impl TftpService {
                 let why = "server shutting down";
                 return self.refuse(rx, "RRQ", name, ErrorCode::NotDefined, why);
             }
-            (false, n) if n >= self.shared.cfg.max_transfers => {
+            (false, n) if n >= self.cfg.max_transfers => {
                 let why = format!("server busy ({n} transfers), try again");
                 return self.refuse(rx, "RRQ", name, ErrorCode::NotDefined, &why);
             }
@@ -272,16 +291,16 @@ impl TftpService {
         };
         let mtu = rx.ifindex.and_then(interface_mtu).unwrap_or(FALLBACK_MTU);
         let limits = Limits {
-            max_blksize: blksize_cap(self.shared.cfg.block_size, mtu),
-            max_windowsize: self.shared.cfg.max_window_size,
-            timeout: self.shared.cfg.timeout,
+            max_blksize: blksize_cap(self.cfg.block_size, mtu),
+            max_windowsize: self.cfg.max_window_size,
+            timeout: self.cfg.timeout,
             max_retries: MAX_RETRIES,
         };
         let negotiated = negotiate(&request.options, size, &limits);
         let local = rx
             .local
             .filter(|ip| !ip.is_unspecified())
-            .unwrap_or(self.shared.cfg.addr);
+            .unwrap_or(self.cfg.addr);
         let (link, inbox) = match self.link(local) {
             Ok(l) => l,
             Err(e) => {
@@ -342,7 +361,7 @@ impl TftpService {
         })?;
         let mut outside = false;
         for (root, relative) in candidates {
-            let Some((_, dir)) = self.shared.roots.iter().find(|(r, _)| *r == root) else {
+            let Some((_, dir)) = self.roots.iter().find(|(r, _)| *r == root) else {
                 continue;
             };
             let links = match root {
@@ -651,32 +670,31 @@ impl Worker {
         let c = &self.shared.counters;
         let bytes = self.transfer.bytes_acknowledged();
         let retransmissions = self.transfer.retransmissions();
-        c.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
-        c.retransmissions
-            .fetch_add(retransmissions, Ordering::Relaxed);
+        c.bytes_sent.add(bytes);
+        c.retransmissions.add(retransmissions);
         let (level, outcome) = match &end {
             End::Protocol(Outcome::Complete) => {
-                c.completed.fetch_add(1, Ordering::Relaxed);
+                c.completed.add(1);
                 (Level::Info, "complete".to_string())
             }
             End::Protocol(o @ Outcome::ClientError { .. }) => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.add(1);
                 (Level::Info, o.describe())
             }
             End::Protocol(o @ Outcome::TimedOut) => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.add(1);
                 (Level::Warn, o.describe())
             }
             End::ReadFailed(e) => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.add(1);
                 (Level::Warn, format!("read failed: {e}"))
             }
             End::SocketFailed(e) => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.add(1);
                 (Level::Warn, format!("socket failed: {e}"))
             }
             End::Stopped => {
-                c.failed.fetch_add(1, Ordering::Relaxed);
+                c.failed.add(1);
                 (Level::Info, "stopped: server shutting down".to_string())
             }
         };

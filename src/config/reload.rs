@@ -1,0 +1,209 @@
+//! What a configuration reload (SIGHUP) may change in a running server. Pure: from the running
+//! settings and config and a freshly loaded pair it works out the config to run on next and
+//! every change, each either applied or kept back until a restart.
+//!
+//! Applied at once: whatever is read per request or per transfer — the log level, addresses
+//! and URLs put in replies, iPXE binaries per architecture, TFTP limits, iPXE script settings,
+//! the iPXE and assets directories, boot profiles and the hardware file. Kept until a restart:
+//! what was fixed when the sockets were bound and root was given up — which services run, the
+//! DHCP mode and interface, listen addresses and ports, TFTP single-port, user, group and
+//! state directory. A reload never half-applies one of those.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use super::{value, Config, DhcpMode, Settings};
+
+/// One option whose value differs between the running and the reloaded configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub option: String,
+    pub old: String,
+    pub new: String,
+    /// Where the new value comes from: `netbootd.toml:3: dhcp.mode`, `--tftp-port (default)`.
+    pub origin: String,
+}
+
+impl Change {
+    /// `tftp-block-size: "512" -> "1468" (netbootd.toml:9: tftp.block-size)`
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {:?} -> {:?} ({})",
+            self.option, self.old, self.new, self.origin
+        )
+    }
+}
+
+/// The outcome of comparing a reloaded configuration with the running one.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The reloaded configuration with every restart-only value put back to the running one.
+    pub config: Config,
+    pub applied: Vec<Change>,
+    /// Changed in the file (or the environment) but not applied: the process must restart.
+    pub needs_restart: Vec<Change>,
+}
+
+impl Reconciled {
+    pub fn unchanged(&self) -> bool {
+        self.applied.is_empty() && self.needs_restart.is_empty()
+    }
+}
+
+/// How a restart-only value is shown in a message.
+trait Shown {
+    fn shown(&self) -> String;
+}
+
+macro_rules! shown_by_display {
+    ($($t:ty),*) => {$(
+        impl Shown for $t {
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+shown_by_display!(bool, u16, Ipv4Addr, SocketAddrV4);
+
+impl Shown for DhcpMode {
+    fn shown(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
+impl Shown for Option<String> {
+    fn shown(&self) -> String {
+        self.clone().unwrap_or_default()
+    }
+}
+
+impl Shown for PathBuf {
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+/// Compares `new` with what is running. Restart-only values in `new` are put back to the
+/// running ones and reported in `needs_restart`; every other option that changed is reported in
+/// `applied`, as are "auto" addresses that now resolve differently and boot profiles.
+pub fn reconcile(
+    running_settings: &Settings,
+    running: &Config,
+    new_settings: &Settings,
+    mut new: Config,
+) -> Reconciled {
+    let origin = |option: &str| new_settings.get(option).origin();
+    let mut needs_restart = Vec::new();
+    // Each row: the option's name and its field in Config. A differing field is reported and
+    // put back, so the service keeps running on the value its socket was bound with.
+    macro_rules! keep_running {
+        ($($option:literal => $($field:ident).+;)*) => {
+            const RESTART_ONLY: &[&str] = &[$($option),*];
+            $(
+                if new.$($field).+ != running.$($field).+ {
+                    needs_restart.push(Change {
+                        option: $option.into(),
+                        old: running.$($field).+.shown(),
+                        new: new.$($field).+.shown(),
+                        origin: origin($option),
+                    });
+                    new.$($field).+ = running.$($field).+.clone();
+                }
+            )*
+        };
+    }
+    keep_running! {
+        "dhcp-enabled" => dhcp.enabled;
+        "dhcp-mode" => dhcp.mode;
+        "dhcp-addr" => dhcp.addr;
+        "dhcp-iface" => dhcp.iface;
+        "tftp-enabled" => tftp.enabled;
+        "tftp-addr" => tftp.addr;
+        "tftp-port" => tftp.port;
+        "tftp-single-port" => tftp.single_port;
+        "http-ipxe-binary-enabled" => http.ipxe_binary_enabled;
+        "http-ipxe-script-enabled" => http.ipxe_script_enabled;
+        "http-addr" => http.addr;
+        "http-port" => http.port;
+        "syslog-enabled" => syslog.enabled;
+        "syslog-addr" => syslog.addr;
+        "syslog-port" => syslog.port;
+        "user" => user;
+        "group" => group;
+        "state-dir" => state_dir;
+    }
+
+    let mut applied: Vec<Change> = new_settings
+        .list
+        .iter()
+        .zip(&running_settings.list)
+        .filter(|(new, old)| new.value != old.value)
+        .filter(|(new, _)| !RESTART_ONLY.contains(&new.spec.name().as_str()))
+        .map(|(new, old)| Change {
+            option: new.spec.name(),
+            old: value::redact_url(&old.value),
+            new: value::redact_url(&new.value),
+            origin: new.origin(),
+        })
+        .collect();
+
+    // "auto" addresses follow the interface: the same setting can mean a new address.
+    let resolved = [
+        (
+            "dhcp-ip-for-packet",
+            running.dhcp.ip_for_packet,
+            new.dhcp.ip_for_packet,
+        ),
+        ("dhcp-syslog-ip", running.dhcp.syslog_ip, new.dhcp.syslog_ip),
+        ("dhcp-tftp-ip", running.dhcp.tftp_ip, new.dhcp.tftp_ip),
+    ];
+    for (option, old, now) in resolved {
+        if old != now && !applied.iter().any(|c| c.option == option) {
+            applied.push(Change {
+                option: option.into(),
+                old: old.to_string(),
+                new: now.to_string(),
+                origin: format!("{} resolved again", origin(option)),
+            });
+        }
+    }
+    if running.ipxe_dir != new.ipxe_dir && !applied.iter().any(|c| c.option == "ipxe-dir") {
+        let dir = |d: &Option<PathBuf>| d.as_ref().map(|d| d.shown()).unwrap_or_default();
+        applied.push(Change {
+            option: "ipxe-dir".into(),
+            old: dir(&running.ipxe_dir),
+            new: dir(&new.ipxe_dir),
+            origin: "found again among the default directories".into(),
+        });
+    }
+
+    let profile = |p: Option<&crate::inventory::BootProfile>| match p {
+        None => "(none)".to_string(),
+        Some(p) => format!(
+            "kernel={} initrd={} cmdline={}",
+            p.kernel,
+            p.initrd.join(","),
+            p.cmdline
+        ),
+    };
+    let names = running.profiles.keys().chain(new.profiles.keys());
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names.filter(|n| seen.insert(n.as_str())) {
+        let (old, now) = (running.profiles.get(name), new.profiles.get(name));
+        if old != now {
+            applied.push(Change {
+                option: format!("profiles.{name}"),
+                old: profile(old),
+                new: profile(now),
+                origin: "the config file".into(),
+            });
+        }
+    }
+
+    Reconciled {
+        config: new,
+        applied,
+        needs_restart,
+    }
+}
