@@ -4,13 +4,13 @@
 #
 #   .ci/static-builds.sh                                  # x86_64 and aarch64
 #   .ci/static-builds.sh aarch64-unknown-linux-musl
-#   .ci/static-builds.sh armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl   # routers
-#   .ci/static-builds.sh --lib-tests mipsel-unknown-linux-musl   # library tests, qemu-user
+#   .ci/static-builds.sh armv7-unknown-linux-musleabihf mips-unknown-linux-musl   # routers
+#   .ci/static-builds.sh --lib-tests mips-unknown-linux-musl   # library tests, qemu-user
 #
 # x86_64 and aarch64: stable Rust; the musl targets come from rustup and link with the linkers
 # Rust ships (x86_64 self-contained, aarch64 rust-lld).
-# armv7 (32-bit ARM routers) and mipsel (MIPS routers): rustup has no standard library for
-# them, so the nightly toolchain builds it from source (-Zbuild-std, needs the rust-src
+# armv7 (32-bit ARM routers), mips and mipsel (big- and little-endian MIPS routers): rustup has
+# no standard library for them, so the nightly toolchain builds it from source (-Zbuild-std, needs the rust-src
 # component) and zig supplies musl and the linker, through cargo-zigbuild. This script
 # installs what is missing: rust-src, cargo-zigbuild (cargo install) and zig (the PyPI
 # package ziglang, into target/tools). `cross` with cross.toml is the Docker alternative.
@@ -47,7 +47,7 @@ zig_tools() {
 toolchain() {
   case "$1" in
     x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) echo stable ;;
-    armv7-unknown-linux-musleabihf | mipsel-unknown-linux-musl) echo zig ;;
+    armv7-unknown-linux-musleabihf | mips-unknown-linux-musl | mipsel-unknown-linux-musl) echo zig ;;
     *)
       echo "static-builds.sh: unknown target $1" >&2
       exit 2
@@ -65,7 +65,7 @@ cargo_for() {  # cargo_for TARGET SUBCOMMAND ARGS...
   else
     zig_tools
     # zig's own crt and libc, not Rust's (there are none for these targets); static even where
-    # the target defaults to dynamic (mipsel). The linker's note about the missing
+    # the target defaults to dynamic (mips, mipsel). The linker's note about the missing
     # self-contained directory is expected.
     local sub=$1
     shift

@@ -72,7 +72,7 @@ read -r rss threads < <(measure "$WORK/hw-10000.yaml")
 check "RSS with 10,000 machines" "$(awk -v r="$rss" 'BEGIN {printf "%.2f", r / 1024}')" 12 MiB
 printf '(x86_64 musl binary: %s bytes)\n' "$(stat -c %s "$X86")"
 # The router builds (.ci/cross-check.sh), when they are there: reported, not budgeted.
-for t in armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl; do
+for t in armv7-unknown-linux-musleabihf mips-unknown-linux-musl mipsel-unknown-linux-musl; do
   bin=target/$t/release/netbootd
   [ -x "$bin" ] && printf '(%s binary: %s bytes, %s MiB)\n' "$t" "$(stat -c %s "$bin")" \
     "$(awk -v s="$(stat -c %s "$bin")" 'BEGIN {printf "%.2f", s / 1048576}')"

@@ -126,17 +126,18 @@ fn cross_toml_names_the_router_targets() {
         "x86_64-unknown-linux-musl",
         "aarch64-unknown-linux-musl",
         "armv7-unknown-linux-musleabihf",
+        "mips-unknown-linux-musl",
         "mipsel-unknown-linux-musl",
     ] {
         assert!(targets.get(t).is_some(), "cross.toml has no [target.{t}]");
     }
-    // mipsel has no prebuilt standard library.
-    let mipsel = table(targets.get("mipsel-unknown-linux-musl"));
-    assert!(
-        matches!(
-            mipsel.get("build-std").map(|v| v.get_ref()),
-            Some(DeValue::Boolean(true))
-        ),
-        "mipsel needs build-std = true"
-    );
+    // MIPS has no prebuilt standard library.
+    for t in ["mips-unknown-linux-musl", "mipsel-unknown-linux-musl"] {
+        let mips = table(targets.get(t));
+        let build_std = mips.get("build-std").map(|v| v.get_ref());
+        assert!(
+            matches!(build_std, Some(DeValue::Boolean(true))),
+            "{t} needs build-std = true"
+        );
+    }
 }

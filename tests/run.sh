@@ -57,7 +57,12 @@ timeout 900 cargo build --release --locked
 say "cargo test (unit and integration)"
 timeout 1200 cargo test --all-targets --locked
 
-say "static builds: x86_64, aarch64, armv7, mipsel musl; library tests under qemu-aarch64 and qemu-mipsel"
+say "the oldest Rust netbootd supports (rust-version in Cargo.toml) still builds it"
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+rustup toolchain list | grep -q "^$msrv" || rustup toolchain install "$msrv" --profile minimal
+timeout 900 cargo +"$msrv" check --all-targets --locked
+
+say "static builds: x86_64, aarch64, armv7, mips, mipsel musl; library tests under qemu-aarch64 and qemu-mips"
 timeout 2400 .ci/cross-check.sh
 
 say "footprint budget (benches/footprint.sh)"
