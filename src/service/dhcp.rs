@@ -112,15 +112,10 @@ impl DhcpService {
     }
 
     /// A configuration reload: reply contents (addresses, URLs, iPXE binaries) from now on.
-    /// The mode, interface and listen address stay those the sockets were opened for.
+    /// The mode, interface and listen address are unchanged: [`crate::config::reload`] keeps
+    /// them as running.
     pub fn reconfigure(&mut self, cfg: &Dhcp) {
-        self.cfg = Dhcp {
-            enabled: self.cfg.enabled,
-            mode: self.cfg.mode,
-            addr: self.cfg.addr,
-            iface: self.cfg.iface.clone(),
-            ..cfg.clone()
-        };
+        self.cfg = cfg.clone();
     }
 
     /// One line for the start-up log.

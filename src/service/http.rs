@@ -98,13 +98,10 @@ impl HttpService {
     }
 
     /// A configuration reload: the requests from now on use `config` (script settings,
-    /// directories, addresses in URLs). The listening address stays the bound one.
+    /// directories, addresses in URLs). Its listening address is the bound one:
+    /// [`crate::config::reload`] keeps it as running.
     pub fn reconfigure(&self, config: &Config) {
-        let running = self.shared.config.snapshot();
-        let mut config = config.clone();
-        config.http.addr = running.http.addr;
-        config.http.port = running.http.port;
-        self.shared.config.replace(config);
+        self.shared.config.replace(config.clone());
     }
 
     pub fn describe(&self) -> String {

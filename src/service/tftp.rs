@@ -142,14 +142,10 @@ impl TftpService {
     }
 
     /// A configuration reload: limits and directories for the requests from now on. Running
-    /// transfers keep what they negotiated; the socket's address and port do not change.
+    /// transfers keep what they negotiated; the address, port and single-port mode are
+    /// unchanged ([`crate::config::reload`] keeps them as running).
     pub fn reconfigure(&mut self, cfg: &Tftp, ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) {
-        self.cfg = Tftp {
-            addr: self.cfg.addr,
-            port: self.cfg.port,
-            single_port: self.cfg.single_port,
-            ..cfg.clone()
-        };
+        self.cfg = cfg.clone();
         self.roots = roots(ipxe_dir, assets_dir);
     }
 
