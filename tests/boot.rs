@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::netns::{require, Lab, SRV_IP};
+use common::netns::{need_root_and, Lab, SRV_IP};
 use common::{Server, TempDir, BIN};
 
 const VM_MAC: &str = "52:54:00:12:34:56";
@@ -475,10 +475,9 @@ fn assert_served(b: &Booted, test_arg: &str, script_kind: &str, client_net: &str
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn bios_boots_a_boot_profile_in_reservation_mode() {
-    if !require("boot bios", TOOLS) {
-        return;
-    }
+    need_root_and("boot bios", TOOLS);
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
@@ -497,10 +496,9 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn bios_chains_undionly_over_tftp_from_an_inline_script() {
-    if !require("boot bios tftp chain", TOOLS) {
-        return;
-    }
+    need_root_and("boot bios tftp chain", TOOLS);
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
@@ -533,10 +531,9 @@ fn bios_chains_undionly_over_tftp_from_an_inline_script() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
-    if !require("boot uefi", TOOLS) {
-        return;
-    }
+    need_root_and("boot uefi", TOOLS);
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
@@ -559,10 +556,9 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
-    if !require("boot bios proxy", TOOLS) {
-        return;
-    }
+    need_root_and("boot bios proxy", TOOLS);
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Proxy,
@@ -580,10 +576,9 @@ fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
-    if !require("boot uefi proxy", TOOLS) {
-        return;
-    }
+    need_root_and("boot uefi proxy", TOOLS);
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Proxy,
@@ -602,10 +597,9 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
 
 /// The README's demo, verbatim: it builds, boots a BIOS VM in its own lab and cleans up.
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn the_demo_boots_a_vm_and_cleans_up() {
-    if !require("boot demo", TOOLS) {
-        return;
-    }
+    need_root_and("boot demo", TOOLS);
     let _one_at_a_time = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/demo/boot-a-vm.sh");
     let out = Command::new("timeout")

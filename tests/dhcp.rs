@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::netns::{require, udhcpc_args, Lab, SRV_IP};
+use common::netns::{need_root_and, udhcpc_args, Lab, SRV_IP};
 use common::{text, Server, TempDir, BIN};
 use netbootd::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 
@@ -175,10 +175,9 @@ fn bytes(m: &Message) -> Vec<u8> {
 const BROADCAST_67: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn dhclient_gets_its_reservation_and_release_is_logged() {
-    if !require("dhclient", &["dhclient", "ip"]) {
-        return;
-    }
+    need_root_and("dhclient", &["dhclient", "ip"]);
     let dir = TempDir::new("dhclient");
     let lab = Lab::new(CLI_MAC);
     let mut server = start_server(&lab, &dir, HARDWARE, &[]);
@@ -241,10 +240,9 @@ fn dhclient_gets_its_reservation_and_release_is_logged() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn udhcpc_reservations_boot_files_and_silences() {
-    if !require("udhcpc", &["busybox", "ip"]) {
-        return;
-    }
+    need_root_and("udhcpc", &["busybox", "ip"]);
     let dir = TempDir::new("udhcpc");
     let lab = Lab::new(CLI_MAC);
     let mut server = start_server(&lab, &dir, HARDWARE, &[]);
@@ -347,10 +345,9 @@ fn udhcpc_reservations_boot_files_and_silences() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn dhcpcd_gets_its_reservation_with_arp_probe_and_releases() {
-    if !require("dhcpcd", &["dhcpcd", "ip"]) {
-        return;
-    }
+    need_root_and("dhcpcd", &["dhcpcd", "ip"]);
     let dir = TempDir::new("dhcpcd");
     let lab = Lab::new(CLI_MAC);
     let mut server = start_server(&lab, &dir, HARDWARE, &[]);
@@ -403,10 +400,9 @@ fn dhcpcd_gets_its_reservation_with_arp_probe_and_releases() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn nmap_broadcast_dhcp_discover_gets_the_offer() {
-    if !require("nmap", &["nmap", "ip"]) {
-        return;
-    }
+    need_root_and("nmap", &["nmap", "ip"]);
     let dir = TempDir::new("nmap");
     let lab = Lab::new(CLI_MAC);
     let mut server = start_server(&lab, &dir, HARDWARE, &[]);
@@ -443,10 +439,9 @@ fn nmap_broadcast_dhcp_discover_gets_the_offer() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn wrong_address_is_naked_and_another_servers_request_ignored() {
-    if !require("NAK", &["dhclient", "python3", "ip"]) {
-        return;
-    }
+    need_root_and("NAK", &["dhclient", "python3", "ip"]);
     let dir = TempDir::new("nak");
     let lab = Lab::new(CLI_MAC);
     let mut server = start_server(&lab, &dir, HARDWARE, &["--log-level", "debug"]);
@@ -503,10 +498,9 @@ fn wrong_address_is_naked_and_another_servers_request_ignored() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn bad_packets_are_dropped_and_the_next_good_one_answered() {
-    if !require("bad input", &["python3", "ip", "curl"]) {
-        return;
-    }
+    need_root_and("bad input", &["python3", "ip", "curl"]);
     let dir = TempDir::new("bad");
     let lab = Lab::new(CLI_MAC);
     let extra = [
@@ -585,10 +579,9 @@ fn bad_packets_are_dropped_and_the_next_good_one_answered() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn perfdhcp_relay_path_5000_reserved_macs_at_1000_per_second() {
-    if !require("perfdhcp", &["perfdhcp", "ip"]) {
-        return;
-    }
+    need_root_and("perfdhcp", &["perfdhcp", "ip"]);
     let dir = TempDir::new("perfdhcp");
     let lab = Lab::new(CLI_MAC);
     let mut hw = String::from(HARDWARE);
@@ -656,10 +649,9 @@ fn perfdhcp_relay_path_5000_reserved_macs_at_1000_per_second() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn proxy_mode_beside_an_address_server() {
-    if !require("proxy", &["busybox", "python3", "ip"]) {
-        return;
-    }
+    need_root_and("proxy", &["busybox", "python3", "ip"]);
     let dir = TempDir::new("proxy");
     let mut lab = Lab::new(CLI_MAC);
     lab.start_plain_dhcp(&dir.0);

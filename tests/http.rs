@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::require;
+use common::need_tools;
 use common::{free_port, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -125,9 +125,7 @@ fn get(url: &str, extra: &[&str]) -> (u16, String) {
 
 #[test]
 fn scripts_by_mac_by_address_and_by_trusted_forwarded_address() {
-    if !require("http scripts", &["curl"]) {
-        return;
-    }
+    need_tools("http scripts", &["curl"]);
     let mut s = site("http-scripts", &["--trusted-proxies", "127.0.0.0/8"]);
     let chain = "#!ipxe\n\nchain --autofree http://example.test/by-ip.ipxe\n";
     for form in [
@@ -185,9 +183,7 @@ fn scripts_by_mac_by_address_and_by_trusted_forwarded_address() {
 
 #[test]
 fn forwarded_addresses_count_only_from_trusted_proxies() {
-    if !require("http forwarded", &["curl"]) {
-        return;
-    }
+    need_tools("http forwarded", &["curl"]);
     let s = site("http-untrusted", &[]);
     // No trusted proxies: the header is ignored and loopback (.50) is the machine.
     let (code, body) = get(
@@ -200,9 +196,7 @@ fn forwarded_addresses_count_only_from_trusted_proxies() {
 
 #[test]
 fn files_with_head_range_length_and_traversal_refused() {
-    if !require("http files", &["curl"]) {
-        return;
-    }
+    need_tools("http files", &["curl"]);
     let mut s = site("http-files", &[]);
     let vmlinuz = s.dir.path("assets/boot/vmlinuz");
     // A large file: Content-Length (never chunked), Accept-Ranges, Last-Modified.
@@ -278,9 +272,7 @@ fn files_with_head_range_length_and_traversal_refused() {
 
 #[test]
 fn health_and_metrics() {
-    if !require("http health", &["curl"]) {
-        return;
-    }
+    need_tools("http health", &["curl"]);
     let mut s = site("http-health", &[]);
     let (code, body) = get(&format!("{}/healthcheck", s.base), &[]);
     assert_eq!(code, 200);
@@ -332,9 +324,7 @@ fn health_and_metrics() {
 
 #[test]
 fn scripts_stay_fast_beside_idle_connections_and_a_slow_download() {
-    if !require("http load", &["curl"]) {
-        return;
-    }
+    need_tools("http load", &["curl"]);
     let s = site("http-busy", &[]);
     std::fs::write(s.dir.path("assets/big.bin"), pattern(64 << 20)).unwrap();
     let addr = s.base.trim_start_matches("http://").to_string();

@@ -6,16 +6,14 @@ mod common;
 
 use std::process::Command;
 
-use common::netns::require;
+use common::need_tools;
 use common::{text, TempDir, BIN};
 
 const UNIT: &str = include_str!("../systemd/netbootd.service");
 
 #[test]
 fn the_systemd_unit_verifies() {
-    if !require("systemd-analyze verify", &["systemd-analyze"]) {
-        return;
-    }
+    need_tools("systemd-analyze verify", &["systemd-analyze"]);
     let dir = TempDir::new("unit");
     let unit = dir.write(
         "netbootd.service",

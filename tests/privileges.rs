@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::netns::{require, udhcpc_args, Lab, SRV_IP};
+use common::netns::{need_root_and, udhcpc_args, Lab, SRV_IP};
 use common::{text, Server, TempDir, BIN};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -94,10 +94,9 @@ fn http_script(lab: &Lab) -> String {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
-    if !require("privilege drop", &["ip", "busybox", "curl", "logger"]) {
-        return;
-    }
+    need_root_and("privilege drop", &["ip", "busybox", "curl", "logger"]);
     let dir = TempDir::new("privileges");
     std::fs::create_dir_all(dir.path("ipxe")).unwrap();
     let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -179,10 +178,9 @@ fn after_binding_it_runs_as_nobody_without_capabilities_and_still_serves() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn a_named_user_that_does_not_exist_stops_the_start() {
-    if !require("privilege drop to a missing user", &[]) {
-        return;
-    }
+    need_root_and("privilege drop to a missing user", &[]);
     let dir = TempDir::new("privileges-missing");
     let hw = dir.write("hardware.yaml", "{}\n");
     let out = common::run(
@@ -210,10 +208,9 @@ fn a_named_user_that_does_not_exist_stops_the_start() {
 /// As systemd starts it (`User=` with `AmbientCapabilities=`): never root, binds with
 /// CAP_NET_RAW and CAP_NET_BIND_SERVICE, then empties every capability set and still serves.
 #[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn started_unprivileged_with_ambient_capabilities_it_drops_them_after_binding() {
-    if !require("capability drop", &["ip", "setpriv", "curl", "busybox"]) {
-        return;
-    }
+    need_root_and("capability drop", &["ip", "setpriv", "curl", "busybox"]);
     let dir = TempDir::new("privileges-ambient");
     std::fs::create_dir_all(dir.path("ipxe")).unwrap();
     std::fs::write(dir.path("ipxe/undionly.kpxe"), b"ipxe binary").unwrap();

@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::require;
+use common::need_tools;
 use common::{free_port, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -96,9 +96,7 @@ impl Receiver {
 
 #[test]
 fn logger_messages_in_both_formats_name_the_machine() {
-    if !require("syslog logger", &["logger", "curl"]) {
-        return;
-    }
+    need_tools("syslog logger", &["logger", "curl"]);
     let mut r = receiver("syslog-logger");
     r.logger(&[
         "--rfc3164",
@@ -162,9 +160,7 @@ fn logger_messages_in_both_formats_name_the_machine() {
 
 #[test]
 fn garbage_is_logged_as_unparsed_and_never_stops_the_receiver() {
-    if !require("syslog garbage", &["curl"]) {
-        return;
-    }
+    need_tools("syslog garbage", &["curl"]);
     let mut r = receiver("syslog-garbage");
     let huge = vec![b'<'; 65_000];
     let mut junk: Vec<Vec<u8>> = vec![
@@ -228,9 +224,7 @@ fn garbage_is_logged_as_unparsed_and_never_stops_the_receiver() {
 
 #[test]
 fn a_flood_is_capped_in_the_log_but_fully_counted() {
-    if !require("syslog flood", &["curl"]) {
-        return;
-    }
+    need_tools("syslog flood", &["curl"]);
     let mut r = receiver("syslog-flood");
     let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
     let sent = 1500;

@@ -14,6 +14,32 @@ pub mod netns;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netbootd");
 
+/// The tools (on PATH, or a path) of `tools` that are missing.
+pub fn missing_tools(tools: &[&str]) -> Vec<String> {
+    tools
+        .iter()
+        .filter(|tool| {
+            let on_path = std::env::var_os("PATH")
+                .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+                .unwrap_or(false);
+            !on_path && !Path::new(tool).is_file()
+        })
+        .map(|tool| tool.to_string())
+        .collect()
+}
+
+/// A loopback test that runs third-party tools: without one it fails, naming what is missing
+/// (a test never reports "ok" without having run).
+pub fn need_tools(test: &str, tools: &[&str]) {
+    let missing = missing_tools(tools);
+    if !missing.is_empty() {
+        panic!(
+            "{test}: cannot run without {} (./tests/run.sh installs them)",
+            missing.join(", ")
+        );
+    }
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 

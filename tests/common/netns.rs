@@ -6,8 +6,9 @@
 //!                                             d0 -- (veth) -- p0 10.77.0.3/16 :ns dhcp (optional)
 //! ```
 //!
-//! Tests that need root or a tool call [`require`]: without them the test says so loudly and
-//! returns, except under `CI=true`, where it fails.
+//! Tests that use namespaces are `#[ignore = NEEDS_ROOT]` and call [`need_root_and`] first:
+//! a plain `cargo test` reports them as ignored, and when they are run (`--include-ignored`,
+//! as `tests/run.sh` does) without root or a tool they fail with the reason.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -17,36 +18,25 @@ use std::time::{Duration, Instant};
 pub const SRV_IP: &str = "10.77.0.1";
 pub const PREFIX: u8 = 16;
 
-/// True when the test can run: root, and every tool on PATH. Otherwise prints why, and under
-/// `CI=true` panics, so a CI run can never pass by skipping.
-pub fn require(test: &str, tools: &[&str]) -> bool {
-    let mut missing: Vec<String> = Vec::new();
+/// The reason every namespace test carries in its `#[ignore = ...]`: a plain `cargo test` lists
+/// it as ignored (never "ok"), and `tests/run.sh` runs it with `--include-ignored`.
+pub const NEEDS_ROOT: &str = "needs root and network namespaces: run tests/run.sh";
+
+/// For a test marked `#[ignore = NEEDS_ROOT]`, run on purpose: it must really run, so a
+/// missing privilege or tool fails it with the reason (never a silent pass).
+pub fn need_root_and(test: &str, tools: &[&str]) {
+    let mut missing = super::missing_tools(tools);
     // /proc/self belongs to the effective user.
     let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
     if euid != 0 {
-        missing.push("root".into());
+        missing.insert(0, "root".into());
     }
-    for tool in tools {
-        let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || Path::new(tool).is_file();
-        if !found {
-            missing.push((*tool).to_string());
-        }
+    if !missing.is_empty() {
+        panic!(
+            "{test}: cannot run without {} (run ./tests/run.sh as root: it installs them)",
+            missing.join(", ")
+        );
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: cannot run without {} (run ./tests/run.sh as root: it installs them)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {msg} !!!!!!!!\n");
-    false
 }
 
 /// Runs a command, panicking with its output when it fails.
