@@ -570,16 +570,36 @@ struct Worker {
     shared: Arc<Shared>,
 }
 
+/// A client's place among the running transfers, given back when its worker ends, however
+/// it ends: a worker that panicked must not lock its client out or keep a slot until restart.
+struct Slot {
+    shared: Arc<Shared>,
+    client: SocketAddrV4,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.active().remove(&self.client);
+    }
+}
+
 impl Worker {
     fn run(mut self) {
+        let slot = Slot {
+            shared: self.shared.clone(),
+            client: self.client,
+        };
         let started = Instant::now();
         let end = self.serve();
-        let shared = self.shared.clone();
-        shared.active().remove(&self.client);
+        drop(slot);
         self.finish(end, started.elapsed());
     }
 
     fn serve(&mut self) -> End {
+        #[cfg(test)]
+        if self.name == tests::PANIC_IN_WORKER {
+            panic!("a worker bug, on purpose (test)");
+        }
         let mut out = Vec::with_capacity(DATA_HEADER_LEN + usize::from(self.transfer.blksize()));
         let mut inbound = Vec::with_capacity(MAX_REQUEST_LEN);
         loop {
@@ -705,5 +725,75 @@ impl Worker {
             self.transfer.blksize(),
             self.transfer.windowsize(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// In test builds, a worker asked for this name panics.
+    pub const PANIC_IN_WORKER: &str = "panic-in-worker";
+
+    fn service(dir: &Path) -> TftpService {
+        let cfg = Tftp {
+            enabled: true,
+            addr: Ipv4Addr::LOCALHOST,
+            port: 0,
+            timeout: Duration::from_secs(1),
+            block_size: 512,
+            max_window_size: 1,
+            max_transfers: 4,
+            single_port: false,
+            ipxe_script_patch: None,
+        };
+        TftpService::start(&cfg, None, Some(dir)).unwrap()
+    }
+
+    fn rrq(name: &str) -> Vec<u8> {
+        let mut p = vec![0, 1];
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(b"\0octet\0");
+        p
+    }
+
+    /// Waits until the listener has a datagram, then lets the service read it.
+    fn deliver(t: &mut TftpService) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(t.fd(), PollFlags::POLLIN)];
+        assert_eq!(nix::poll::poll(&mut fds, PollTimeout::from(2000u16)), Ok(1));
+        t.on_readable();
+    }
+
+    #[test]
+    fn a_worker_that_panics_frees_its_slot_and_the_next_request_is_served() {
+        let dir = std::env::temp_dir().join(format!("netbootd-tftp-slot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PANIC_IN_WORKER), b"x").unwrap();
+        std::fs::write(dir.join("f"), b"file").unwrap();
+        let mut t = service(&dir);
+        let server = t.listener.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        client.send_to(&rrq(PANIC_IN_WORKER), server).unwrap();
+        deliver(&mut t);
+        let freed = Instant::now();
+        while t.active_transfers() > 0 {
+            assert!(
+                freed.elapsed() < Duration::from_secs(3),
+                "the slot was never freed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The same client (address and port) asks again and gets its file.
+        client.send_to(&rrq("f"), server).unwrap();
+        deliver(&mut t);
+        let mut buf = [0u8; 600];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"\0\x03\0\x01file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
