@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use crate::wire::tftp::{ErrorCode, Packet, RequestOptions, DEFAULT_BLKSIZE, MIN_BLKSIZE};
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
 
 /// Which served directory a candidate path is relative to.
