@@ -12,7 +12,7 @@ use std::time::Instant;
 use log::{error, info, warn};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
-use crate::config::{self, args, value, Config, ConfigFile, Settings, OPTIONS};
+use crate::config::{self, args, Config, ConfigFile, Settings, OPTIONS};
 use crate::inventory::Problem;
 use crate::io::files;
 use crate::io::netif::SystemHost;
@@ -28,6 +28,7 @@ use crate::service::{
     tftp::TftpService,
     Reloaders, Services,
 };
+use crate::value;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -5,6 +5,10 @@
 //! - [`policy`]: pure decisions (request + inventory + config + `now` → reply or silence);
 //! - [`io`] and [`service`]: sockets, the poll loop, threads, files and signals.
 //!
+//! Leaves that every layer may use: [`wire`] (protocol data), [`value`] (the operator's text:
+//! addresses, ports, durations, CIDRs, MACs in flags, environment and files) and [`store`]
+//! (a value in service, swapped whole).
+//!
 //! [`config`] turns flags, environment and the TOML file into a validated [`config::Config`];
 //! [`inventory`] turns a Smee `hardware.yaml` (or TOML) into an indexed, immutable
 //! [`inventory::Inventory`]. Both are pure apart from the functions that read files, which say so.
@@ -16,6 +20,7 @@ pub mod io;
 pub mod policy;
 pub mod service;
 pub mod store;
+pub mod value;
 pub mod wire;
 
 /// Helpers shared by the unit tests.

@@ -2,7 +2,8 @@
 //! does not split it), Go-style single-dash long flags (`-dhcp-mode`, as Smee's units use) get
 //! their second dash, and a bare boolean flag (`--dhcp-enabled`) means `--dhcp-enabled true`.
 
-use super::{options, value};
+use super::options;
+use crate::value;
 
 pub fn normalize(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len() + 4);

@@ -8,7 +8,6 @@ pub mod file;
 pub mod options;
 pub mod reload;
 pub mod uci;
-pub mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,9 +17,10 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::value;
+pub use crate::value::Cidr;
 pub use file::ConfigFile;
 pub use options::{Flags, OptionSpec, OPTIONS};
-pub use value::Cidr;
 
 use crate::inventory::Profiles;
 

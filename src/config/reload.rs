@@ -12,7 +12,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
-use super::{value, Config, DhcpMode, Settings};
+use super::{Config, DhcpMode, Settings};
+use crate::value;
 
 /// One option whose value differs between the running and the reloaded configuration.
 #[derive(Clone, Debug, PartialEq)]

@@ -484,3 +484,48 @@ fn a_reload_redacts_credentials_in_urls() {
     assert!(!r.applied[0].describe().contains("old"), "{:?}", r.applied);
     assert!(!r.applied[0].describe().contains("new@"), "{:?}", r.applied);
 }
+
+const EVERY_FIELD_YAML: &str = include_str!("../../tests/fixtures/smee-every-field.yaml");
+
+/// Mutations of real files (bytes flipped, inserted, deleted, lines duplicated) must give a
+/// result or an error, never a panic: a reload must not be able to take the daemon down.
+#[test]
+fn mangled_files_never_panic() {
+    let toml_file = "[[machine]]\nmac = \"52:54:00:12:34:56\"\nipAddress = \"10.0.0.2\"\nsubnetMask = \"255.0.0.0\"\n\
+                     nameServers = [\"1.1.1.1\"]\n[machine.netboot]\nallowPxe = true\n[machine.boot]\nkernel = \"k\"\ninitrd = [\"i\"]\n";
+    let config_file = "log-level = \"info\"\n[dhcp]\nmode = \"proxy\"\n[profiles.p]\nkernel = \"k\"\ninitrd = [\"a\", \"b\"]\n";
+    let alphabet: &[u8] = b" :\n-\"'[]{}&*<>|#!%@`,.=0123456789abcdefxyzABC\\\t\r\x00\xff";
+    let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut outcomes = [0usize; 2];
+    for round in 0..6000 {
+        let base = [EVERY_FIELD_YAML, toml_file, config_file][round % 3];
+        let mut bytes = base.as_bytes().to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % (bytes.len() + 1);
+            let byte = alphabet[(next() as usize) % alphabet.len()];
+            match next() % 4 {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                2 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {
+                    let end = (at + (next() as usize) % 40).min(bytes.len());
+                    let piece = bytes[at..end].to_vec();
+                    bytes.splice(at..at, piece);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for format in [
+            crate::inventory::Format::Yaml,
+            crate::inventory::Format::Toml,
+        ] {
+            let ok = crate::inventory::load_str(&text, format, "m", &Profiles::new()).is_ok();
+            outcomes[ok as usize] += 1;
+        }
+        let _ = file::parse(&text, std::path::Path::new("m.toml"));
+    }
+    // Both outcomes occur, so the mutations are neither all fatal nor all harmless.
+    assert!(outcomes[0] > 100 && outcomes[1] > 100, "{outcomes:?}");
+}

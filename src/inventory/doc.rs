@@ -34,30 +34,6 @@ pub struct DocError {
     pub message: String,
 }
 
-/// The file formats the inventory and config readers understand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Toml,
-}
-
-impl Format {
-    /// TOML for `*.toml`, YAML for everything else (`hardware.yaml`, `.yml`, no extension).
-    pub fn for_path(path: &std::path::Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(ext) if ext.eq_ignore_ascii_case("toml") => Format::Toml,
-            _ => Format::Yaml,
-        }
-    }
-
-    pub fn parse(self, text: &str) -> Result<Node, DocError> {
-        match self {
-            Format::Yaml => super::yaml::parse(text),
-            Format::Toml => super::toml::parse(text),
-        }
-    }
-}
-
 /// Turns byte offsets into 1-based line numbers.
 pub struct LineIndex {
     starts: Vec<usize>,

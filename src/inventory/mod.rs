@@ -14,11 +14,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
-pub use doc::Format;
 pub use record::boot_profile;
 pub use store::InventoryStore;
 
 use crate::wire::MacAddr;
+
+/// The formats a hardware file can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Toml,
+}
+
+impl Format {
+    /// TOML for `*.toml`, YAML for everything else (`hardware.yaml`, `.yml`, no extension).
+    pub fn for_path(path: &std::path::Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("toml") => Format::Toml,
+            _ => Format::Yaml,
+        }
+    }
+}
 
 /// Lease time given to machines whose record has none (Smee sends 0, which makes clients
 /// renew in a loop: a DHCP flood).
@@ -214,7 +230,7 @@ pub fn load_str(
         Format::Yaml => yaml::parse_streaming(text, &mut |entry| {
             machines.extend(checker.top_entry(&entry, format))
         }),
-        Format::Toml => format.parse(text),
+        Format::Toml => toml::parse(text),
     }
     .map_err(syntax_error)?;
     machines.extend(checker.machines(&rest, format));

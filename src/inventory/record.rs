@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::doc::{normalize_key, Entry, Format, Node, Value};
+use super::doc::{normalize_key, Entry, Node, Value};
+use super::Format;
 use super::{Boot, BootProfile, Machine, Problem, Profiles, DEFAULT_LEASE_TIME};
-use crate::config::value;
+use crate::value;
 use crate::wire::MacAddr;
 
 /// Errors reported before the rest are summarised.

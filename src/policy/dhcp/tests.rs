@@ -83,7 +83,7 @@ fn cfg(mode: DhcpMode) -> Dhcp {
         ipxe_script_base: base(8080, "/auto.ipxe"),
         ipxe_script_url: None,
         ipxe_script_prepend_mac: true,
-        ipxe_binaries: crate::config::value::arch_files(
+        ipxe_binaries: crate::value::arch_files(
             crate::config::options::find("dhcp-ipxe-binaries")
                 .unwrap()
                 .default,
