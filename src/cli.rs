@@ -23,10 +23,10 @@ use crate::service::{
     dhcp::DhcpService,
     http::HttpService,
     metrics::Metrics,
-    reload::{ConfigReloader, ConfigSource, InventoryReloader},
+    reload::{ConfigSource, Reloader},
     syslog::SyslogService,
     tftp::TftpService,
-    Reloaders, Services,
+    Context, Service,
 };
 use crate::value;
 
@@ -90,7 +90,7 @@ pub fn main() -> i32 {
         }
         _ => {
             // SIGHUP loads the configuration again the same way: same flags and environment.
-            let source = Box::new(move || load_config(&flags, &env));
+            let source: ConfigSource = Arc::new(move || load_config(&flags, &env));
             serve(settings, config, source)
         }
     }
@@ -200,92 +200,62 @@ fn init_logging(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// `netbootd [serve]`.
-fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
-    init_logging(config.log_level);
-    // Before any thread exists, so every thread inherits the blocked signals.
-    let signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot set up signal handling: {e}");
-            return 1;
+/// Starts one service from the configuration, with what every service shares.
+type Start = fn(&Config, &Context) -> std::io::Result<Box<dyn Service>>;
+
+/// A service's row: its name, whether the configuration turns it on, how it starts.
+type Registration = (&'static str, fn(&Config) -> bool, Start);
+
+/// The services, in start order. Adding a service is one line here (and its [`Service`]
+/// implementation).
+const SERVICES: [Registration; 4] = [
+    (
+        "DHCP",
+        |c| c.dhcp.enabled,
+        |c, x| Ok(Box::new(DhcpService::start(c, x)?)),
+    ),
+    (
+        "TFTP",
+        |c| c.tftp.enabled,
+        |c, x| Ok(Box::new(TftpService::start(c, x)?)),
+    ),
+    (
+        "HTTP",
+        |c| c.http.enabled(),
+        |c, x| Ok(Box::new(HttpService::start(c, x)?)),
+    ),
+    (
+        "syslog",
+        |c| c.syslog.enabled,
+        |c, x| Ok(Box::new(SyslogService::start(c, x)?)),
+    ),
+];
+
+/// Starts every service the configuration turns on, logging each; `None` when one fails
+/// (the caller exits 1).
+fn start_services(config: &Config, ctx: &Context) -> Option<Vec<Box<dyn Service>>> {
+    let mut services = Vec::new();
+    for (name, enabled, start) in SERVICES {
+        if !enabled(config) {
+            info!("{name} is off");
+            continue;
         }
-    };
-    for w in &config.warnings {
-        warn!("config: {w}");
-    }
-    let path = config.hardware_file().to_path_buf();
-    let metrics = Arc::new(Metrics::default());
-    let started = InventoryReloader::start(
-        &path,
-        config.profiles.clone(),
-        Instant::now(),
-        metrics.clone(),
-    );
-    let (reloader, warnings) = match started {
-        Ok(started) => started,
-        Err(problems) => {
-            for p in &problems {
-                error!("inventory: {p}");
+        match start(config, ctx) {
+            Ok(service) => {
+                info!("{}", service.describe());
+                services.push(service);
             }
-            error!(
-                "not starting: the inventory {} has {} errors",
-                path.display(),
-                problems.len()
-            );
-            return 1;
+            Err(e) => {
+                error!("cannot start {name}: {e}");
+                return None;
+            }
         }
-    };
-    for w in &warnings {
-        warn!("inventory: {w}");
     }
-    let inv = reloader.store().snapshot();
-    info!("netbootd {VERSION} starting: {}", summary(&config));
-    info!(
-        "inventory {}: {} machines ({} netboot), {} warnings",
-        path.display(),
-        inv.len(),
-        inv.netboot_count(),
-        warnings.len()
-    );
-    drop(inv);
-    let mut services = Services::default();
-    let ipxe = config.ipxe_dir.as_deref();
-    let assets = config.assets_dir.as_deref();
-    let started = config.dhcp.enabled.then(|| {
-        DhcpService::start(&config.dhcp, reloader.store(), metrics.clone())
-            .map(|d| (d.describe(), d))
-    });
-    let Some(dhcp) = started_or_off("DHCP", started) else {
-        return 1;
-    };
-    services.dhcp = dhcp;
-    let started = config
-        .tftp
-        .enabled
-        .then(|| TftpService::start(&config.tftp, ipxe, assets).map(|t| (t.describe(), t)));
-    let Some(tftp) = started_or_off("TFTP", started) else {
-        return 1;
-    };
-    services.tftp = tftp;
-    let tftp_counters = services.tftp.as_ref().map(TftpService::counters);
-    let started = config.http.enabled().then(|| {
-        HttpService::start(&config, reloader.store(), metrics.clone(), tftp_counters)
-            .map(|h| (h.describe(), h))
-    });
-    let Some(http) = started_or_off("HTTP", started) else {
-        return 1;
-    };
-    services.http = http;
-    let started = config.syslog.enabled.then(|| {
-        SyslogService::start(&config.syslog, reloader.store(), metrics.clone())
-            .map(|s| (s.describe(), s))
-    });
-    let Some(syslog) = started_or_off("syslog", started) else {
-        return 1;
-    };
-    services.syslog = syslog;
-    // Every socket is bound: root is no longer needed.
+    Some(services)
+}
+
+/// Every socket is bound: root is no longer needed. False when it cannot be given up.
+fn give_up_root(config: &Config) -> bool {
     match drop_privileges(config.user.as_deref(), config.group.as_deref()) {
         Ok(Outcome::Dropped { user, uid, gid }) => {
             info!("running as user {user} (uid {uid}, gid {gid}) with no capabilities")
@@ -301,37 +271,90 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         ),
         Err(e) => {
             error!("cannot give up root: {e}");
-            return 1;
+            return false;
         }
     }
-    info!("a change to the hardware file reloads it; SIGHUP reloads the configuration and the inventory; SIGTERM/SIGINT stop");
-    let reloaders = Reloaders {
-        config: ConfigReloader::new(source, settings, config, metrics),
-        inventory: reloader,
-    };
-    service::run(signals, reloaders, services)
+    true
 }
 
-/// Logs how a service started: its description, "NAME is off" (`None` given), or the error.
-/// `None` when it failed to start (the caller exits 1).
-fn started_or_off<S>(
-    name: &str,
-    started: Option<std::io::Result<(String, S)>>,
-) -> Option<Option<S>> {
-    match started {
-        None => {
-            info!("{name} is off");
-            Some(None)
-        }
-        Some(Ok((description, service))) => {
-            info!("{description}");
-            Some(Some(service))
-        }
-        Some(Err(e)) => {
-            error!("cannot start {name}: {e}");
-            None
-        }
+/// The first inventory and the reloader that keeps it current; `None` when the inventory
+/// has errors (logged; the caller exits 1).
+fn load_inventory(
+    settings: Settings,
+    config: &Config,
+    source: ConfigSource,
+    metrics: Arc<Metrics>,
+) -> Option<Reloader> {
+    let path = config.hardware_file().to_path_buf();
+    let (reloader, warnings) =
+        match Reloader::start(settings, config.clone(), source, metrics, Instant::now()) {
+            Ok(started) => started,
+            Err(problems) => {
+                for p in &problems {
+                    error!("inventory: {p}");
+                }
+                error!(
+                    "not starting: the inventory {} has {} errors",
+                    path.display(),
+                    problems.len()
+                );
+                return None;
+            }
+        };
+    for w in &warnings {
+        warn!("inventory: {w}");
     }
+    let inv = reloader.store().snapshot();
+    info!("netbootd {VERSION} starting: {}", summary(config));
+    info!(
+        "inventory {}: {} machines ({} netboot), {} warnings",
+        path.display(),
+        inv.len(),
+        inv.netboot_count(),
+        warnings.len()
+    );
+    Some(reloader)
+}
+
+/// `netbootd [serve]`.
+fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
+    init_logging(config.log_level);
+    // Before any thread exists, so every thread inherits the blocked signals.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot set up signal handling: {e}");
+            return 1;
+        }
+    };
+    for w in &config.warnings {
+        warn!("config: {w}");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let started = Instant::now();
+    metrics.observe("netbootd_uptime_seconds", "gauge", move || {
+        format!("{:.3}", started.elapsed().as_secs_f64())
+    });
+    let Some(reloader) = load_inventory(settings, &config, source, metrics.clone()) else {
+        return 1;
+    };
+    let ctx = Context {
+        inventory: reloader.store(),
+        metrics,
+    };
+    let Some(services) = start_services(&config, &ctx) else {
+        return 1;
+    };
+    if !give_up_root(&config) {
+        return 1;
+    }
+    let watched = if reloader.watches_with_inotify() {
+        "a change to the hardware file reloads it"
+    } else {
+        "a change to the hardware file reloads it (looked for every 250 ms: no inotify)"
+    };
+    info!("{watched}; SIGHUP reloads the configuration and the inventory; SIGTERM/SIGINT stop");
+    service::run(signals, reloader, services)
 }
 
 /// One line describing what will run where.

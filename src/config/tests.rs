@@ -44,6 +44,21 @@ fn config(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Result<Con
     Config::from_settings(&s, Profiles::new(), &host())
 }
 
+/// A whole configuration on loopback addresses, for the services' unit tests.
+pub(crate) fn loopback_config() -> Config {
+    config(
+        &[
+            "--dhcp-addr=127.0.0.1:1067",
+            "--tftp-addr=127.0.0.1",
+            "--http-addr=127.0.0.1",
+            "--syslog-addr=127.0.0.1",
+        ],
+        &[],
+        None,
+    )
+    .expect("a valid configuration")
+}
+
 fn error(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> String {
     config(args, env, toml).expect_err("should be refused").0
 }

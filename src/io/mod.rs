@@ -2,8 +2,10 @@
 //! host facts for "auto" addresses ([`netif`]), file-change detection ([`watch`]), signals as
 //! a pollable descriptor ([`signals`]), the raw packet socket with its BPF filter ([`packet`])
 //! UDP sockets with per-datagram interface control ([`udp`]) and giving up root once they are
-//! bound ([`privileges`]).
+//! bound ([`privileges`]), and background jobs whose results wake the poll loop
+//! ([`background`]).
 
+pub mod background;
 pub mod files;
 pub mod netif;
 pub mod packet;

@@ -14,15 +14,17 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::{debug, log, log_enabled, warn, Level};
 
-use crate::config::Dhcp;
+use crate::config::{Config, Dhcp};
 use crate::inventory::InventoryStore;
 use crate::io::packet::{PacketSocket, DROP_ALL};
 use crate::io::udp::{UdpEndpoint, UdpOptions};
 use crate::policy::dhcp::{classify, decide, Destination, Port, Reply, Verdict};
 use crate::service::metrics::Metrics;
+use crate::service::{Context, Service};
 use crate::wire::dhcp::{Message, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 use crate::wire::frame::{emit_udp_frame, parse_udp_frame};
 use crate::wire::MacAddr;
@@ -62,11 +64,8 @@ struct Arrival {
 impl DhcpService {
     /// Opens the sockets. Fails (with the socket named) when a port is taken or the
     /// interface is missing or privileges are lacking.
-    pub fn start(
-        cfg: &Dhcp,
-        store: Arc<InventoryStore>,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<DhcpService> {
+    pub fn start(config: &Config, ctx: &Context) -> io::Result<DhcpService> {
+        let cfg = &config.dhcp;
         let iface = cfg.iface.as_deref();
         let input = match iface {
             Some(name) => Input::Packet {
@@ -103,63 +102,12 @@ impl DhcpService {
         )?;
         Ok(DhcpService {
             cfg: cfg.clone(),
-            store,
-            metrics,
+            store: ctx.inventory.clone(),
+            metrics: ctx.metrics.clone(),
             input,
             boot_server,
             buf: vec![0; BUF_LEN],
         })
-    }
-
-    /// A configuration reload: reply contents (addresses, URLs, iPXE binaries) from now on.
-    /// The mode, interface and listen address are unchanged: [`crate::config::reload`] keeps
-    /// them as running.
-    pub fn reconfigure(&mut self, cfg: &Dhcp) {
-        self.cfg = cfg.clone();
-    }
-
-    /// One line for the start-up log.
-    pub fn describe(&self) -> String {
-        let input = match &self.input {
-            Input::Packet { raw, .. } => {
-                format!("packet socket on {} ({})", raw.interface, raw.mac)
-            }
-            Input::Udp(_) => format!("UDP {}", self.cfg.addr),
-        };
-        format!(
-            "DHCP {} on {input}, boot server on UDP {}:{PXE_PORT}, server address {}",
-            self.cfg.mode.as_str(),
-            self.cfg.addr.ip(),
-            self.cfg.ip_for_packet
-        )
-    }
-
-    /// The descriptors to poll, in the order [`Self::on_readable`] numbers them.
-    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
-        let main = match &self.input {
-            Input::Packet { raw, .. } => raw.as_fd(),
-            Input::Udp(udp) => udp.as_fd(),
-        };
-        [main, self.boot_server.as_fd()]
-    }
-
-    /// Handles what is waiting on descriptor `index` of [`Self::fds`].
-    pub fn on_readable(&mut self, index: usize) {
-        for _ in 0..BATCH {
-            let more = match index {
-                0 => self.receive_main(),
-                _ => self.receive_boot_server(),
-            };
-            match more {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    warn!("dhcp: receive failed: {e}");
-                    return;
-                }
-            }
-        }
     }
 
     fn receive_main(&mut self) -> io::Result<()> {
@@ -344,5 +292,60 @@ impl DhcpService {
             }
             (Input::Udp(udp), _) => udp.send_to(bytes, broadcast, arrival.ifindex),
         }
+    }
+}
+
+/// Replies are decided and sent as each datagram is read: no timers, nothing to finish at
+/// shutdown.
+impl Service for DhcpService {
+    fn name(&self) -> &'static str {
+        "DHCP"
+    }
+
+    fn describe(&self) -> String {
+        let input = match &self.input {
+            Input::Packet { raw, .. } => {
+                format!("packet socket on {} ({})", raw.interface, raw.mac)
+            }
+            Input::Udp(_) => format!("UDP {}", self.cfg.addr),
+        };
+        format!(
+            "DHCP {} on {input}, boot server on UDP {}:{PXE_PORT}, server address {}",
+            self.cfg.mode.as_str(),
+            self.cfg.addr.ip(),
+            self.cfg.ip_for_packet
+        )
+    }
+
+    /// The main socket (packet or UDP), then the boot server's.
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let main = match &self.input {
+            Input::Packet { raw, .. } => raw.as_fd(),
+            Input::Udp(udp) => udp.as_fd(),
+        };
+        vec![main, self.boot_server.as_fd()]
+    }
+
+    fn on_readable(&mut self, index: usize, _now: Instant) {
+        for _ in 0..BATCH {
+            let more = match index {
+                0 => self.receive_main(),
+                _ => self.receive_boot_server(),
+            };
+            match more {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("dhcp: receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reply contents (addresses, URLs, iPXE binaries) from now on.
+    fn reconfigure(&mut self, config: &Config) {
+        self.cfg = config.dhcp.clone();
     }
 }

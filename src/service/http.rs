@@ -33,8 +33,8 @@ use crate::config::Config;
 use crate::inventory::InventoryStore;
 use crate::io::files::{open_beneath, send_file, Links, OpenError};
 use crate::policy::http::{client_ip, route, script_for, Route, ScriptSettings};
-use crate::service::metrics::{write_value, Metrics};
-use crate::service::tftp::TftpCounters;
+use crate::service::metrics::Metrics;
+use crate::service::{Context, Service};
 use crate::store::Store;
 use crate::wire::http::{
     head_end, http_date, parse_range, HeadError, Method, RangeRequest, RequestHead, MAX_HEAD_LEN,
@@ -57,24 +57,19 @@ struct Shared {
     config: Store<Config>,
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
-    tftp: Option<Arc<TftpCounters>>,
     started: Instant,
     connections: AtomicUsize,
     downloads: AtomicUsize,
 }
 
 pub struct HttpService {
-    listener: TcpListener,
+    /// Closed when a shutdown begins; downloads already running go on.
+    listener: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
 impl HttpService {
-    pub fn start(
-        config: &Config,
-        store: Arc<InventoryStore>,
-        metrics: Arc<Metrics>,
-        tftp: Option<Arc<TftpCounters>>,
-    ) -> io::Result<HttpService> {
+    pub fn start(config: &Config, ctx: &Context) -> io::Result<HttpService> {
         let addr = SocketAddrV4::new(config.http.addr, config.http.port);
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
@@ -83,55 +78,32 @@ impl HttpService {
             .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
         socket.listen(1024)?;
         socket.set_nonblocking(true)?;
+        let shared = Arc::new(Shared {
+            config: Store::new(config.clone()),
+            store: ctx.inventory.clone(),
+            metrics: ctx.metrics.clone(),
+            started: Instant::now(),
+            connections: AtomicUsize::new(0),
+            downloads: AtomicUsize::new(0),
+        });
+        let open = shared.clone();
+        ctx.metrics
+            .observe("netbootd_http_connections", "gauge", move || {
+                open.connections.load(Ordering::Relaxed).to_string()
+            });
         Ok(HttpService {
-            listener: socket.into(),
-            shared: Arc::new(Shared {
-                config: Store::new(config.clone()),
-                store,
-                metrics,
-                tftp,
-                started: Instant::now(),
-                connections: AtomicUsize::new(0),
-                downloads: AtomicUsize::new(0),
-            }),
+            listener: Some(socket.into()),
+            shared,
         })
     }
 
-    /// A configuration reload: the requests from now on use `config` (script settings,
-    /// directories, addresses in URLs). Its listening address is the bound one:
-    /// [`crate::config::reload`] keeps it as running.
-    pub fn reconfigure(&self, config: &Config) {
-        self.shared.config.replace(config.clone());
-    }
-
-    pub fn describe(&self) -> String {
-        let config = self.shared.config.snapshot();
-        let h = &config.http;
-        format!(
-            "HTTP on {}:{}: scripts {}, iPXE binaries {}, assets {}; at most {MAX_CONNECTIONS} connections ({MAX_DOWNLOADS} downloads), idle timeout {}s",
-            h.addr,
-            h.port,
-            on_off(h.ipxe_script_enabled),
-            on_off(h.ipxe_binary_enabled),
-            on_off(config.assets_dir.is_some()),
-            IDLE_TIMEOUT.as_secs()
-        )
-    }
-
-    /// A handle that counts the files being sent, valid after the service (and its listener)
-    /// is dropped: a shutdown closes the listener, then waits for running downloads.
-    pub fn downloads(&self) -> Downloads {
-        Downloads(self.shared.clone())
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
-    }
-
     /// Accepts what is waiting; each connection gets its thread, or 503 over the cap.
-    pub fn on_readable(&mut self) {
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
         for _ in 0..ACCEPT_BATCH {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match listener.accept() {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -178,12 +150,57 @@ impl HttpService {
     }
 }
 
-/// See [`HttpService::downloads`].
-pub struct Downloads(Arc<Shared>);
+/// The listener in the loop; connections on their own threads. A shutdown closes the
+/// listener and lets running downloads finish.
+impl Service for HttpService {
+    fn name(&self) -> &'static str {
+        "HTTP"
+    }
 
-impl Downloads {
-    pub fn running(&self) -> usize {
-        self.0.downloads.load(Ordering::Acquire)
+    fn describe(&self) -> String {
+        let config = self.shared.config.snapshot();
+        let h = &config.http;
+        format!(
+            "HTTP on {}:{}: scripts {}, iPXE binaries {}, assets {}; at most {MAX_CONNECTIONS} connections ({MAX_DOWNLOADS} downloads), idle timeout {}s",
+            h.addr,
+            h.port,
+            on_off(h.ipxe_script_enabled),
+            on_off(h.ipxe_binary_enabled),
+            on_off(config.assets_dir.is_some()),
+            IDLE_TIMEOUT.as_secs()
+        )
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.listener.iter().map(|l| l.as_fd()).collect()
+    }
+
+    fn on_readable(&mut self, _index: usize, _now: Instant) {
+        self.accept();
+    }
+
+    /// The requests from now on use `config` (script settings, directories, addresses in
+    /// URLs); each request reads one snapshot.
+    fn reconfigure(&mut self, config: &Config) {
+        self.shared.config.replace(config.clone());
+    }
+
+    fn drain(&mut self) -> bool {
+        self.listener = None;
+        true
+    }
+
+    fn in_flight(&self) -> Option<(usize, &'static str)> {
+        Some((
+            self.shared.downloads.load(Ordering::Acquire),
+            "HTTP downloads",
+        ))
+    }
+
+    /// Downloads run on their own threads with their own timeouts: they are left, not cut.
+    fn abort(&mut self, grace: Duration) {
+        let d = self.shared.downloads.load(Ordering::Acquire);
+        info!("leaving {d} HTTP downloads unfinished after {grace:?}");
     }
 }
 
@@ -581,47 +598,7 @@ impl<'a> Connection<'a> {
     }
 
     fn metrics(&self) -> String {
-        let s = self.shared;
-        let mut out = String::new();
-        s.metrics.render(&mut out);
-        let inventory = s.store.snapshot();
-        write_value(
-            &mut out,
-            "netbootd_inventory_machines",
-            "gauge",
-            inventory.len(),
-        );
-        write_value(
-            &mut out,
-            "netbootd_inventory_generation",
-            "counter",
-            s.store.generation(),
-        );
-        write_value(
-            &mut out,
-            "netbootd_uptime_seconds",
-            "gauge",
-            format!("{:.3}", s.started.elapsed().as_secs_f64()),
-        );
-        write_value(
-            &mut out,
-            "netbootd_http_connections",
-            "gauge",
-            s.connections.load(Ordering::Relaxed),
-        );
-        if let Some(t) = &s.tftp {
-            for (name, value) in [
-                ("netbootd_tftp_requests_total", &t.requests),
-                ("netbootd_tftp_refused_total", &t.refused),
-                ("netbootd_tftp_transfers_completed_total", &t.completed),
-                ("netbootd_tftp_transfers_failed_total", &t.failed),
-                ("netbootd_tftp_bytes_total", &t.bytes_sent),
-                ("netbootd_tftp_retransmissions_total", &t.retransmissions),
-            ] {
-                write_value(&mut out, name, "counter", value.get());
-            }
-        }
-        out
+        self.shared.metrics.render()
     }
 }
 

@@ -1,14 +1,21 @@
-//! Counters for `/metrics`, in the Prometheus text format. Services count into one shared
-//! [`Metrics`]: a series is its name with labels (`netbootd_dhcp_packets_total{type="DISCOVER",
-//! verdict="OFFER"}`), kept sorted so the output is stable. Counters only grow; gauges
-//! ([`Metrics::set`]) hold the last value set. A mutex, not atomics per series: counting is
-//! rare next to the work each event stands for.
+//! The one metrics registry behind `/metrics` (Prometheus text format). Every service counts
+//! into the shared [`Metrics`] and `/metrics` renders it whole; no service knows another's
+//! series. Three kinds of entry:
+//! - labelled series counted by name ([`Metrics::inc`], [`Metrics::add`], [`Metrics::set`]):
+//!   `netbootd_dhcp_packets_total{type="DISCOVER",verdict="OFFER"}`; a mutex, not atomics per
+//!   series, as counting is rare next to the work each event stands for;
+//! - hot counters a service holds directly ([`Metrics::counter`], lock-free where the target
+//!   has 64-bit atomics), such as the TFTP workers' bytes;
+//! - values read when `/metrics` is asked ([`Metrics::observe`]): inventory size, open
+//!   connections, uptime.
+//!
+//! Everything is rendered sorted by name, so the output is stable.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 #[cfg(target_has_atomic = "64")]
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One counter updated from many threads (the TFTP workers'). Lock-free where the target has
 /// 64-bit atomics; on 32-bit targets without them (mipsel routers) a mutex keeps it 64 bits
@@ -44,9 +51,25 @@ impl Counter {
     }
 }
 
-#[derive(Debug, Default)]
+/// A value read at render time.
+type Observed = Box<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<String, (Kind, u64)>>,
+    counters: Mutex<Vec<(&'static str, Arc<Counter>)>>,
+    observed: Mutex<Vec<(&'static str, &'static str, Observed)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Takes a lock even after a panic elsewhere: each entry is complete at every moment.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +100,24 @@ pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
 
 impl Metrics {
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Kind, u64)>> {
-        self.series.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.series)
+    }
+
+    /// A counter named `name` (no labels) that the caller holds and adds to directly.
+    pub fn counter(&self, name: &'static str) -> Arc<Counter> {
+        let counter = Arc::new(Counter::default());
+        lock(&self.counters).push((name, counter.clone()));
+        counter
+    }
+
+    /// A value (`kind` is "gauge" or "counter") that `read` gives when `/metrics` is asked.
+    pub fn observe(
+        &self,
+        name: &'static str,
+        kind: &'static str,
+        read: impl Fn() -> String + Send + Sync + 'static,
+    ) {
+        lock(&self.observed).push((name, kind, Box::new(read)));
     }
 
     pub fn add(&self, name: &str, labels: &[(&str, &str)], n: u64) {
@@ -95,28 +135,34 @@ impl Metrics {
         self.add(name, labels, 1);
     }
 
-    /// Every series, with a `# TYPE` line per metric name.
-    pub fn render(&self, out: &mut String) {
-        let map = self.map();
-        let mut last = "";
-        for (key, (kind, value)) in map.iter() {
+    /// Everything, sorted by series, with a `# TYPE` line per metric name.
+    pub fn render(&self) -> String {
+        let mut lines: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
+        for (key, (kind, value)) in self.map().iter() {
+            let kind = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            lines.insert(key.clone(), (kind, value.to_string()));
+        }
+        for (name, counter) in lock(&self.counters).iter() {
+            lines.insert(name.to_string(), ("counter", counter.get().to_string()));
+        }
+        for (name, kind, read) in lock(&self.observed).iter() {
+            lines.insert(name.to_string(), (kind, read()));
+        }
+        let mut out = String::new();
+        let mut last = String::new();
+        for (key, (kind, value)) in &lines {
             let name = key.split('{').next().unwrap_or(key);
             if name != last {
-                let kind = match kind {
-                    Kind::Counter => "counter",
-                    Kind::Gauge => "gauge",
-                };
                 let _ = writeln!(out, "# TYPE {name} {kind}");
-                last = name;
+                last = name.to_string();
             }
             let _ = writeln!(out, "{key} {value}");
         }
+        out
     }
-}
-
-/// One gauge or counter line with its `# TYPE` line.
-pub fn write_value(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
 }
 
 #[cfg(test)]
@@ -131,11 +177,15 @@ mod tests {
         m.add("a_total", &[("v", "q\"\\\n")], 5);
         m.set("g", &[], 7);
         m.set("g", &[], 3);
-        let mut out = String::new();
-        m.render(&mut out);
+        let bytes = m.counter("b_bytes_total");
+        bytes.add(40);
+        bytes.add(2);
+        m.observe("c_open", "gauge", || "9".to_string());
         assert_eq!(
-            out,
+            m.render(),
             "# TYPE a_total counter\na_total{v=\"q\\\"\\\\\\n\"} 5\n\
+             # TYPE b_bytes_total counter\nb_bytes_total 42\n\
+             # TYPE c_open gauge\nc_open 9\n\
              # TYPE g gauge\ng 3\n\
              # TYPE x_total counter\nx_total{route=\"script\",status=\"200\"} 2\n"
         );

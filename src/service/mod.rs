@@ -1,8 +1,13 @@
-//! The services and the main loop. One `poll(2)` loop, dnsmasq-style: `now` is read once per
-//! pass, each part reports its next deadline, and the poll timeout is the earliest of them.
-//! The loop owns the signal descriptor, the inventory reloader, the DHCP sockets, the TFTP
-//! listener (its transfers run on their own threads), the HTTP listener (its connections run
-//! on their own threads) and the syslog receiver.
+//! The services and the main loop. One `poll(2)` loop in the manner of smoltcp's
+//! `Interface::poll_at` and quinn-proto's `poll_timeout`/`handle_timeout(now)`: every
+//! [`Service`] names its descriptors, says when it next wants time ([`Service::poll_at`]), and
+//! is handed `now` (read once per pass) for whatever it is asked to do. The loop sleeps until
+//! a descriptor is readable or the earliest deadline comes; with nothing due it sleeps without
+//! limit. Besides the services it owns the control plane: the signal descriptor and the
+//! [`Reloader`], whose work runs off this thread.
+//!
+//! Adding a service is one registration: implement [`Service`] and add a line to
+//! [`crate::cli`]'s list of services.
 
 pub mod dhcp;
 pub mod http;
@@ -12,6 +17,7 @@ pub mod syslog;
 pub mod tftp;
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{error, info};
@@ -19,207 +25,240 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::config::Config;
+use crate::inventory::InventoryStore;
 use crate::io::signals::{Request, Signals};
-use dhcp::DhcpService;
-use http::HttpService;
-use reload::{ConfigReloader, InventoryReloader};
-use syslog::SyslogService;
-use tftp::TftpService;
+use metrics::Metrics;
+use reload::Reloader;
 
-/// The services that read from the poll loop; `None` when turned off.
-#[derive(Default)]
-pub struct Services {
-    pub dhcp: Option<DhcpService>,
-    pub tftp: Option<TftpService>,
-    pub http: Option<HttpService>,
-    pub syslog: Option<SyslogService>,
+/// What every service starts with besides its configuration.
+#[derive(Clone)]
+pub struct Context {
+    pub inventory: Arc<InventoryStore>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Which service a polled descriptor belongs to.
+/// One service in the poll loop.
+pub trait Service {
+    /// Its name in the log ("DHCP", "TFTP").
+    fn name(&self) -> &'static str;
+
+    /// One line for the start-up log: what listens where, and its limits.
+    fn describe(&self) -> String;
+
+    /// The descriptors to poll for reading; [`Service::on_readable`] gets the index.
+    fn fds(&self) -> Vec<BorrowedFd<'_>>;
+
+    /// Descriptor `index` of [`Service::fds`] is readable.
+    fn on_readable(&mut self, index: usize, now: Instant);
+
+    /// The earliest time the service wants [`Service::on_timer`]; `None`: no timer.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called on every pass at or after [`Service::poll_at`].
+    fn on_timer(&mut self, _now: Instant) {}
+
+    /// A reloaded configuration, for the requests from now on. What was fixed when the sockets
+    /// were bound stays: [`crate::config::reload`] keeps it as running.
+    fn reconfigure(&mut self, _config: &Config) {}
+
+    /// Shutdown begins: stop taking new work. Returns true when there is work to finish
+    /// (the service stays in the loop); false drops it at once, closing its sockets.
+    fn drain(&mut self) -> bool {
+        false
+    }
+
+    /// Work still running after [`Service::drain`]: how many, and what they are called
+    /// ("TFTP transfers").
+    fn in_flight(&self) -> Option<(usize, &'static str)> {
+        None
+    }
+
+    /// The grace period is over: end what is left, saying so in the log.
+    fn abort(&mut self, _grace: Duration) {}
+}
+
+/// How long a shutdown waits for running TFTP transfers and HTTP downloads to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Longest single sleep: only a guard, since every deadline wakes the loop itself.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Which part of the loop a polled descriptor belongs to.
 #[derive(Clone, Copy)]
-enum Source {
-    Dhcp(usize),
-    Tftp,
-    Http,
-    Syslog,
+enum Owner {
+    Signals,
+    Reloader(usize),
+    Service(usize, usize),
 }
 
-impl Services {
-    fn fds(&self) -> Vec<(Source, BorrowedFd<'_>)> {
-        let mut fds = Vec::new();
-        if let Some(d) = &self.dhcp {
-            fds.extend(
-                d.fds()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, fd)| (Source::Dhcp(i), fd)),
-            );
-        }
-        if let Some(t) = &self.tftp {
-            fds.push((Source::Tftp, t.fd()));
-        }
-        if let Some(h) = &self.http {
-            fds.push((Source::Http, h.fd()));
-        }
-        if let Some(s) = &self.syslog {
-            fds.push((Source::Syslog, s.fd()));
-        }
-        fds
-    }
-
-    fn on_readable(&mut self, source: Source, now: Instant) {
-        match source {
-            Source::Dhcp(i) => self.dhcp.as_mut().map(|d| d.on_readable(i)),
-            Source::Tftp => self.tftp.as_mut().map(|t| t.on_readable()),
-            Source::Http => self.http.as_mut().map(|h| h.on_readable()),
-            Source::Syslog => self.syslog.as_mut().map(|s| s.on_readable(now)),
-        };
-    }
-
-    /// The earliest time a service wants [`Self::on_timer`].
-    fn next_deadline(&self) -> Option<Instant> {
-        self.syslog.as_ref().and_then(SyslogService::next_deadline)
-    }
-
-    fn on_timer(&mut self, now: Instant) {
-        if let Some(s) = &mut self.syslog {
-            s.on_timer(now);
-        }
-    }
-
-    /// A reloaded configuration, for the requests from now on (the syslog receiver has
-    /// nothing that may change without a restart).
-    fn reconfigure(&mut self, config: &Config) {
-        if let Some(d) = &mut self.dhcp {
-            d.reconfigure(&config.dhcp);
-        }
-        if let Some(t) = &mut self.tftp {
-            t.reconfigure(
-                &config.tftp,
-                config.ipxe_dir.as_deref(),
-                config.assets_dir.as_deref(),
-            );
-        }
-        if let Some(h) = &self.http {
-            h.reconfigure(config);
-        }
-    }
+/// The earliest of the deadlines, as a poll timeout (rounded up, so the loop does not spin
+/// through the last sub-millisecond; no deadline sleeps up to [`MAX_SLEEP`]).
+fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
+    let wait = deadline.map_or(MAX_SLEEP, |d| {
+        d.saturating_duration_since(now).min(MAX_SLEEP)
+    });
+    let millis = wait.as_micros().div_ceil(1000);
+    PollTimeout::try_from(millis as i32).unwrap_or(PollTimeout::MAX)
 }
 
-/// What SIGHUP reloads: the configuration and the inventory.
-pub struct Reloaders {
-    pub config: ConfigReloader,
-    pub inventory: InventoryReloader,
+/// Polls everything once; returns the owners of the readable descriptors.
+fn poll_once(
+    signals: &Signals,
+    reloader: &Reloader,
+    services: &[Box<dyn Service>],
+    now: Instant,
+) -> Result<Vec<Owner>, Errno> {
+    let deadline = services
+        .iter()
+        .filter_map(|s| s.poll_at())
+        .chain(reloader.poll_at())
+        .min();
+    let mut owners = vec![Owner::Signals];
+    let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    for (i, fd) in reloader.fds().into_iter().enumerate() {
+        owners.push(Owner::Reloader(i));
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+    }
+    for (s, service) in services.iter().enumerate() {
+        for (i, fd) in service.fds().into_iter().enumerate() {
+            owners.push(Owner::Service(s, i));
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+    }
+    match nix::poll::poll(&mut fds, timeout_until(deadline, now)) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(owners
+        .into_iter()
+        .zip(&fds)
+        .filter(|(_, fd)| fd.any().unwrap_or(false))
+        .map(|(owner, _)| owner)
+        .collect())
 }
 
 /// Runs until SIGTERM or SIGINT; returns the process exit code.
-pub fn run(mut signals: Signals, reloaders: Reloaders, mut services: Services) -> i32 {
-    let Reloaders {
-        config: mut config_reloader,
-        inventory: mut reloader,
-    } = reloaders;
+pub fn run(
+    mut signals: Signals,
+    mut reloader: Reloader,
+    mut services: Vec<Box<dyn Service>>,
+) -> i32 {
     loop {
-        let now = Instant::now();
-        let deadline = match services.next_deadline() {
-            Some(d) => d.min(reloader.next_deadline()),
-            None => reloader.next_deadline(),
-        };
-        let wait = deadline.saturating_duration_since(now);
-        // Round up, so the loop does not spin through the last sub-millisecond.
-        let millis = wait.as_micros().div_ceil(1000).min(60_000) as u16;
-
-        let service_fds = services.fds();
-        let sources: Vec<Source> = service_fds.iter().map(|(s, _)| *s).collect();
-        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        fds.extend(
-            service_fds
-                .into_iter()
-                .map(|(_, fd)| PollFd::new(fd, PollFlags::POLLIN)),
-        );
-        match nix::poll::poll(&mut fds, PollTimeout::from(millis)) {
-            Ok(_) | Err(Errno::EINTR) => {}
+        let ready = match poll_once(&signals, &reloader, &services, Instant::now()) {
+            Ok(ready) => ready,
             Err(e) => {
                 error!("poll failed: {e}");
                 return 1;
             }
+        };
+        let now = Instant::now();
+        let mut reconfigured = None;
+        for owner in ready {
+            match owner {
+                Owner::Signals => {}
+                Owner::Reloader(i) => reconfigured = reloader.on_readable(i, now).or(reconfigured),
+                Owner::Service(s, i) => services[s].on_readable(i, now),
+            }
         }
-        let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
-        drop(fds);
-
         for request in signals.drain() {
             match request {
                 Request::Stop(signal) => {
                     info!("stopping on {signal}");
                     return shutdown(services);
                 }
-                Request::Reload => {
-                    if let Some(config) = config_reloader.on_reload_request(&mut reloader) {
-                        services.reconfigure(config);
-                    }
-                }
+                Request::Reload => reloader.on_reload_request(now),
             }
         }
-        let now = Instant::now();
-        for (source, _) in sources.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-            services.on_readable(*source, now);
-        }
         reloader.on_timer(now);
-        services.on_timer(now);
+        if let Some(config) = reconfigured {
+            services.iter_mut().for_each(|s| s.reconfigure(&config));
+        }
+        for service in &mut services {
+            if service.poll_at().is_some_and(|at| at <= now) {
+                service.on_timer(now);
+            }
+        }
     }
 }
 
-/// How long a shutdown waits for running TFTP transfers and HTTP downloads to finish.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// After the grace period: time for the workers to send their ERROR and end.
-const SHUTDOWN_ABORT: Duration = Duration::from_secs(2);
+/// "1 TFTP transfers and 0 HTTP downloads": the work still running, by kind.
+fn describe_in_flight(services: &[Box<dyn Service>]) -> (usize, String) {
+    let work: Vec<(usize, &str)> = services.iter().filter_map(|s| s.in_flight()).collect();
+    let total = work.iter().map(|(n, _)| n).sum();
+    let text = work
+        .iter()
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    (total, text)
+}
 
-/// SIGTERM/SIGINT: stop taking work (DHCP and syslog sockets and the HTTP listener close, TFTP
-/// refuses new requests), let running transfers and downloads finish for up to
-/// [`SHUTDOWN_GRACE`], then end what is left (TFTP clients get an ERROR) and return 0.
-fn shutdown(mut services: Services) -> i32 {
+/// SIGTERM/SIGINT: stop taking work (services with nothing to finish are dropped, closing
+/// their sockets), let running work finish for up to [`SHUTDOWN_GRACE`] (the services that
+/// stay are still polled: single-port TFTP forwards its clients' packets), then end what is
+/// left and return 0.
+fn shutdown(mut services: Vec<Box<dyn Service>>) -> i32 {
     let started = Instant::now();
-    services.dhcp = None;
-    services.syslog = None;
-    let downloads = services.http.take().map(|h| h.downloads());
-    let downloading = || downloads.as_ref().map_or(0, |d| d.running());
-    let transfers = |s: &Services| s.tftp.as_ref().map_or(0, |t| t.active_transfers());
-    if let Some(t) = &services.tftp {
-        t.drain();
+    services.retain_mut(|s| s.drain());
+    let (total, text) = describe_in_flight(&services);
+    if total > 0 {
+        info!("waiting up to {SHUTDOWN_GRACE:?} for {text}");
     }
-    let (t, d) = (transfers(&services), downloading());
-    if t + d > 0 {
-        info!("waiting up to {SHUTDOWN_GRACE:?} for {t} TFTP transfers and {d} HTTP downloads");
-    }
-    while transfers(&services) + downloading() > 0 && started.elapsed() < SHUTDOWN_GRACE {
-        // Single-port TFTP: the listener still forwards the clients' packets to the workers.
-        let ready = match &services.tftp {
-            Some(t) => {
-                let mut fds = [PollFd::new(t.fd(), PollFlags::POLLIN)];
-                nix::poll::poll(&mut fds, PollTimeout::from(50u16)).is_ok_and(|n| n > 0)
+    while describe_in_flight(&services).0 > 0 && started.elapsed() < SHUTDOWN_GRACE {
+        let mut owners = Vec::new();
+        let mut fds = Vec::new();
+        for (s, service) in services.iter().enumerate() {
+            for (i, fd) in service.fds().into_iter().enumerate() {
+                owners.push((s, i));
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
-            None => {
-                std::thread::sleep(Duration::from_millis(50));
-                false
-            }
+        }
+        let ready: Vec<(usize, usize)> = match nix::poll::poll(&mut fds, PollTimeout::from(50u16)) {
+            Ok(n) if n > 0 => owners
+                .into_iter()
+                .zip(&fds)
+                .filter(|(_, fd)| fd.any().unwrap_or(false))
+                .map(|(owner, _)| owner)
+                .collect(),
+            _ => Vec::new(),
         };
-        if ready {
-            services.on_readable(Source::Tftp, Instant::now());
+        drop(fds);
+        let now = Instant::now();
+        for (s, i) in ready {
+            services[s].on_readable(i, now);
         }
     }
-    let (t, d) = (transfers(&services), downloading());
-    if t > 0 {
-        info!("ending {t} TFTP transfers still running after {SHUTDOWN_GRACE:?}");
-        if let Some(tftp) = &services.tftp {
-            tftp.stop();
+    for service in &mut services {
+        if service.in_flight().is_some_and(|(n, _)| n > 0) {
+            service.abort(SHUTDOWN_GRACE);
         }
-        let abort = Instant::now();
-        while transfers(&services) > 0 && abort.elapsed() < SHUTDOWN_ABORT {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    if d > 0 {
-        info!("leaving {d} HTTP downloads unfinished after {SHUTDOWN_GRACE:?}");
     }
     info!("stopped after {:.1}s", started.elapsed().as_secs_f64());
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_timeout_is_the_earliest_deadline_rounded_up() {
+        let now = Instant::now();
+        let at = |us: u64| Some(now + Duration::from_micros(us));
+        assert_eq!(timeout_until(at(0), now), PollTimeout::ZERO);
+        assert_eq!(timeout_until(at(1), now), PollTimeout::from(1u16));
+        assert_eq!(timeout_until(at(2500), now), PollTimeout::from(3u16));
+        // A deadline already past: no wait.
+        assert_eq!(
+            timeout_until(Some(now), now + Duration::from_secs(1)),
+            PollTimeout::ZERO
+        );
+        // Nothing due: the loop sleeps until a descriptor wakes it (bounded by a guard).
+        assert_eq!(
+            timeout_until(None, now),
+            PollTimeout::try_from(MAX_SLEEP.as_millis() as i32).unwrap()
+        );
+    }
 }

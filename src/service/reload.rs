@@ -1,9 +1,17 @@
-//! Reloads. [`InventoryReloader`] keeps the inventory in service up to date with its file: a
-//! changed file (checked by [`FileWatch`]) or SIGHUP loads it again; a file that fails
-//! validation is refused with one error line and the last good inventory stays in service.
-//! [`ConfigReloader`] loads the configuration again on SIGHUP and logs each change, applied or
-//! waiting for a restart (what may change is decided by [`crate::config::reload`]).
+//! Reloads, with the work off the loop's thread. The [`Reloader`] keeps the inventory in
+//! service up to date with its file and takes SIGHUP:
+//!
+//! - a changed hardware file ([`FileWatch`]) or SIGHUP starts a [`Background`] job that reads,
+//!   parses and validates the file and counts what changed; a SIGHUP job first loads the
+//!   configuration again and works out what may change ([`crate::config::reload`]);
+//! - the loop only puts the result in service (one pointer swap) and writes the log lines, so
+//!   a large file never delays a DHCP answer while it loads;
+//! - one job runs at a time; requests that come meanwhile are remembered (a SIGHUP outranks a
+//!   file change) and run when it is back;
+//! - a file that fails validation is refused with one error line and the last good inventory
+//!   stays in service; a configuration whose inventory fails is refused whole.
 
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -12,16 +20,64 @@ use log::{debug, error, info, warn};
 
 use crate::config::reload::{reconcile, Reconciled};
 use crate::config::{Config, Settings};
-use crate::inventory::{self, InventoryStore, Problem, Profiles};
+use crate::inventory::{self, Inventory, InventoryStore, Problem, Profiles};
+use crate::io::background::Background;
 use crate::io::files;
 use crate::io::watch::{FileWatch, Signature};
 use crate::service::metrics::Metrics;
 
-pub struct InventoryReloader {
+/// Loads the configuration as at start: the same flags and environment, the file as it is now.
+pub type ConfigSource = Arc<dyn Fn() -> Result<(Settings, Config), String> + Send + Sync>;
+
+/// What a reload was asked for; a SIGHUP outranks a file change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Request {
+    FileChanged,
+    Sighup,
+}
+
+/// A good inventory, and (added, removed, changed) against the one in service.
+type Compared = (inventory::Loaded, (usize, usize, usize));
+
+/// An inventory read in the background, ready to go into service (or refused).
+struct InventoryLoad {
+    why: &'static str,
+    path: PathBuf,
+    profiles: Profiles,
+    /// Taken just before the file was read.
+    signature: Signature,
+    result: Result<Compared, Vec<Problem>>,
+}
+
+/// A finished background job.
+enum Done {
+    Inventory(InventoryLoad),
+    /// SIGHUP with a configuration that loaded and whose inventory (if it names another one)
+    /// is good: it goes into service.
+    Config {
+        settings: Box<Settings>,
+        reconciled: Box<Reconciled>,
+        inventory: InventoryLoad,
+    },
+    /// SIGHUP with a configuration that cannot run: refused whole; the running inventory's
+    /// file was read again meanwhile.
+    ConfigRefused {
+        why: String,
+        inventory: InventoryLoad,
+    },
+}
+
+pub struct Reloader {
+    source: ConfigSource,
+    settings: Settings,
+    config: Config,
     path: PathBuf,
     profiles: Profiles,
     store: Arc<InventoryStore>,
     watch: FileWatch,
+    jobs: Background<Done>,
+    /// Asked for while a job ran.
+    queued: Option<Request>,
     metrics: Arc<Metrics>,
 }
 
@@ -37,188 +93,315 @@ fn count_load(metrics: &Metrics, result: &str) {
     metrics.inc("netbootd_inventory_loads_total", &[("result", result)]);
 }
 
-impl InventoryReloader {
-    /// Loads the first copy. Its errors stop start-up: a server must not begin with nothing.
+/// Loads a hardware file and compares it with `current`. A panic in a reader (a bug) becomes
+/// a refused reload, so that the last good inventory stays in service.
+fn load(why: &'static str, path: &Path, profiles: &Profiles, current: &Inventory) -> InventoryLoad {
+    let signature = Signature::of(path);
+    let attempt = || files::load_inventory(path, profiles);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
+        .unwrap_or_else(|_| Err(vec![reader_bug(path)]))
+        .map(|loaded| {
+            let diff = loaded.inventory.diff(current);
+            (loaded, diff)
+        });
+    InventoryLoad {
+        why,
+        path: path.to_path_buf(),
+        profiles: profiles.clone(),
+        signature,
+        result,
+    }
+}
+
+fn reader_bug(path: &Path) -> Problem {
+    Problem {
+        file: path.display().to_string(),
+        line: 0,
+        mac: None,
+        field: None,
+        message: "the reader failed unexpectedly (a netbootd bug; please report it with this file)"
+            .into(),
+    }
+}
+
+/// "first error (and 2 more errors; run netbootd check)".
+fn first_of(problems: &[Problem], more_word: &str) -> String {
+    match problems.len() {
+        0 => "no details".into(),
+        1 => problems[0].to_string(),
+        n => format!(
+            "{} (and {} more{more_word}; run netbootd check)",
+            problems[0],
+            n - 1
+        ),
+    }
+}
+
+/// The SIGHUP job: the configuration again, then the inventory it names.
+fn reload_config(
+    source: &ConfigSource,
+    running: (&Settings, &Config),
+    path: &Path,
+    profiles: &Profiles,
+    current: &Inventory,
+) -> Done {
+    let (settings, config) = match source() {
+        Ok(loaded) => loaded,
+        Err(why) => {
+            let inventory = load("SIGHUP", path, profiles, current);
+            return Done::ConfigRefused { why, inventory };
+        }
+    };
+    let reconciled = reconcile(running.0, running.1, &settings, config);
+    let next = &reconciled.config;
+    let (next_path, next_profiles) = (next.hardware_file(), &next.profiles);
+    if next_path == path && next_profiles == profiles {
+        let inventory = load("SIGHUP", path, profiles, current);
+        return Done::Config {
+            settings: Box::new(settings),
+            reconciled: Box::new(reconciled),
+            inventory,
+        };
+    }
+    let inventory = load("configuration reloaded", next_path, next_profiles, current);
+    if let Err(problems) = &inventory.result {
+        let why = format!(
+            "with it the inventory has errors: {}",
+            first_of(problems, "")
+        );
+        let inventory = load("SIGHUP", path, profiles, current);
+        return Done::ConfigRefused { why, inventory };
+    }
+    Done::Config {
+        settings: Box::new(settings),
+        reconciled: Box::new(reconciled),
+        inventory,
+    }
+}
+
+impl Reloader {
+    /// Loads the first inventory (on this thread: nothing is served yet). Its errors stop
+    /// start-up: a server must not begin with nothing.
     pub fn start(
-        path: &Path,
-        profiles: Profiles,
-        now: Instant,
+        settings: Settings,
+        config: Config,
+        source: ConfigSource,
         metrics: Arc<Metrics>,
-    ) -> Result<(InventoryReloader, Vec<Problem>), Vec<Problem>> {
-        let signature = Signature::of(path);
-        let loaded = files::load_inventory(path, &profiles)?;
+        now: Instant,
+    ) -> Result<(Reloader, Vec<Problem>), Vec<Problem>> {
+        let path = config.hardware_file().to_path_buf();
+        let profiles = config.profiles.clone();
+        let signature = Signature::of(&path);
+        let loaded = files::load_inventory(&path, &profiles)?;
         count_load(&metrics, "ok");
         let store = Arc::new(InventoryStore::new(loaded.inventory));
-        let watch = FileWatch::new(path, signature, now);
-        Ok((
-            InventoryReloader {
-                path: path.to_path_buf(),
-                profiles,
-                store,
-                watch,
-                metrics,
-            },
-            loaded.warnings,
-        ))
+        let jobs = Background::new("reload").map_err(|e| {
+            vec![Problem {
+                file: path.display().to_string(),
+                line: 0,
+                mac: None,
+                field: None,
+                message: format!("cannot set up reloading: {e}"),
+            }]
+        })?;
+        let gauges = store.clone();
+        metrics.observe("netbootd_inventory_machines", "gauge", move || {
+            gauges.snapshot().len().to_string()
+        });
+        let gauges = store.clone();
+        metrics.observe("netbootd_inventory_generation", "counter", move || {
+            gauges.generation().to_string()
+        });
+        let reloader = Reloader {
+            source,
+            settings,
+            config,
+            watch: FileWatch::new(&path, signature, now),
+            path,
+            profiles,
+            store,
+            jobs,
+            queued: None,
+            metrics,
+        };
+        Ok((reloader, loaded.warnings))
     }
 
     pub fn store(&self) -> Arc<InventoryStore> {
         Arc::clone(&self.store)
     }
 
-    pub fn next_deadline(&self) -> Instant {
+    /// True when the hardware file is watched with inotify (false: looked at on a timer).
+    pub fn watches_with_inotify(&self) -> bool {
+        self.watch.uses_inotify()
+    }
+
+    /// The descriptors to poll: the background job's wake-up, then the file watch's.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.jobs.fd()];
+        fds.extend(self.watch.fd());
+        fds
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
         self.watch.next_deadline()
     }
 
-    /// Call at or after [`Self::next_deadline`].
-    pub fn on_timer(&mut self, now: Instant) {
-        if let Some(signature) = self.watch.poll(now) {
-            self.reload(signature, "file changed");
-        }
-    }
-
-    /// SIGHUP: load the file now, changed or not.
-    pub fn on_reload_request(&mut self) {
-        self.reload(Signature::of(&self.path), "SIGHUP");
-    }
-
-    /// A configuration reload named another hardware file or changed the boot profiles: the
-    /// inventory they give goes into service, or, when it has errors, nothing changes (the
-    /// caller then keeps the running configuration too). Otherwise a plain SIGHUP reload.
-    pub fn reconfigure(&mut self, path: &Path, profiles: &Profiles) -> Result<(), Vec<Problem>> {
-        if path == self.path && *profiles == self.profiles {
-            self.on_reload_request();
-            return Ok(());
-        }
-        let signature = Signature::of(path);
-        let loaded = load(path, profiles).inspect_err(|_| {
-            count_load(&self.metrics, "refused");
-        })?;
-        self.path = path.to_path_buf();
-        self.profiles = profiles.clone();
-        self.watch = FileWatch::new(path, signature, Instant::now());
-        self.put_in_service(loaded, "configuration reloaded");
-        Ok(())
-    }
-
-    fn reload(&mut self, signature: Signature, why: &str) {
-        self.watch.loaded(signature);
-        match load(&self.path, &self.profiles) {
-            Ok(loaded) => self.put_in_service(loaded, why),
-            Err(problems) => {
-                count_load(&self.metrics, "refused");
-                let kept = self.store.snapshot().len();
-                let more = match problems.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more errors; run netbootd check)", n - 1),
-                };
-                error!("inventory reload ({why}) refused, keeping the last good copy of {kept} machines: {}{more}", problems[0]);
-                for problem in &problems[1..] {
-                    debug!("inventory: {problem}");
-                }
-            }
-        }
-    }
-
-    fn put_in_service(&mut self, loaded: inventory::Loaded, why: &str) {
-        count_load(&self.metrics, "ok");
-        for warning in &loaded.warnings {
-            warn!("inventory: {warning}");
-        }
-        let old = self.store.replace(loaded.inventory);
-        let new = self.store.snapshot();
-        let (added, removed, changed) = new.diff(&old);
-        info!(
-            "inventory reloaded ({why}) from {}: {} machines ({} netboot), {added} added, {removed} removed, {changed} changed, {} warnings",
-            self.path.display(),
-            new.len(),
-            new.netboot_count(),
-            loaded.warnings.len()
-        );
-    }
-}
-
-/// Loads a hardware file. A panic in a reader (a bug) becomes a refused reload, so that the
-/// last good inventory stays in service instead of the daemon restarting without one.
-fn load(path: &Path, profiles: &Profiles) -> Result<inventory::Loaded, Vec<Problem>> {
-    let attempt = || files::load_inventory(path, profiles);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)).unwrap_or_else(|_| {
-        Err(vec![Problem {
-            file: path.display().to_string(),
-            line: 0,
-            mac: None,
-            field: None,
-            message:
-                "the reader failed unexpectedly (a netbootd bug; please report it with this file)"
-                    .into(),
-        }])
-    })
-}
-
-/// Loads the configuration as at start: the same flags and environment, the file as it is now.
-pub type ConfigSource = Box<dyn Fn() -> Result<(Settings, Config), String>>;
-
-pub struct ConfigReloader {
-    source: ConfigSource,
-    settings: Settings,
-    config: Config,
-    metrics: Arc<Metrics>,
-}
-
-impl ConfigReloader {
-    pub fn new(
-        source: ConfigSource,
-        settings: Settings,
-        config: Config,
-        metrics: Arc<Metrics>,
-    ) -> ConfigReloader {
-        ConfigReloader {
-            source,
-            settings,
-            config,
-            metrics,
-        }
-    }
-
-    /// SIGHUP: the configuration, then the inventory it names. Either the whole reloaded
-    /// configuration goes into service (less what needs a restart) or, when the file has an
-    /// error or the inventory fails with it, none of it does. Returns the configuration for the
-    /// services when something they use changed.
-    pub fn on_reload_request(&mut self, inventory: &mut InventoryReloader) -> Option<&Config> {
-        let refused = |metrics: &Metrics, why: String| {
-            metrics.inc("netbootd_config_reloads_total", &[("result", "refused")]);
-            error!(
-                "configuration reload (SIGHUP) refused, keeping the running configuration: {why}"
-            );
-        };
-        let (settings, config) = match (self.source)() {
-            Ok(loaded) => loaded,
-            Err(why) => {
-                refused(&self.metrics, why);
-                inventory.on_reload_request();
-                return None;
-            }
-        };
-        let reconciled = reconcile(&self.settings, &self.config, &settings, config);
-        let next = &reconciled.config;
-        if let Err(problems) = inventory.reconfigure(next.hardware_file(), &next.profiles) {
-            let more = match problems.len() {
-                1 => String::new(),
-                n => format!(" (and {} more; run netbootd check)", n - 1),
-            };
-            let why = format!("with it the inventory has errors: {}{more}", problems[0]);
-            refused(&self.metrics, why);
-            inventory.on_reload_request();
+    /// Descriptor `index` of [`Self::fds`] is readable. Returns the configuration for the
+    /// services when a reload changed something they use.
+    pub fn on_readable(&mut self, index: usize, now: Instant) -> Option<Config> {
+        if index > 0 {
+            self.watch.on_readable(now);
             return None;
         }
+        let done = self.jobs.take()?;
+        let reconfigured = self.finish(done);
+        if let Some(next) = self.queued.take() {
+            self.begin(next);
+        }
+        reconfigured
+    }
+
+    /// Call on every pass: the file watch's looks.
+    pub fn on_timer(&mut self, now: Instant) {
+        if let Some(signature) = self.watch.poll(now) {
+            // Recorded as loaded now: a bad file is not retried until it changes again.
+            self.watch.loaded(signature);
+            self.request(Request::FileChanged);
+        }
+    }
+
+    /// SIGHUP: the configuration and the inventory, changed or not.
+    pub fn on_reload_request(&mut self, _now: Instant) {
+        self.request(Request::Sighup);
+    }
+
+    fn request(&mut self, request: Request) {
+        if self.jobs.is_running() {
+            self.queued = self.queued.max(Some(request));
+        } else {
+            self.begin(request);
+        }
+    }
+
+    fn begin(&mut self, request: Request) {
+        let (path, profiles, current) = (
+            self.path.clone(),
+            self.profiles.clone(),
+            self.store.snapshot(),
+        );
+        let fallback_path = path.clone();
+        let started = match request {
+            Request::FileChanged => self.jobs.start(
+                move || Done::Inventory(load("file changed", &path, &profiles, &current)),
+                move || Done::Inventory(bug_load("file changed", &fallback_path)),
+            ),
+            Request::Sighup => {
+                let source = self.source.clone();
+                let (settings, config) = (self.settings.clone(), self.config.clone());
+                self.watch.loaded(Signature::of(&self.path));
+                self.jobs.start(
+                    move || {
+                        reload_config(&source, (&settings, &config), &path, &profiles, &current)
+                    },
+                    move || Done::ConfigRefused {
+                        why: "the reload failed unexpectedly (a netbootd bug)".into(),
+                        inventory: bug_load("SIGHUP", &fallback_path),
+                    },
+                )
+            }
+        };
+        if let Err(e) = started {
+            error!("reload ({request:?}) not started: no thread: {e}");
+        }
+    }
+
+    /// Puts a finished job's result in service.
+    fn finish(&mut self, done: Done) -> Option<Config> {
+        match done {
+            Done::Inventory(load) => {
+                self.put_in_service(load);
+                None
+            }
+            Done::ConfigRefused { why, inventory } => {
+                self.metrics
+                    .inc("netbootd_config_reloads_total", &[("result", "refused")]);
+                error!("configuration reload (SIGHUP) refused, keeping the running configuration: {why}");
+                self.put_in_service(inventory);
+                None
+            }
+            Done::Config {
+                settings,
+                reconciled,
+                inventory,
+            } => self.apply_config(*settings, *reconciled, inventory),
+        }
+    }
+
+    fn apply_config(
+        &mut self,
+        settings: Settings,
+        reconciled: Reconciled,
+        inventory: InventoryLoad,
+    ) -> Option<Config> {
         self.metrics
             .inc("netbootd_config_reloads_total", &[("result", "ok")]);
+        if inventory.path != self.path || inventory.profiles != self.profiles {
+            self.watch = FileWatch::new(&inventory.path, inventory.signature, Instant::now());
+            self.path = inventory.path.clone();
+            self.profiles = inventory.profiles.clone();
+        }
+        self.put_in_service(inventory);
         log_changes(&reconciled);
         let changed = !reconciled.applied.is_empty();
         log::set_max_level(reconciled.config.log_level);
         self.settings = settings;
         self.config = reconciled.config;
-        changed.then_some(&self.config)
+        changed.then(|| self.config.clone())
+    }
+
+    fn put_in_service(&mut self, load: InventoryLoad) {
+        let why = load.why;
+        let (loaded, (added, removed, changed)) = match load.result {
+            Ok(ok) => ok,
+            Err(problems) => {
+                count_load(&self.metrics, "refused");
+                let kept = self.store.snapshot().len();
+                error!(
+                    "inventory reload ({why}) refused, keeping the last good copy of {kept} machines: {}",
+                    first_of(&problems, " errors")
+                );
+                for problem in problems.iter().skip(1) {
+                    debug!("inventory: {problem}");
+                }
+                return;
+            }
+        };
+        count_load(&self.metrics, "ok");
+        for warning in &loaded.warnings {
+            warn!("inventory: {warning}");
+        }
+        let (machines, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
+        let old = self.store.replace(loaded.inventory);
+        // The old copy is freed on the job thread's next run or here; either is cheap next
+        // to parsing, which never happens on this thread.
+        drop(old);
+        info!(
+            "inventory reloaded ({why}) from {}: {machines} machines ({netboot} netboot), {added} added, {removed} removed, {changed} changed, {} warnings",
+            load.path.display(),
+            loaded.warnings.len()
+        );
+    }
+}
+
+/// The result of a job whose thread panicked: a refused load.
+fn bug_load(why: &'static str, path: &Path) -> InventoryLoad {
+    InventoryLoad {
+        why,
+        path: path.to_path_buf(),
+        profiles: Profiles::new(),
+        signature: Signature::of(path),
+        result: Err(vec![reader_bug(path)]),
     }
 }
 

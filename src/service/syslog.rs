@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use log::{info, warn};
 
-use crate::config::Syslog;
+use crate::config::{Config, Syslog};
 use crate::inventory::InventoryStore;
 use crate::io::udp::{UdpEndpoint, UdpOptions};
 use crate::policy::syslog::{log_line, LogBudget, LINES_PER_SECOND};
 use crate::service::metrics::Metrics;
+use crate::service::{Context, Service};
 use crate::wire::syslog::Message;
 
 /// Datagrams read per loop pass, so a flood cannot starve the other services.
@@ -35,11 +36,8 @@ pub struct SyslogService {
 }
 
 impl SyslogService {
-    pub fn start(
-        cfg: &Syslog,
-        store: Arc<InventoryStore>,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<SyslogService> {
+    pub fn start(config: &Config, ctx: &Context) -> io::Result<SyslogService> {
+        let cfg = &config.syslog;
         let socket = UdpEndpoint::bind(
             SocketAddrV4::new(cfg.addr, cfg.port),
             UdpOptions {
@@ -50,46 +48,11 @@ impl SyslogService {
         Ok(SyslogService {
             cfg: cfg.clone(),
             socket,
-            store,
-            metrics,
+            store: ctx.inventory.clone(),
+            metrics: ctx.metrics.clone(),
             budget: LogBudget::new(LINES_PER_SECOND),
             buf: vec![0; BUF_LEN],
         })
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "syslog receiver on UDP {}:{} (RFC 5424 and RFC 3164), at most {LINES_PER_SECOND} lines/s",
-            self.cfg.addr, self.cfg.port
-        )
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.budget.next_deadline()
-    }
-
-    pub fn on_timer(&mut self, now: Instant) {
-        if let Some(n) = self.budget.on_timer(now) {
-            self.report_suppressed(n);
-        }
-    }
-
-    pub fn on_readable(&mut self, now: Instant) {
-        for _ in 0..BATCH {
-            match self.socket.recv(&mut self.buf) {
-                Ok(r) => self.on_datagram(r.from, r.len, now),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    warn!("syslog: receive failed: {e}");
-                    return;
-                }
-            }
-        }
     }
 
     fn on_datagram(&mut self, from: SocketAddrV4, len: usize, now: Instant) {
@@ -117,5 +80,48 @@ impl SyslogService {
     fn report_suppressed(&self, n: u64) {
         self.metrics.add("netbootd_syslog_suppressed_total", &[], n);
         warn!("syslog: {n} messages not logged (over {LINES_PER_SECOND} lines/s)");
+    }
+}
+
+/// Each datagram is one log line within the budget; the budget's timer reports what it held
+/// back. Nothing to finish at shutdown.
+impl Service for SyslogService {
+    fn name(&self) -> &'static str {
+        "syslog"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "syslog receiver on UDP {}:{} (RFC 5424 and RFC 3164), at most {LINES_PER_SECOND} lines/s",
+            self.cfg.addr, self.cfg.port
+        )
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.socket.as_fd()]
+    }
+
+    fn on_readable(&mut self, _index: usize, now: Instant) {
+        for _ in 0..BATCH {
+            match self.socket.recv(&mut self.buf) {
+                Ok(r) => self.on_datagram(r.from, r.len, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("syslog: receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.budget.next_deadline()
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        if let Some(n) = self.budget.on_timer(now) {
+            self.report_suppressed(n);
+        }
     }
 }

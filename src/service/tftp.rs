@@ -23,14 +23,15 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, log, warn, Level};
 
-use crate::config::Tftp;
+use crate::config::{Config, Tftp};
 use crate::io::files::{open_beneath, Links, OpenError};
 use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::tftp::{
     blksize_cap, interpret_name, negotiate, Limits, NameRefusal, Outcome, Root, Transfer, Transmit,
 };
-use crate::service::metrics::Counter;
+use crate::service::metrics::{Counter, Metrics};
+use crate::service::{Context, Service};
 use crate::wire::tftp::{
     emit_data_header, emit_error, emit_oack, to_netascii, ErrorCode, Mode, Packet, Request,
     DATA_HEADER_LEN, MAX_REQUEST_LEN,
@@ -52,15 +53,31 @@ const WORKER_STACK: usize = 128 << 10;
 /// Assumed when the interface's MTU cannot be read.
 const FALLBACK_MTU: u32 = 1500;
 
-/// Counters for /metrics, shared with the workers.
-#[derive(Debug, Default)]
+/// After the grace period: time for the workers to send their ERROR and end.
+const SHUTDOWN_ABORT: Duration = Duration::from_secs(2);
+
+/// The service's counters in the metrics registry, shared with the workers.
+#[derive(Debug)]
 pub struct TftpCounters {
-    pub requests: Counter,
-    pub refused: Counter,
-    pub completed: Counter,
-    pub failed: Counter,
-    pub bytes_sent: Counter,
-    pub retransmissions: Counter,
+    pub requests: Arc<Counter>,
+    pub refused: Arc<Counter>,
+    pub completed: Arc<Counter>,
+    pub failed: Arc<Counter>,
+    pub bytes_sent: Arc<Counter>,
+    pub retransmissions: Arc<Counter>,
+}
+
+impl TftpCounters {
+    fn register(metrics: &Metrics) -> TftpCounters {
+        TftpCounters {
+            requests: metrics.counter("netbootd_tftp_requests_total"),
+            refused: metrics.counter("netbootd_tftp_refused_total"),
+            completed: metrics.counter("netbootd_tftp_transfers_completed_total"),
+            failed: metrics.counter("netbootd_tftp_transfers_failed_total"),
+            bytes_sent: metrics.counter("netbootd_tftp_bytes_total"),
+            retransmissions: metrics.counter("netbootd_tftp_retransmissions_total"),
+        }
+    }
 }
 
 /// The directories served, by the root a request name selects.
@@ -79,7 +96,7 @@ fn roots(ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) -> Vec<(Root, PathB
 struct Shared {
     /// Clients with a transfer running; in single-port mode, with the worker's inbox.
     active: Mutex<HashMap<SocketAddrV4, Option<SyncSender<Vec<u8>>>>>,
-    counters: Arc<TftpCounters>,
+    counters: TftpCounters,
     /// No new transfers (shutdown has begun); running ones go on.
     draining: AtomicBool,
     /// Running transfers end now, with an ERROR to their client.
@@ -107,11 +124,9 @@ pub struct TftpService {
 }
 
 impl TftpService {
-    pub fn start(
-        cfg: &Tftp,
-        ipxe_dir: Option<&Path>,
-        assets_dir: Option<&Path>,
-    ) -> io::Result<TftpService> {
+    pub fn start(config: &Config, ctx: &Context) -> io::Result<TftpService> {
+        let cfg = &config.tftp;
+        let (ipxe_dir, assets_dir) = (config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
         let addr = SocketAddrV4::new(cfg.addr, cfg.port);
         let listener = UdpEndpoint::bind(
             addr,
@@ -133,7 +148,7 @@ impl TftpService {
             single_port,
             shared: Arc::new(Shared {
                 active: Mutex::new(HashMap::new()),
-                counters: Arc::default(),
+                counters: TftpCounters::register(&ctx.metrics),
                 draining: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
             }),
@@ -141,53 +156,12 @@ impl TftpService {
         })
     }
 
-    /// A configuration reload: limits and directories for the requests from now on. Running
-    /// transfers keep what they negotiated; the address, port and single-port mode are
-    /// unchanged ([`crate::config::reload`] keeps them as running).
-    pub fn reconfigure(&mut self, cfg: &Tftp, ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) {
-        self.cfg = cfg.clone();
-        self.roots = roots(ipxe_dir, assets_dir);
-    }
-
-    pub fn describe(&self) -> String {
-        let c = &self.cfg;
-        format!(
-            "TFTP on {}:{}: blksize up to {}, windowsize up to {}, timeout up to {:?}, {} transfers at most{}",
-            c.addr,
-            c.port,
-            c.block_size,
-            c.max_window_size,
-            c.timeout,
-            c.max_transfers,
-            if c.single_port { ", single port" } else { "" }
-        )
-    }
-
-    pub fn counters(&self) -> Arc<TftpCounters> {
-        self.shared.counters.clone()
-    }
-
     /// Transfers running now.
-    pub fn active_transfers(&self) -> usize {
+    fn active_transfers(&self) -> usize {
         self.shared.active().len()
     }
 
-    /// Shutdown, first step: refuse new requests ("server shutting down"); running transfers
-    /// go on (in single-port mode the listener keeps forwarding their packets).
-    pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
-    }
-
-    /// Asks every worker to end its transfer (with an ERROR to its client).
-    pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
-    }
-
-    pub fn on_readable(&mut self) {
+    fn on_readable(&mut self) {
         for _ in 0..BATCH {
             let received = match self.listener.recv(&mut self.buf) {
                 Ok(r) => r,
@@ -388,6 +362,66 @@ impl TftpService {
             ))
         } else {
             Err((ErrorCode::FileNotFound, "file not found".into()))
+        }
+    }
+}
+
+/// The listener in the loop; transfers on their own threads, which a shutdown lets finish.
+impl Service for TftpService {
+    fn name(&self) -> &'static str {
+        "TFTP"
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.cfg;
+        format!(
+            "TFTP on {}:{}: blksize up to {}, windowsize up to {}, timeout up to {:?}, {} transfers at most{}",
+            c.addr,
+            c.port,
+            c.block_size,
+            c.max_window_size,
+            c.timeout,
+            c.max_transfers,
+            if c.single_port { ", single port" } else { "" }
+        )
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.listener.as_fd()]
+    }
+
+    fn on_readable(&mut self, _index: usize, _now: Instant) {
+        TftpService::on_readable(self);
+    }
+
+    /// Limits and directories for the requests from now on; running transfers keep what they
+    /// negotiated.
+    fn reconfigure(&mut self, config: &Config) {
+        self.cfg = config.tftp.clone();
+        self.roots = roots(config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
+    }
+
+    /// New requests get "server shutting down"; running transfers go on (in single-port mode
+    /// the listener keeps forwarding their packets).
+    fn drain(&mut self) -> bool {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        true
+    }
+
+    fn in_flight(&self) -> Option<(usize, &'static str)> {
+        Some((self.active_transfers(), "TFTP transfers"))
+    }
+
+    /// Every worker ends its transfer with an ERROR to its client.
+    fn abort(&mut self, grace: Duration) {
+        info!(
+            "ending {} TFTP transfers still running after {grace:?}",
+            self.active_transfers()
+        );
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let abort = Instant::now();
+        while self.active_transfers() > 0 && abort.elapsed() < SHUTDOWN_ABORT {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -737,18 +771,16 @@ mod tests {
     pub const PANIC_IN_WORKER: &str = "panic-in-worker";
 
     fn service(dir: &Path) -> TftpService {
-        let cfg = Tftp {
-            enabled: true,
-            addr: Ipv4Addr::LOCALHOST,
-            port: 0,
-            timeout: Duration::from_secs(1),
-            block_size: 512,
-            max_window_size: 1,
-            max_transfers: 4,
-            single_port: false,
-            ipxe_script_patch: None,
+        let mut config = crate::config::tests::loopback_config();
+        config.tftp.port = 0;
+        config.tftp.max_window_size = 1;
+        config.ipxe_dir = None;
+        config.assets_dir = Some(dir.to_path_buf());
+        let ctx = Context {
+            inventory: Arc::new(crate::inventory::InventoryStore::new(Default::default())),
+            metrics: Arc::default(),
         };
-        TftpService::start(&cfg, None, Some(dir)).unwrap()
+        TftpService::start(&config, &ctx).unwrap()
     }
 
     fn rrq(name: &str) -> Vec<u8> {
@@ -761,7 +793,7 @@ mod tests {
     /// Waits until the listener has a datagram, then lets the service read it.
     fn deliver(t: &mut TftpService) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(t.fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(t.listener.as_fd(), PollFlags::POLLIN)];
         assert_eq!(nix::poll::poll(&mut fds, PollTimeout::from(2000u16)), Ok(1));
         t.on_readable();
     }
