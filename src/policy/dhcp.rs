@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::config::{Dhcp, DhcpMode};
 use crate::inventory::{Inventory, Machine};
 use crate::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
-use crate::wire::MacAddr;
+use crate::wire::{pxe, MacAddr};
 
 /// MAC prefixes of Raspberry Pi boards: they boot as architecture 41 and need PXE menu
 /// sub-options in option 43.
@@ -486,7 +486,10 @@ fn netboot_options(
         // iPXE's `no-pxedhcp` (175.176 = 1): this reply gives the address and the boot file,
         // so iPXE need not wait its 2 s for ProxyDHCP offers before it requests (dnsmasq
         // leaves this out). Never in ProxyDHCP offers: there the address server's offer rules.
-        reply.options.set(code::IPXE_ENCAP, IPXE_NO_PXEDHCP);
+        reply.options.set(
+            code::IPXE_ENCAP,
+            pxe::emit_without_end(&[(pxe::IPXE_NO_PXEDHCP, &[1])]),
+        );
     }
     Some(boot)
 }
@@ -518,20 +521,22 @@ fn add_boot(
     }
 }
 
-/// Option 175 (iPXE encapsulated options) holding sub-option 176, `no-pxedhcp`, set to 1.
-const IPXE_NO_PXEDHCP: [u8; 3] = [176, 1, 1];
-
 /// Option 43 for PXE: discovery control 8 (boot `file`); Raspberry Pis also need a boot menu
-/// and prompt before their firmware accepts the offer.
+/// (type 0, "Raspberry Pi Boot") and a prompt (no wait, "PXE") before their firmware accepts
+/// the offer.
 fn pxe_vendor_options(msg: &Message) -> Vec<u8> {
-    let mut v = vec![6, 1, 8];
+    const RPI_MENU: &[u8] = b"\0\0\x11Raspberry Pi Boot";
+    const RPI_PROMPT: &[u8] = b"\0PXE";
+    let at_once: &[u8] = &[pxe::BOOT_FILE_AT_ONCE];
     if is_raspberry_pi(msg) {
-        v.extend_from_slice(&[10, 4, 0, b'P', b'X', b'E']);
-        v.extend_from_slice(&[9, 20, 0, 0, 17]);
-        v.extend_from_slice(b"Raspberry Pi Boot");
+        pxe::emit(&[
+            (pxe::DISCOVERY_CONTROL, at_once),
+            (pxe::MENU_PROMPT, RPI_PROMPT),
+            (pxe::BOOT_MENU, RPI_MENU),
+        ])
+    } else {
+        pxe::emit(&[(pxe::DISCOVERY_CONTROL, at_once)])
     }
-    v.push(code::END);
-    v
 }
 
 /// The boot file or URL for this client: iPXE gets the script URL, UEFI HTTP boot an http://
@@ -678,11 +683,11 @@ fn boot_server(
         .set(code::VENDOR_CLASS, vendor_class_echo(client));
     add_boot(&mut reply, msg, client, &boot, false);
     // Echo the PXE boot item (sub-option 71) the client asked for.
-    if let Some(item) = boot_item(msg) {
-        let mut v = vec![71, item.len() as u8];
-        v.extend_from_slice(item);
-        v.push(code::END);
-        reply.options.set(code::VENDOR_SPECIFIC, v);
+    let asked = msg.options.get(code::VENDOR_SPECIFIC).unwrap_or(&[]);
+    if let Some(item) = pxe::find(asked, pxe::BOOT_ITEM) {
+        reply
+            .options
+            .set(code::VENDOR_SPECIFIC, pxe::emit(&[(pxe::BOOT_ITEM, item)]));
     }
     echo_tail(&mut reply, msg);
     let to = if source.ip().is_unspecified() {
@@ -695,29 +700,6 @@ fn boot_server(
         to,
         boot: Some(boot),
     })
-}
-
-/// PXE sub-option 71 (boot item) inside the request's option 43.
-fn boot_item(msg: &Message) -> Option<&[u8]> {
-    let data = msg.options.get(code::VENDOR_SPECIFIC)?;
-    let mut at = 0;
-    while let Some(&c) = data.get(at) {
-        match c {
-            code::PAD => {
-                at += 1;
-                continue;
-            }
-            code::END => return None,
-            _ => {}
-        }
-        let len = *data.get(at + 1)?;
-        let value = data.get(at + 2..at + 2 + len as usize)?;
-        if c == 71 {
-            return Some(value);
-        }
-        at += 2 + len as usize;
-    }
-    None
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 
@@ -46,6 +46,8 @@ struct InventoryLoad {
     profiles: Profiles,
     /// Taken just before the file was read.
     signature: Signature,
+    /// How long reading, parsing, validating and comparing took (on the job's thread).
+    took: Duration,
     result: Result<Compared, Vec<Problem>>,
 }
 
@@ -96,6 +98,7 @@ fn count_load(metrics: &Metrics, result: &str) {
 /// Loads a hardware file and compares it with `current`. A panic in a reader (a bug) becomes
 /// a refused reload, so that the last good inventory stays in service.
 fn load(why: &'static str, path: &Path, profiles: &Profiles, current: &Inventory) -> InventoryLoad {
+    let started = Instant::now();
     let signature = Signature::of(path);
     let attempt = || files::load_inventory(path, profiles);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
@@ -109,6 +112,7 @@ fn load(why: &'static str, path: &Path, profiles: &Profiles, current: &Inventory
         path: path.to_path_buf(),
         profiles: profiles.clone(),
         signature,
+        took: started.elapsed(),
         result,
     }
 }
@@ -387,9 +391,10 @@ impl Reloader {
         // to parsing, which never happens on this thread.
         drop(old);
         info!(
-            "inventory reloaded ({why}) from {}: {machines} machines ({netboot} netboot), {added} added, {removed} removed, {changed} changed, {} warnings",
+            "inventory reloaded ({why}) from {}: {machines} machines ({netboot} netboot), {added} added, {removed} removed, {changed} changed, {} warnings; loaded in {:.3}s",
             load.path.display(),
-            loaded.warnings.len()
+            loaded.warnings.len(),
+            load.took.as_secs_f64()
         );
     }
 }
@@ -401,6 +406,7 @@ fn bug_load(why: &'static str, path: &Path) -> InventoryLoad {
         path: path.to_path_buf(),
         profiles: Profiles::new(),
         signature: Signature::of(path),
+        took: Duration::ZERO,
         result: Err(vec![reader_bug(path)]),
     }
 }

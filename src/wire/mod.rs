@@ -7,6 +7,7 @@ pub mod dhcp;
 pub mod frame;
 pub mod http;
 mod mac;
+pub mod pxe;
 pub mod syslog;
 pub mod tftp;
 
