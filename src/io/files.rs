@@ -1,14 +1,19 @@
 //! Reading the operator's files: the hardware file and the config file, each with a size cap,
 //! as UTF-8 text, with errors that name the file; and opening served files (TFTP, HTTP) so
 //! that no name or symlink reaches outside the served directory ([`open_beneath`]), and sending
-//! them into a socket without copying ([`send_file`]).
+//! them into a socket without copying ([`send_file`]). TFTP and HTTP open what they serve
+//! through [`open_served`] alike.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::inventory::{self, Format, Loaded, Problem, Profiles};
+use crate::policy::served::{Links, Refusal};
 
 /// Largest hardware file read (a 10,000-machine Smee file is about 2.5 MB).
 pub const MAX_HARDWARE_FILE_BYTES: u64 = 64 << 20;
@@ -44,25 +49,73 @@ pub fn load_inventory(path: &Path, profiles: &Profiles) -> Result<Loaded, Vec<Pr
     inventory::load_str(&text, Format::for_path(path), &file, profiles)
 }
 
-/// Why a served file could not be opened.
+/// What a served file's bytes come from: the open file, or bytes held in memory (a file
+/// converted for netascii; later, an iPXE binary patched in memory). Both services serve
+/// either, ranges included.
 #[derive(Debug)]
-pub enum OpenError {
-    /// No such file, or not a regular file (directories, devices and FIFOs are never served).
-    NotFound,
-    /// The name, after following symlinks, leads outside the root.
-    Outside,
-    Io(std::io::Error),
+pub enum Content {
+    File(File),
+    Bytes(Arc<[u8]>),
 }
 
-/// How far symlinks in a served directory may lead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Links {
-    /// Every link must resolve inside the root.
-    Inside,
-    /// A link directly in the root may point anywhere; deeper names must stay inside. For the
-    /// iPXE directory, which is looked up by base name only: Debian's `ipxe` package links
-    /// `/usr/lib/ipxe/ipxe.efi` to `/boot/ipxe.efi`, and those links are the operator's.
-    TopLevelTrusted,
+/// A file opened for serving, with what the protocols need to know of it.
+#[derive(Debug)]
+pub struct Served {
+    pub content: Content,
+    pub size: u64,
+    /// Where it really is (for the log and the content type).
+    pub real: PathBuf,
+    /// Last modification, seconds since the epoch, when known.
+    pub modified: Option<u64>,
+}
+
+/// Opens `relative` below `root` for TFTP or HTTP: the one way both services open what they
+/// serve, so both refuse the same names for the same reasons.
+pub fn open_served(root: &Path, relative: &str, links: Links) -> Result<Served, Refusal> {
+    let (file, size, real) = open_beneath(root, relative, links)?;
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    Ok(Served {
+        content: Content::File(file),
+        size,
+        real,
+        modified,
+    })
+}
+
+impl Served {
+    /// The whole content in memory, through `convert` (netascii), refusing more than `max`
+    /// bytes before conversion.
+    pub fn converted(
+        self,
+        max: u64,
+        convert: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<Served, Refusal> {
+        if self.size > max {
+            return Err(Refusal::Unreadable(format!(
+                "larger than {max} bytes for this mode"
+            )));
+        }
+        let converted: Vec<u8> = match &self.content {
+            Content::Bytes(b) => convert(b),
+            Content::File(f) => {
+                let mut data = Vec::new();
+                f.take(max)
+                    .read_to_end(&mut data)
+                    .map_err(|e| Refusal::Unreadable(e.to_string()))?;
+                convert(&data)
+            }
+        };
+        Ok(Served {
+            size: converted.len() as u64,
+            content: Content::Bytes(converted.into()),
+            ..self
+        })
+    }
 }
 
 /// An open regular file below `root`, its size, and its real path.
@@ -79,7 +132,7 @@ pub fn open_beneath(
     root: &Path,
     relative: &str,
     links: Links,
-) -> Result<(std::fs::File, u64, std::path::PathBuf), OpenError> {
+) -> Result<(std::fs::File, u64, std::path::PathBuf), Refusal> {
     let trusted = links == Links::TopLevelTrusted && !relative.contains('/');
     let file = if trusted {
         // A link directly in the root is the operator's and may point anywhere.
@@ -91,9 +144,11 @@ pub fn open_beneath(
             Err(Beneath::Refused(e)) => return Err(e),
         }
     };
-    let meta = file.metadata().map_err(OpenError::Io)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Refusal::Unreadable(e.to_string()))?;
     if !meta.is_file() {
-        return Err(OpenError::NotFound);
+        return Err(Refusal::NotFound);
     }
     let real = real_path(&file, &root.join(relative));
     Ok((file, meta.len(), real))
@@ -103,21 +158,21 @@ pub fn open_beneath(
 enum Beneath {
     /// The kernel has no `openat2`, or a sandbox forbids it: check by path instead.
     Unsupported,
-    Refused(OpenError),
+    Refused(Refusal),
 }
 
 /// Maps an open's error: missing names (and loops, and a file used as a directory) are
 /// "not found"; the rest are I/O errors.
-fn open_error(e: io::Error) -> OpenError {
+fn open_error(e: io::Error) -> Refusal {
     use nix::libc::{ELOOP, ENOTDIR};
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
-        _ if matches!(e.raw_os_error(), Some(ENOTDIR) | Some(ELOOP)) => OpenError::NotFound,
-        _ => OpenError::Io(e),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => Refusal::NotFound,
+        _ if matches!(e.raw_os_error(), Some(ENOTDIR) | Some(ELOOP)) => Refusal::NotFound,
+        _ => Refusal::Unreadable(e.to_string()),
     }
 }
 
-fn open_read_only(path: &Path) -> Result<File, OpenError> {
+fn open_read_only(path: &Path) -> Result<File, Refusal> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -133,7 +188,7 @@ fn open_resolving_beneath(root: &Path, relative: &str) -> Result<File, Beneath> 
     use std::os::fd::{AsRawFd, FromRawFd};
     let dir = File::open(root).map_err(|e| Beneath::Refused(open_error(e)))?;
     let name = CString::new(relative.trim_start_matches('/'))
-        .map_err(|_| Beneath::Refused(OpenError::NotFound))?;
+        .map_err(|_| Beneath::Refused(Refusal::NotFound))?;
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
@@ -157,7 +212,7 @@ fn open_resolving_beneath(root: &Path, relative: &str) -> Result<File, Beneath> 
             Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
             Some(libc::ENOSYS) | Some(libc::EPERM) => Beneath::Unsupported,
             // The name (or a link on the way) leads out of the root.
-            Some(libc::EXDEV) => Beneath::Refused(OpenError::Outside),
+            Some(libc::EXDEV) => Beneath::Refused(Refusal::Outside),
             _ => Beneath::Refused(open_error(e)),
         });
     }
@@ -167,16 +222,18 @@ fn open_resolving_beneath(root: &Path, relative: &str) -> Result<File, Beneath> 
 fn open_beneath_by_path(
     root: &Path,
     relative: &str,
-) -> Result<(File, u64, std::path::PathBuf), OpenError> {
+) -> Result<(File, u64, std::path::PathBuf), Refusal> {
     let root = root.canonicalize().map_err(open_error)?;
     let real = root.join(relative).canonicalize().map_err(open_error)?;
     if !real.starts_with(&root) {
-        return Err(OpenError::Outside);
+        return Err(Refusal::Outside);
     }
     let file = open_read_only(&real)?;
-    let meta = file.metadata().map_err(OpenError::Io)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Refusal::Unreadable(e.to_string()))?;
     if !meta.is_file() {
-        return Err(OpenError::NotFound);
+        return Err(Refusal::NotFound);
     }
     Ok((file, meta.len(), real))
 }
@@ -240,14 +297,14 @@ mod tests {
         assert_eq!(size, 3);
         assert!(real.ends_with("sub/f"));
         assert!(open("in").is_ok());
-        assert!(matches!(open("out"), Err(OpenError::Outside)));
-        assert!(matches!(open("sub"), Err(OpenError::NotFound)));
-        assert!(matches!(open("nope"), Err(OpenError::NotFound)));
-        assert!(matches!(open("sub/f/x"), Err(OpenError::NotFound)));
+        assert!(matches!(open("out"), Err(Refusal::Outside)));
+        assert!(matches!(open("sub"), Err(Refusal::NotFound)));
+        assert!(matches!(open("nope"), Err(Refusal::NotFound)));
+        assert!(matches!(open("sub/f/x"), Err(Refusal::NotFound)));
         // Links directly in a trusted root (Debian's iPXE directory) may lead out; deeper not.
         let trusted = |name| open_beneath(&root, name, Links::TopLevelTrusted);
         assert!(trusted("out").is_ok());
-        assert!(matches!(trusted("sub/out"), Err(OpenError::Outside)));
+        assert!(matches!(trusted("sub/out"), Err(Refusal::Outside)));
         std::fs::remove_dir_all(&base).unwrap();
     }
 
@@ -262,15 +319,15 @@ mod tests {
         assert_eq!(open_beneath_by_path(&root, "sub/f").unwrap().1, 3);
         assert!(matches!(
             open_beneath_by_path(&root, "out"),
-            Err(OpenError::Outside)
+            Err(Refusal::Outside)
         ));
         assert!(matches!(
             open_beneath_by_path(&root, "sub"),
-            Err(OpenError::NotFound)
+            Err(Refusal::NotFound)
         ));
         assert!(matches!(
             open_beneath_by_path(&root, "no"),
-            Err(OpenError::NotFound)
+            Err(Refusal::NotFound)
         ));
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -1,7 +1,8 @@
-//! HTTP decisions, pure: which route a path names ([`route`]), which machine a request is
-//! from ([`client_ip`], Smee's "IP authentication" with trusted proxies), and the iPXE script
-//! a machine gets ([`script_for`]): its own script URL or inline script, else its boot profile
-//! rendered as a robust script, else the Tinkerbell Hook script when `--osie-url` is set.
+//! HTTP decisions, pure: the whole answer to a request ([`respond`], a [`Plan`]), which route
+//! a path names ([`route`]), which machine a request is from ([`client_ip`], Smee's "IP
+//! authentication" with trusted proxies), and the iPXE script a machine gets
+//! ([`script_for`]): its own script URL or inline script, else its boot profile rendered as a
+//! robust script, else the Tinkerbell Hook script when `--osie-url` is set.
 //!
 //! Values put into scripts come from a validated inventory and config; the renderers check
 //! again that none can end its line or chain another command (control characters, `||`, `&&`,
@@ -14,8 +15,11 @@ use crate::inventory::Machine;
 use crate::wire::http::percent_decode;
 use crate::wire::MacAddr;
 
+mod respond;
 #[cfg(test)]
 mod tests;
+
+pub use respond::{authority, content_type, plan_file, plan_refusal, respond, Body, Plan};
 
 /// What a request path names.
 #[derive(Clone, Debug, PartialEq, Eq)]

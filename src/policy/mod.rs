@@ -7,5 +7,6 @@
 
 pub mod dhcp;
 pub mod http;
+pub mod served;
 pub mod syslog;
 pub mod tftp;

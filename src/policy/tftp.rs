@@ -13,7 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::wire::tftp::{ErrorCode, Packet, RequestOptions, DEFAULT_BLKSIZE, MIN_BLKSIZE};
+use crate::policy::served::Links;
+use crate::wire::tftp::{ErrorCode, Mode, Packet, RequestOptions, DEFAULT_BLKSIZE, MIN_BLKSIZE};
 
 #[cfg(test)]
 mod simulation;
@@ -25,6 +26,17 @@ mod tests;
 pub enum Root {
     Ipxe,
     Assets,
+}
+
+impl Root {
+    /// How far symlinks may lead in this root: the iPXE directory is looked up by base name,
+    /// and links placed directly in it are the operator's.
+    pub fn links(self) -> Links {
+        match self {
+            Root::Ipxe => Links::TopLevelTrusted,
+            Root::Assets => Links::Inside,
+        }
+    }
 }
 
 /// Why a name is refused before looking at any file.
@@ -85,6 +97,75 @@ pub fn interpret_name(name: &str) -> Result<Vec<(Root, String)>, NameRefusal> {
         (Root::Ipxe, strip_traceparent(base).to_string()),
         (Root::Assets, parts.join("/")),
     ])
+}
+
+/// What the listener knows when a read request arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The client (address and port) already has a transfer running.
+    pub running_for_client: bool,
+    /// Transfers running now.
+    pub running: usize,
+    /// `--tftp-max-transfers`.
+    pub max_transfers: usize,
+    /// A shutdown has begun.
+    pub draining: bool,
+}
+
+/// Whether a read request gets a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Accept,
+    /// The client repeated its request: the running transfer resends what is due.
+    Repeat,
+    /// An ERROR for the client, and the reason for the log.
+    Refuse(ErrorCode, String),
+}
+
+/// Decides, before any file is looked at, whether a read request may start a transfer.
+pub fn admit(mode: &Mode, state: &Admission) -> Admit {
+    if state.running_for_client {
+        return Admit::Repeat;
+    }
+    if state.draining {
+        return Admit::Refuse(ErrorCode::NotDefined, "server shutting down".into());
+    }
+    if state.running >= state.max_transfers {
+        let why = format!("server busy ({} transfers), try again", state.running);
+        return Admit::Refuse(ErrorCode::NotDefined, why);
+    }
+    if let Mode::Unknown(mode) = mode {
+        let why = format!("mode {mode:?} not supported");
+        return Admit::Refuse(ErrorCode::IllegalOperation, why);
+    }
+    Admit::Accept
+}
+
+/// netascii is converted in memory: larger files must be fetched in octet mode.
+pub const MAX_NETASCII_FILE: u64 = 4 << 20;
+
+/// Refuses a netascii transfer of a file too large to convert in memory.
+pub fn netascii_fits(size: u64) -> Result<(), (ErrorCode, String)> {
+    if size > MAX_NETASCII_FILE {
+        return Err((
+            ErrorCode::NotDefined,
+            format!("netascii only up to {MAX_NETASCII_FILE} bytes; use octet mode"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a name refused before any file was looked at.
+impl NameRefusal {
+    pub fn tftp_error(self) -> (ErrorCode, String) {
+        match self {
+            NameRefusal::Traversal => (
+                ErrorCode::AccessViolation,
+                "outside the served directories".into(),
+            ),
+            NameRefusal::BadName => (ErrorCode::FileNotFound, "file not found".into()),
+        }
+    }
 }
 
 /// What the server allows, whatever the client asks.

@@ -1,6 +1,7 @@
 //! HTTP/1.x request heads and the pieces of responses netbootd needs: parse a request head
 //! (request line and headers, size-capped by the caller), a single `Range: bytes=` range,
-//! percent-decoding of paths, and the IMF-fixdate of `Last-Modified`. Pure; never panics.
+//! percent-decoding of paths, the IMF-fixdate of `Last-Modified`, reason phrases and response
+//! heads. Pure; never panics.
 
 use std::fmt;
 
@@ -51,6 +52,77 @@ impl fmt::Display for HeadError {
     }
 }
 
+/// The lines of a head, without their line ends.
+fn head_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l))
+}
+
+/// The words of a request line: `METHOD target HTTP/1.x`.
+fn request_line_words(line: &str) -> std::str::Split<'_, char> {
+    line.split(' ')
+}
+
+/// Method and target for the access log, from any head, parsed or not: the first two words
+/// of its first line, split as [`RequestHead::parse`] splits them, cut to 16 and 512
+/// characters, the target with control characters escaped ("-" when missing).
+pub fn method_and_target_for_log(head: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(head);
+    let mut words = request_line_words(head_lines(&text).next().unwrap_or(""));
+    let method = words.next().filter(|m| !m.is_empty()).unwrap_or("-");
+    let target = words.next().unwrap_or("-");
+    (
+        method
+            .chars()
+            .take(16)
+            .flat_map(char::escape_default)
+            .collect(),
+        target
+            .chars()
+            .take(512)
+            .flat_map(char::escape_default)
+            .collect(),
+    )
+}
+
+/// The reason phrase of the statuses netbootd sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+/// A response head: the status line, `headers`, then Content-Length (always: UEFI HTTP boot
+/// needs it), Server and Connection, and the blank line.
+pub fn emit_response_head(
+    status: u16,
+    headers: &[(&str, String)],
+    content_length: u64,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "Content-Length: {content_length}\r\nServer: netbootd\r\nConnection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    ));
+    out.into_bytes()
+}
+
 /// Where the head ends (the index just past `\r\n\r\n`, or `\n\n` from lax clients).
 pub fn head_end(buf: &[u8]) -> Option<usize> {
     let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
@@ -65,9 +137,9 @@ impl RequestHead {
     /// Parses a head (as found by [`head_end`]).
     pub fn parse(head: &[u8]) -> Result<RequestHead, HeadError> {
         let text = String::from_utf8_lossy(head);
-        let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let mut lines = head_lines(&text);
         let request_line = lines.next().ok_or(HeadError::BadRequestLine)?;
-        let mut parts = request_line.split(' ');
+        let mut parts = request_line_words(request_line);
         let (Some(method), Some(target), Some(version), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -258,6 +330,36 @@ pub fn http_date(unix_secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_heads_carry_length_server_and_connection() {
+        let head = emit_response_head(206, &[("Content-Range", "bytes 0-1/9".into())], 2, true);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/9\r\nContent-Length: 2\r\n\
+             Server: netbootd\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let head = emit_response_head(503, &[], 0, false);
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert_eq!(reason(999), "Internal Server Error");
+    }
+
+    #[test]
+    fn the_log_reads_method_and_target_from_any_head() {
+        assert_eq!(
+            method_and_target_for_log(b"GET /a\x1bb HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("GET".to_string(), "/a\\u{1b}b".to_string())
+        );
+        assert_eq!(
+            method_and_target_for_log(b""),
+            ("-".to_string(), "-".to_string())
+        );
+        let long = format!("{} {}", "M".repeat(40), "/".repeat(900));
+        let (m, t) = method_and_target_for_log(long.as_bytes());
+        assert_eq!((m.len(), t.len()), (16, 512));
+    }
 
     #[test]
     fn a_request_head_parses() {

@@ -370,3 +370,63 @@ fn traversal_and_bad_names_are_refused() {
         assert_eq!(interpret_name(name), Err(NameRefusal::BadName), "{name:?}");
     }
 }
+
+#[test]
+fn admission_repeats_draining_the_cap_and_modes() {
+    let base = Admission {
+        running_for_client: false,
+        running: 3,
+        max_transfers: 4,
+        draining: false,
+    };
+    assert_eq!(admit(&Mode::Octet, &base), Admit::Accept);
+    assert_eq!(admit(&Mode::Netascii, &base), Admit::Accept);
+    let repeat = Admission {
+        running_for_client: true,
+        draining: true,
+        running: 4,
+        ..base
+    };
+    assert_eq!(
+        admit(&Mode::Octet, &repeat),
+        Admit::Repeat,
+        "a repeat outranks everything"
+    );
+    let draining = Admission {
+        draining: true,
+        ..base
+    };
+    assert_eq!(
+        admit(&Mode::Octet, &draining),
+        Admit::Refuse(ErrorCode::NotDefined, "server shutting down".into())
+    );
+    let full = Admission { running: 4, ..base };
+    assert_eq!(
+        admit(&Mode::Octet, &full),
+        Admit::Refuse(
+            ErrorCode::NotDefined,
+            "server busy (4 transfers), try again".into()
+        )
+    );
+    assert_eq!(
+        admit(&Mode::Unknown("mail".into()), &base),
+        Admit::Refuse(
+            ErrorCode::IllegalOperation,
+            "mode \"mail\" not supported".into()
+        )
+    );
+}
+
+#[test]
+fn netascii_is_limited_and_names_refused_early_map_to_errors() {
+    assert!(netascii_fits(MAX_NETASCII_FILE).is_ok());
+    assert_eq!(
+        netascii_fits(MAX_NETASCII_FILE + 1).unwrap_err().0,
+        ErrorCode::NotDefined
+    );
+    assert_eq!(
+        NameRefusal::Traversal.tftp_error().0,
+        ErrorCode::AccessViolation
+    );
+    assert_eq!(NameRefusal::BadName.tftp_error().0, ErrorCode::FileNotFound);
+}

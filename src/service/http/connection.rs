@@ -1,0 +1,242 @@
+//! One HTTP connection on its own thread: read a request head (bounded in size and time),
+//! ask [`respond`] what to answer, execute the plan (open the file it names, take a download
+//! slot, write the head from [`emit_response_head`] and the body), write the access log line,
+//! and go on while the client keeps the connection alive.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use log::info;
+
+use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
+use crate::io::files::{open_served, send_file, Content};
+use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
+use crate::wire::http::{
+    emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
+};
+
+/// A planned response with its body in hand.
+enum Payload {
+    Bytes(Vec<u8>),
+    /// `len` bytes of the content from `offset`.
+    Served {
+        content: Content,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Served { len, .. } => *len,
+        }
+    }
+}
+
+pub(super) struct Connection<'a> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    buf: Vec<u8>,
+}
+
+impl<'a> Connection<'a> {
+    pub(super) fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Connection<'a> {
+        Connection {
+            stream,
+            peer,
+            shared,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Requests one after another until the client closes, times out, or asks to close.
+    pub(super) fn serve(&mut self) {
+        loop {
+            let raw = match self.read_head() {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return, // closed or idle: nothing to answer
+                Err(status) => {
+                    let started = Instant::now();
+                    let plan = Plan::status(status, "bad request head");
+                    let sent = self.send(&plan, Payload::Bytes(body_of(&plan)));
+                    self.log(&[], &plan, started, sent.unwrap_or(0));
+                    return;
+                }
+            };
+            let started = Instant::now();
+            let head = RequestHead::parse(&raw);
+            let (plan, payload) = self.plan(&head);
+            self.shared.metrics.inc(
+                "netbootd_http_requests_total",
+                &[("route", plan.route), ("status", &plan.status.to_string())],
+            );
+            let sent = self.send(&plan, payload);
+            self.log(&raw, &plan, started, *sent.as_ref().unwrap_or(&0));
+            if sent.is_err() || !plan.keep_alive {
+                return;
+            }
+        }
+    }
+
+    /// Reads one request head; `Ok(None)` when the client closed or went idle between
+    /// requests, `Err(status)` for a head too large or cut off.
+    fn read_head(&mut self) -> Result<Option<Vec<u8>>, u16> {
+        let mut chunk = [0u8; 2048];
+        loop {
+            if let Some(end) = head_end(&self.buf) {
+                let head = self.buf[..end].to_vec();
+                self.buf.drain(..end);
+                return Ok(Some(head));
+            }
+            if self.buf.len() > MAX_HEAD_LEN {
+                return Err(431);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return if self.buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(408)
+                    };
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// The policy's plan, with its body in hand: the named file opened (or refused), the
+    /// health or metrics text rendered.
+    fn plan(&self, head: &Result<RequestHead, crate::wire::http::HeadError>) -> (Plan, Payload) {
+        let config = self.shared.config.snapshot();
+        let inventory = self.shared.store.snapshot();
+        let mut plan = respond(head, self.peer.ip(), &config, &inventory);
+        let payload = match &plan.body {
+            Body::Bytes(b) => Payload::Bytes(b.clone()),
+            Body::Health => Payload::Bytes(self.health().into_bytes()),
+            Body::Metrics => Payload::Bytes(self.shared.metrics.render().into_bytes()),
+            Body::File {
+                root,
+                relative,
+                links,
+            } => match open_served(root, relative, *links) {
+                Ok(served) => {
+                    let range = head.as_ref().ok().and_then(|h| h.header("range"));
+                    match plan_file(&mut plan, served.size, served.modified, &served.real, range) {
+                        Some((offset, len)) => Payload::Served {
+                            content: served.content,
+                            offset,
+                            len,
+                        },
+                        None => Payload::Bytes(body_of(&plan)),
+                    }
+                }
+                Err(refusal) => {
+                    plan_refusal(&mut plan, &refusal);
+                    Payload::Bytes(body_of(&plan))
+                }
+            },
+        };
+        (plan, payload)
+    }
+
+    /// Writes the response; returns the body bytes sent. A served body takes one of the
+    /// download slots (over the cap: 503 and the connection closes).
+    fn send(&mut self, plan: &Plan, payload: Payload) -> io::Result<u64> {
+        let _slot = match (&payload, plan.head_only) {
+            (Payload::Served { .. }, false) => {
+                let n = self.shared.downloads.fetch_add(1, Ordering::AcqRel);
+                let slot = Counted(&self.shared.downloads);
+                if n >= MAX_DOWNLOADS {
+                    self.stream.write_all(BUSY)?;
+                    return Err(io::Error::other("download slots full"));
+                }
+                Some(slot)
+            }
+            _ => None,
+        };
+        let head = emit_response_head(plan.status, &plan.headers, payload.len(), plan.keep_alive);
+        if plan.head_only {
+            self.stream.write_all(&head)?;
+            return Ok(0);
+        }
+        match payload {
+            Payload::Bytes(body) => {
+                // One write: head and body leave in the same segment.
+                let mut whole = head;
+                whole.extend_from_slice(&body);
+                self.stream.write_all(&whole)?;
+                Ok(body.len() as u64)
+            }
+            Payload::Served {
+                content: Content::Bytes(bytes),
+                offset,
+                len,
+            } => {
+                let part = bytes
+                    .get(offset as usize..(offset + len) as usize)
+                    .ok_or_else(|| io::Error::from(ErrorKind::UnexpectedEof))?;
+                let mut whole = head;
+                whole.extend_from_slice(part);
+                self.stream.write_all(&whole)?;
+                Ok(len)
+            }
+            Payload::Served {
+                content: Content::File(file),
+                offset,
+                len,
+            } => {
+                // Corked, the head and the file's first bytes share full segments.
+                let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
+                let _ = cork(true);
+                (&self.stream).write_all(&head)?;
+                let sent = send_file(&self.stream, &file, offset, len);
+                let _ = cork(false);
+                sent.map(|()| len)
+            }
+        }
+    }
+
+    /// The access log line: client, method, path, status, bytes, duration, machine, note.
+    fn log(&self, raw: &[u8], plan: &Plan, started: Instant, bytes: u64) {
+        let (method, path) = method_and_target_for_log(raw);
+        let mac = plan.mac.as_deref().unwrap_or("-");
+        info!(
+            "http {} {method} {path} -> {} {bytes} bytes in {:.3}s mac={mac} {}",
+            self.peer,
+            plan.status,
+            started.elapsed().as_secs_f64(),
+            plan.note
+        );
+    }
+
+    fn health(&self) -> String {
+        let s = self.shared;
+        let inventory = s.store.snapshot();
+        format!(
+            "{{\"git_rev\":\"{}\",\"uptime\":{:.3},\"version\":\"{}\",\"machines\":{},\"inventory_generation\":{},\"http_connections\":{},\"http_downloads\":{}}}\n",
+            option_env!("NETBOOTD_GIT_REV").unwrap_or("unknown"),
+            s.started.elapsed().as_secs_f64(),
+            env!("CARGO_PKG_VERSION"),
+            inventory.len(),
+            s.store.generation(),
+            s.connections.load(Ordering::Relaxed),
+            s.downloads.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The bytes of a plan whose body was decided by the policy.
+fn body_of(plan: &Plan) -> Vec<u8> {
+    match &plan.body {
+        Body::Bytes(b) => b.clone(),
+        _ => Vec::new(),
+    }
+}
