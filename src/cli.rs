@@ -12,7 +12,7 @@ use std::time::Instant;
 use log::{error, info, warn};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
-use crate::config::{self, args, Config, ConfigFile, Settings, OPTIONS};
+use crate::config::{self, args, Config, ConfigFile, Key, Settings, OPTIONS};
 use crate::inventory::Problem;
 use crate::io::files;
 use crate::io::netif::SystemHost;
@@ -121,7 +121,7 @@ pub fn load_config(
     flags: &config::Flags,
     env: &BTreeMap<String, String>,
 ) -> Result<(Settings, Config), String> {
-    let config_path = Settings::resolve(flags, env, None).get("config").clone();
+    let config_path = Settings::resolve(flags, env, None).get(Key::config).clone();
     let file = match config_path.value.as_str() {
         "" if Path::new(config::DEFAULT_CONFIG_PATH).exists() => Some(read_config_file(
             Path::new(config::DEFAULT_CONFIG_PATH),

@@ -20,7 +20,7 @@ use log::LevelFilter;
 use crate::value;
 pub use crate::value::Cidr;
 pub use file::ConfigFile;
-pub use options::{Flags, OptionSpec, OPTIONS};
+pub use options::{Flags, Key, OptionSpec, OPTIONS};
 
 use crate::inventory::Profiles;
 
@@ -126,11 +126,10 @@ impl Settings {
         Settings { list, file_dir }
     }
 
-    pub fn get(&self, name: &str) -> &Setting {
-        self.list
-            .iter()
-            .find(|s| s.spec.name() == name)
-            .unwrap_or_else(|| panic!("option {name:?} is not in the option table"))
+    /// The setting of one option: `list` holds every option in table order, so a key is its
+    /// index.
+    pub fn get(&self, key: Key) -> &Setting {
+        &self.list[key as usize]
     }
 
     /// Environment variables that look like ours but name no option (typos).
@@ -161,6 +160,8 @@ impl fmt::Display for ConfigError {
         f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for ConfigError {}
 
 /// What the configuration needs to know about the machine it runs on.
 pub trait Host {
@@ -316,10 +317,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn get<T>(
         &self,
-        name: &str,
+        key: Key,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        let setting = self.settings.get(name);
+        let setting = self.settings.get(key);
         parse(&setting.value).map_err(|why| {
             ConfigError(format!(
                 "invalid value {:?} for {}: {why}",
@@ -329,33 +330,33 @@ impl Reader<'_> {
         })
     }
 
-    fn text(&self, name: &str) -> Option<String> {
-        Some(self.settings.get(name).value.clone()).filter(|v| !v.is_empty())
+    fn text(&self, key: Key) -> Option<String> {
+        Some(self.settings.get(key).value.clone()).filter(|v| !v.is_empty())
     }
 
-    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
-        self.get(name, value::boolean)
+    fn flag(&self, key: Key) -> Result<bool, ConfigError> {
+        self.get(key, value::boolean)
     }
 
     /// An IPv4 address or "auto". `needed` is false for disabled services, whose "auto"
     /// addresses are not looked up (and may not exist on this host).
-    fn addr(&mut self, name: &str, needed: bool) -> Result<Ipv4Addr, ConfigError> {
-        if self.settings.get(name).value != "auto" {
-            return self.get(name, value::ipv4);
+    fn addr(&mut self, key: Key, needed: bool) -> Result<Ipv4Addr, ConfigError> {
+        if self.settings.get(key).value != "auto" {
+            return self.get(key, value::ipv4);
         }
         if !needed {
             return Ok(Ipv4Addr::UNSPECIFIED);
         }
         // The DHCP interface is where the clients are: its address is the natural default.
         let interface = self
-            .text("public-ip-interface")
-            .or_else(|| self.text("dhcp-iface"));
+            .text(Key::public_ip_interface)
+            .or_else(|| self.text(Key::dhcp_iface));
         let auto = self
             .auto
             .get_or_insert_with(|| self.host.auto_ipv4(interface.as_deref()))
             .clone();
         auto.map_err(|why| {
-            let setting = self.settings.get(name);
+            let setting = self.settings.get(key);
             ConfigError(format!(
                 "{} is \"auto\" but {why}; set it, or --public-ip-interface",
                 setting.origin()
@@ -364,33 +365,35 @@ impl Reader<'_> {
     }
 
     /// A host for a URL: a name or address, or "auto".
-    fn url_host(&mut self, name: &str, needed: bool) -> Result<String, ConfigError> {
-        if self.settings.get(name).value == "auto" {
-            return self.addr(name, needed).map(|ip| ip.to_string());
+    fn url_host(&mut self, key: Key, needed: bool) -> Result<String, ConfigError> {
+        if self.settings.get(key).value == "auto" {
+            return self.addr(key, needed).map(|ip| ip.to_string());
         }
-        self.get(name, value::host)
+        self.get(key, value::host)
     }
 
-    fn url_base(&mut self, prefix: &str, needed: bool) -> Result<UrlBase, ConfigError> {
+    /// A URL from its four options: scheme, host, port and path.
+    fn url_base(&mut self, keys: [Key; 4], needed: bool) -> Result<UrlBase, ConfigError> {
+        let [scheme, host, port, path] = keys;
         Ok(UrlBase {
-            scheme: self.get(&format!("{prefix}-scheme"), value::scheme)?,
-            host: self.url_host(&format!("{prefix}-host"), needed)?,
-            port: self.get(&format!("{prefix}-port"), value::port)?,
-            path: self.get(&format!("{prefix}-path"), value::url_path)?,
+            scheme: self.get(scheme, value::scheme)?,
+            host: self.url_host(host, needed)?,
+            port: self.get(port, value::port)?,
+            path: self.get(path, value::url_path)?,
         })
     }
 
-    fn optional_url(&self, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
-        match self.text(name) {
+    fn optional_url(&self, key: Key, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
+        match self.text(key) {
             None => Ok(None),
-            Some(_) => self.get(name, |v| value::url(v, schemes)).map(Some),
+            Some(_) => self.get(key, |v| value::url(v, schemes)).map(Some),
         }
     }
 
     /// A path option; a relative path from the config file is taken relative to that file.
-    fn path(&self, name: &str) -> Option<PathBuf> {
-        let setting = self.settings.get(name);
-        let path = PathBuf::from(self.text(name)?);
+    fn path(&self, key: Key) -> Option<PathBuf> {
+        let setting = self.settings.get(key);
+        let path = PathBuf::from(self.text(key)?);
         match (&setting.source, &self.settings.file_dir) {
             (Source::File { .. }, Some(dir)) if path.is_relative() => Some(dir.join(path)),
             _ => Some(path),
@@ -398,11 +401,11 @@ impl Reader<'_> {
     }
 
     /// A directory that must exist when it is given.
-    fn existing_dir(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
-        match self.path(name) {
+    fn existing_dir(&self, key: Key) -> Result<Option<PathBuf>, ConfigError> {
+        match self.path(key) {
             Some(dir) if !self.host.is_dir(&dir) => Err(ConfigError(format!(
                 "{} {}: not a directory",
-                self.settings.get(name).origin(),
+                self.settings.get(key).origin(),
                 dir.display()
             ))),
             dir => Ok(dir),
@@ -445,79 +448,97 @@ impl Config {
         };
         let mut warnings = Vec::new();
 
-        let mode = r.get("dhcp-mode", dhcp_mode)?;
-        let dhcp_on = r.flag("dhcp-enabled")? && mode != DhcpMode::Off;
+        let mode = r.get(Key::dhcp_mode, dhcp_mode)?;
+        let dhcp_on = r.flag(Key::dhcp_enabled)? && mode != DhcpMode::Off;
         let dhcp = Dhcp {
             enabled: dhcp_on,
             mode: if dhcp_on { mode } else { DhcpMode::Off },
-            addr: r.get("dhcp-addr", value::socket_addr_v4)?,
-            iface: r.text("dhcp-iface"),
-            ip_for_packet: r.addr("dhcp-ip-for-packet", dhcp_on)?,
-            syslog_ip: r.addr("dhcp-syslog-ip", dhcp_on)?,
-            tftp_ip: r.addr("dhcp-tftp-ip", dhcp_on)?,
-            tftp_port: r.get("dhcp-tftp-port", value::port)?,
-            ipxe_binary_base: r.url_base("dhcp-http-ipxe-binary", dhcp_on)?,
-            ipxe_script_base: r.url_base("dhcp-http-ipxe-script", dhcp_on)?,
+            addr: r.get(Key::dhcp_addr, value::socket_addr_v4)?,
+            iface: r.text(Key::dhcp_iface),
+            ip_for_packet: r.addr(Key::dhcp_ip_for_packet, dhcp_on)?,
+            syslog_ip: r.addr(Key::dhcp_syslog_ip, dhcp_on)?,
+            tftp_ip: r.addr(Key::dhcp_tftp_ip, dhcp_on)?,
+            tftp_port: r.get(Key::dhcp_tftp_port, value::port)?,
+            ipxe_binary_base: r.url_base(
+                [
+                    Key::dhcp_http_ipxe_binary_scheme,
+                    Key::dhcp_http_ipxe_binary_host,
+                    Key::dhcp_http_ipxe_binary_port,
+                    Key::dhcp_http_ipxe_binary_path,
+                ],
+                dhcp_on,
+            )?,
+            ipxe_script_base: r.url_base(
+                [
+                    Key::dhcp_http_ipxe_script_scheme,
+                    Key::dhcp_http_ipxe_script_host,
+                    Key::dhcp_http_ipxe_script_port,
+                    Key::dhcp_http_ipxe_script_path,
+                ],
+                dhcp_on,
+            )?,
             ipxe_script_url: r
-                .optional_url("dhcp-http-ipxe-script-url", &["http", "https", "tftp"])?,
-            ipxe_script_prepend_mac: r.flag("dhcp-http-ipxe-script-prepend-mac")?,
-            ipxe_binaries: r.get("dhcp-ipxe-binaries", value::arch_files)?,
-            boot_server_arches: r.get("dhcp-boot-server-arches", value::arch_list)?,
+                .optional_url(Key::dhcp_http_ipxe_script_url, &["http", "https", "tftp"])?,
+            ipxe_script_prepend_mac: r.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
+            ipxe_binaries: r.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
+            boot_server_arches: r.get(Key::dhcp_boot_server_arches, value::arch_list)?,
         };
 
-        let tftp_on = r.flag("tftp-enabled")?;
+        let tftp_on = r.flag(Key::tftp_enabled)?;
         let tftp = Tftp {
             enabled: tftp_on,
-            addr: r.addr("tftp-addr", tftp_on)?,
-            port: r.get("tftp-port", value::port)?,
-            timeout: r.get("tftp-timeout", |t| match value::duration(t)? {
+            addr: r.addr(Key::tftp_addr, tftp_on)?,
+            port: r.get(Key::tftp_port, value::port)?,
+            timeout: r.get(Key::tftp_timeout, |t| match value::duration(t)? {
                 d if d < Duration::from_millis(100) || d > Duration::from_secs(255) => {
                     Err("outside 100ms..255s".into())
                 }
                 d => Ok(d),
             })?,
-            block_size: r.get("tftp-block-size", value::block_size)?,
-            max_window_size: r.get("tftp-window-size", |t| match value::count(t, 256)? {
+            block_size: r.get(Key::tftp_block_size, value::block_size)?,
+            max_window_size: r.get(Key::tftp_window_size, |t| match value::count(t, 256)? {
                 0 => Err("must be at least 1".into()),
                 n => Ok(n as u16),
             })?,
-            max_transfers: r.get("tftp-max-transfers", |t| match value::count(t, 4096)? {
+            max_transfers: r.get(Key::tftp_max_transfers, |t| match value::count(t, 4096)? {
                 0 => Err("must be at least 1".into()),
                 n => Ok(n as usize),
             })?,
-            single_port: r.flag("tftp-single-port")?,
-            ipxe_script_patch: r.text("ipxe-script-patch"),
+            single_port: r.flag(Key::tftp_single_port)?,
+            ipxe_script_patch: r.text(Key::ipxe_script_patch),
         };
 
-        let http_on = r.flag("http-ipxe-binary-enabled")? || r.flag("http-ipxe-script-enabled")?;
+        let http_on =
+            r.flag(Key::http_ipxe_binary_enabled)? || r.flag(Key::http_ipxe_script_enabled)?;
         let http = Http {
-            ipxe_binary_enabled: r.flag("http-ipxe-binary-enabled")?,
-            ipxe_script_enabled: r.flag("http-ipxe-script-enabled")?,
-            addr: r.addr("http-addr", http_on)?,
-            port: r.get("http-port", value::port)?,
-            extra_kernel_args: r.get("extra-kernel-args", value::single_line)?,
-            trusted_proxies: r.get("trusted-proxies", value::cidrs)?,
-            osie_url: r.optional_url("osie-url", &["http", "https"])?,
-            tink_server: match r.text("tink-server") {
+            ipxe_binary_enabled: r.flag(Key::http_ipxe_binary_enabled)?,
+            ipxe_script_enabled: r.flag(Key::http_ipxe_script_enabled)?,
+            addr: r.addr(Key::http_addr, http_on)?,
+            port: r.get(Key::http_port, value::port)?,
+            extra_kernel_args: r.get(Key::extra_kernel_args, value::single_line)?,
+            trusted_proxies: r.get(Key::trusted_proxies, value::cidrs)?,
+            osie_url: r.optional_url(Key::osie_url, &["http", "https"])?,
+            tink_server: match r.text(Key::tink_server) {
                 None => None,
-                Some(_) => Some(r.get("tink-server", value::host)?),
+                Some(_) => Some(r.get(Key::tink_server, value::host)?),
             },
-            tink_server_tls: r.flag("tink-server-tls")?,
-            tink_server_insecure_tls: r.flag("tink-server-insecure-tls")?,
-            ipxe_script_retries: r.get("ipxe-script-retries", |t| value::count(t, 100))?,
-            ipxe_script_retry_delay: r.get("ipxe-script-retry-delay", |t| value::count(t, 3600))?,
+            tink_server_tls: r.flag(Key::tink_server_tls)?,
+            tink_server_insecure_tls: r.flag(Key::tink_server_insecure_tls)?,
+            ipxe_script_retries: r.get(Key::ipxe_script_retries, |t| value::count(t, 100))?,
+            ipxe_script_retry_delay: r
+                .get(Key::ipxe_script_retry_delay, |t| value::count(t, 3600))?,
         };
 
-        let syslog_on = r.flag("syslog-enabled")?;
+        let syslog_on = r.flag(Key::syslog_enabled)?;
         let syslog = Syslog {
             enabled: syslog_on,
-            addr: r.addr("syslog-addr", syslog_on)?,
-            port: r.get("syslog-port", value::port)?,
+            addr: r.addr(Key::syslog_addr, syslog_on)?,
+            port: r.get(Key::syslog_port, value::port)?,
         };
 
         let backend = Self::backend(&r, &mut warnings)?;
 
-        let ipxe_dir = match r.existing_dir("ipxe-dir")? {
+        let ipxe_dir = match r.existing_dir(Key::ipxe_dir)? {
             Some(dir) => Some(dir),
             None => {
                 let found = IPXE_DIR_CANDIDATES
@@ -535,19 +556,19 @@ impl Config {
         };
 
         Ok(Config {
-            log_level: r.get("log-level", log_level)?,
+            log_level: r.get(Key::log_level, log_level)?,
             dhcp,
             tftp,
             http,
             syslog,
             backend,
             ipxe_dir,
-            assets_dir: r.existing_dir("assets-dir")?,
+            assets_dir: r.existing_dir(Key::assets_dir)?,
             state_dir: r
-                .path("state-dir")
+                .path(Key::state_dir)
                 .unwrap_or_else(|| PathBuf::from("/var/lib/netbootd")),
-            user: r.text("user").filter(|u| u != "auto"),
-            group: r.text("group"),
+            user: r.text(Key::user).filter(|u| u != "auto"),
+            group: r.text(Key::group),
             profiles,
             warnings,
         })
@@ -557,12 +578,12 @@ impl Config {
     /// setting but not available: asking for it without a file backend is an error, never a
     /// silently empty inventory. Smee's own default (`backend-kube-enabled=true`) is not a request.
     fn backend(r: &Reader, warnings: &mut Vec<String>) -> Result<Backend, ConfigError> {
-        let file_enabled = r.settings.get("backend-file-enabled");
-        let file_on = r.flag("backend-file-enabled")?;
+        let file_enabled = r.settings.get(Key::backend_file_enabled);
+        let file_on = r.flag(Key::backend_file_enabled)?;
         let file_asked = (!file_enabled.is_default() && file_on)
-            || !r.settings.get("backend-file-path").is_default();
-        let kube = r.settings.get("backend-kube-enabled");
-        let kube_on = r.flag("backend-kube-enabled")?;
+            || !r.settings.get(Key::backend_file_path).is_default();
+        let kube = r.settings.get(Key::backend_kube_enabled);
+        let kube_on = r.flag(Key::backend_kube_enabled)?;
         let kube_asked = kube_on && !kube.is_default();
         let not_available = || {
             ConfigError(format!(
@@ -588,15 +609,15 @@ impl Config {
                 kube.origin()
             ));
         }
-        let noop = r.settings.get("backend-noop-enabled");
-        if r.flag("backend-noop-enabled")? {
+        let noop = r.settings.get(Key::backend_noop_enabled);
+        if r.flag(Key::backend_noop_enabled)? {
             warnings.push(format!(
                 "{} ignored: an answer-nobody backend would be an empty inventory; using the file backend",
                 noop.origin()
             ));
         }
         let path = r
-            .path("backend-file-path")
+            .path(Key::backend_file_path)
             .ok_or_else(|| ConfigError("--backend-file-path is empty".into()))?;
         Ok(Backend::File { path })
     }

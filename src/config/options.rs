@@ -47,6 +47,18 @@ impl OptionSpec {
     }
 }
 
+impl Key {
+    /// The option's row in [`OPTIONS`].
+    pub fn spec(self) -> &'static OptionSpec {
+        &OPTIONS[self as usize]
+    }
+
+    /// `dhcp-mode`: the long flag without dashes, and the TOML key.
+    pub fn name(self) -> String {
+        self.spec().name()
+    }
+}
+
 /// Looks an option up by its flag/key name (`dhcp-mode`; `_` and case are not significant).
 pub fn find(name: &str) -> Option<&'static OptionSpec> {
     let field = name.to_ascii_lowercase().replace('-', "_");
@@ -55,6 +67,14 @@ pub fn find(name: &str) -> Option<&'static OptionSpec> {
 
 macro_rules! options {
     ($( $field:ident : $origin:ident $vtype:ident = $default:literal, $help:tt; )*) => {
+        /// One key per option, named as its field (`Key::dhcp_mode`), in table order: a
+        /// look-up by key is an index into the table and cannot miss.
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Key {
+            $( $field, )*
+        }
+
         pub static OPTIONS: &[OptionSpec] = &[$(
             OptionSpec {
                 field: stringify!($field),

@@ -12,7 +12,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
-use super::{Config, DhcpMode, Settings};
+use super::{Config, DhcpMode, Key, Settings};
 use crate::value;
 
 /// One option whose value differs between the running and the reloaded configuration.
@@ -94,20 +94,20 @@ pub fn reconcile(
     new_settings: &Settings,
     mut new: Config,
 ) -> Reconciled {
-    let origin = |option: &str| new_settings.get(option).origin();
+    let origin = |option: Key| new_settings.get(option).origin();
     let mut needs_restart = Vec::new();
     // Each row: the option's name and its field in Config. A differing field is reported and
     // put back, so the service keeps running on the value its socket was bound with.
     macro_rules! keep_running {
-        ($($option:literal => $($field:ident).+;)*) => {
-            const RESTART_ONLY: &[&str] = &[$($option),*];
+        ($($option:ident => $($field:ident).+;)*) => {
+            const RESTART_ONLY: &[Key] = &[$(Key::$option),*];
             $(
                 if new.$($field).+ != running.$($field).+ {
                     needs_restart.push(Change {
-                        option: $option.into(),
+                        option: Key::$option.name(),
                         old: running.$($field).+.shown(),
                         new: new.$($field).+.shown(),
-                        origin: origin($option),
+                        origin: origin(Key::$option),
                     });
                     new.$($field).+ = running.$($field).+.clone();
                 }
@@ -115,24 +115,24 @@ pub fn reconcile(
         };
     }
     keep_running! {
-        "dhcp-enabled" => dhcp.enabled;
-        "dhcp-mode" => dhcp.mode;
-        "dhcp-addr" => dhcp.addr;
-        "dhcp-iface" => dhcp.iface;
-        "tftp-enabled" => tftp.enabled;
-        "tftp-addr" => tftp.addr;
-        "tftp-port" => tftp.port;
-        "tftp-single-port" => tftp.single_port;
-        "http-ipxe-binary-enabled" => http.ipxe_binary_enabled;
-        "http-ipxe-script-enabled" => http.ipxe_script_enabled;
-        "http-addr" => http.addr;
-        "http-port" => http.port;
-        "syslog-enabled" => syslog.enabled;
-        "syslog-addr" => syslog.addr;
-        "syslog-port" => syslog.port;
-        "user" => user;
-        "group" => group;
-        "state-dir" => state_dir;
+        dhcp_enabled => dhcp.enabled;
+        dhcp_mode => dhcp.mode;
+        dhcp_addr => dhcp.addr;
+        dhcp_iface => dhcp.iface;
+        tftp_enabled => tftp.enabled;
+        tftp_addr => tftp.addr;
+        tftp_port => tftp.port;
+        tftp_single_port => tftp.single_port;
+        http_ipxe_binary_enabled => http.ipxe_binary_enabled;
+        http_ipxe_script_enabled => http.ipxe_script_enabled;
+        http_addr => http.addr;
+        http_port => http.port;
+        syslog_enabled => syslog.enabled;
+        syslog_addr => syslog.addr;
+        syslog_port => syslog.port;
+        user => user;
+        group => group;
+        state_dir => state_dir;
     }
 
     let mut applied: Vec<Change> = new_settings
@@ -140,7 +140,11 @@ pub fn reconcile(
         .iter()
         .zip(&running_settings.list)
         .filter(|(new, old)| new.value != old.value)
-        .filter(|(new, _)| !RESTART_ONLY.contains(&new.spec.name().as_str()))
+        .filter(|(new, _)| {
+            !RESTART_ONLY
+                .iter()
+                .any(|key| key.spec().field == new.spec.field)
+        })
         .map(|(new, old)| Change {
             option: new.spec.name(),
             old: value::redact_url(&old.value),
@@ -152,27 +156,32 @@ pub fn reconcile(
     // "auto" addresses follow the interface: the same setting can mean a new address.
     let resolved = [
         (
-            "dhcp-ip-for-packet",
+            Key::dhcp_ip_for_packet,
             running.dhcp.ip_for_packet,
             new.dhcp.ip_for_packet,
         ),
-        ("dhcp-syslog-ip", running.dhcp.syslog_ip, new.dhcp.syslog_ip),
-        ("dhcp-tftp-ip", running.dhcp.tftp_ip, new.dhcp.tftp_ip),
+        (
+            Key::dhcp_syslog_ip,
+            running.dhcp.syslog_ip,
+            new.dhcp.syslog_ip,
+        ),
+        (Key::dhcp_tftp_ip, running.dhcp.tftp_ip, new.dhcp.tftp_ip),
     ];
     for (option, old, now) in resolved {
-        if old != now && !applied.iter().any(|c| c.option == option) {
+        if old != now && !applied.iter().any(|c| c.option == option.name()) {
             applied.push(Change {
-                option: option.into(),
+                option: option.name(),
                 old: old.to_string(),
                 new: now.to_string(),
                 origin: format!("{} resolved again", origin(option)),
             });
         }
     }
-    if running.ipxe_dir != new.ipxe_dir && !applied.iter().any(|c| c.option == "ipxe-dir") {
+    if running.ipxe_dir != new.ipxe_dir && !applied.iter().any(|c| c.option == Key::ipxe_dir.name())
+    {
         let dir = |d: &Option<PathBuf>| d.as_ref().map(|d| d.shown()).unwrap_or_default();
         applied.push(Change {
-            option: "ipxe-dir".into(),
+            option: Key::ipxe_dir.name(),
             old: dir(&running.ipxe_dir),
             new: dir(&new.ipxe_dir),
             origin: "found again among the default directories".into(),

@@ -145,10 +145,10 @@ fn sources_are_recorded() {
         &[("SMEE_TFTP_PORT", "2")],
         Some("[syslog]\nport = 3\n"),
     );
-    assert_eq!(s.get("http-port").origin(), "--http-port");
-    assert_eq!(s.get("tftp-port").origin(), "SMEE_TFTP_PORT");
+    assert_eq!(s.get(Key::http_port).origin(), "--http-port");
+    assert_eq!(s.get(Key::tftp_port).origin(), "SMEE_TFTP_PORT");
     assert_eq!(
-        s.get("syslog-port").origin(),
+        s.get(Key::syslog_port).origin(),
         "/etc/nb/netbootd.toml:2: syslog.port"
     );
 }
@@ -543,4 +543,22 @@ fn mangled_files_never_panic() {
     }
     // Both outcomes occur, so the mutations are neither all fatal nor all harmless.
     assert!(outcomes[0] > 100 && outcomes[1] > 100, "{outcomes:?}");
+}
+
+/// A key is its option's index, in the table and in every resolved settings list.
+#[test]
+fn every_key_finds_its_own_option() {
+    let s = settings(&[], &[], None);
+    assert_eq!(s.list.len(), OPTIONS.len());
+    for (i, spec) in OPTIONS.iter().enumerate() {
+        let key = OPTIONS
+            .iter()
+            .position(|o| o.field == spec.field)
+            .expect("in the table");
+        assert_eq!(key, i);
+        assert_eq!(s.list[i].spec.field, spec.field);
+    }
+    assert_eq!(Key::dhcp_mode.name(), "dhcp-mode");
+    assert_eq!(s.get(Key::tftp_port).spec.field, "tftp_port");
+    assert_eq!(Key::config.spec().field, "config");
 }

@@ -34,6 +34,14 @@ pub struct DocError {
     pub message: String,
 }
 
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for DocError {}
+
 /// Turns byte offsets into 1-based line numbers.
 pub struct LineIndex {
     starts: Vec<usize>,

@@ -184,6 +184,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 /// Options in order of first appearance; repeated codes joined (RFC 3396).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options(Vec<(u8, Vec<u8>)>);

@@ -53,6 +53,8 @@ impl fmt::Display for FrameError {
     }
 }
 
+impl std::error::Error for FrameError {}
+
 fn mac_at(b: &[u8], at: usize) -> MacAddr {
     let mut m = [0; 6];
     m.copy_from_slice(&b[at..at + 6]);

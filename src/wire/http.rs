@@ -52,6 +52,8 @@ impl fmt::Display for HeadError {
     }
 }
 
+impl std::error::Error for HeadError {}
+
 /// The lines of a head, without their line ends.
 fn head_lines(text: &str) -> impl Iterator<Item = &str> {
     text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l))

@@ -115,6 +115,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 impl<'a> Message<'a> {
     pub fn parse(datagram: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let datagram = trim_end(datagram);
