@@ -315,6 +315,123 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn dhcp(&mut self) -> Result<Dhcp, ConfigError> {
+        let mode = self.get(Key::dhcp_mode, dhcp_mode)?;
+        let dhcp_on = self.flag(Key::dhcp_enabled)? && mode != DhcpMode::Off;
+        Ok(Dhcp {
+            enabled: dhcp_on,
+            mode: if dhcp_on { mode } else { DhcpMode::Off },
+            addr: self.get(Key::dhcp_addr, value::socket_addr_v4)?,
+            iface: self.text(Key::dhcp_iface),
+            ip_for_packet: self.addr(Key::dhcp_ip_for_packet, dhcp_on)?,
+            syslog_ip: self.addr(Key::dhcp_syslog_ip, dhcp_on)?,
+            tftp_ip: self.addr(Key::dhcp_tftp_ip, dhcp_on)?,
+            tftp_port: self.get(Key::dhcp_tftp_port, value::port)?,
+            ipxe_binary_base: self.url_base(
+                [
+                    Key::dhcp_http_ipxe_binary_scheme,
+                    Key::dhcp_http_ipxe_binary_host,
+                    Key::dhcp_http_ipxe_binary_port,
+                    Key::dhcp_http_ipxe_binary_path,
+                ],
+                dhcp_on,
+            )?,
+            ipxe_script_base: self.url_base(
+                [
+                    Key::dhcp_http_ipxe_script_scheme,
+                    Key::dhcp_http_ipxe_script_host,
+                    Key::dhcp_http_ipxe_script_port,
+                    Key::dhcp_http_ipxe_script_path,
+                ],
+                dhcp_on,
+            )?,
+            ipxe_script_url: self
+                .optional_url(Key::dhcp_http_ipxe_script_url, &["http", "https", "tftp"])?,
+            ipxe_script_prepend_mac: self.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
+            ipxe_binaries: self.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
+            boot_server_arches: self.get(Key::dhcp_boot_server_arches, value::arch_list)?,
+        })
+    }
+
+    fn tftp(&mut self) -> Result<Tftp, ConfigError> {
+        let tftp_on = self.flag(Key::tftp_enabled)?;
+        Ok(Tftp {
+            enabled: tftp_on,
+            addr: self.addr(Key::tftp_addr, tftp_on)?,
+            port: self.get(Key::tftp_port, value::port)?,
+            timeout: self.get(Key::tftp_timeout, |t| match value::duration(t)? {
+                d if d < Duration::from_millis(100) || d > Duration::from_secs(255) => {
+                    Err("outside 100ms..255s".into())
+                }
+                d => Ok(d),
+            })?,
+            block_size: self.get(Key::tftp_block_size, value::block_size)?,
+            max_window_size: self.get(Key::tftp_window_size, |t| match value::count(t, 256)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n as u16),
+            })?,
+            max_transfers: self.get(Key::tftp_max_transfers, |t| match value::count(t, 4096)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n as usize),
+            })?,
+            single_port: self.flag(Key::tftp_single_port)?,
+            ipxe_script_patch: self.text(Key::ipxe_script_patch),
+        })
+    }
+
+    fn http(&mut self) -> Result<Http, ConfigError> {
+        let http_on = self.flag(Key::http_ipxe_binary_enabled)?
+            || self.flag(Key::http_ipxe_script_enabled)?;
+        Ok(Http {
+            ipxe_binary_enabled: self.flag(Key::http_ipxe_binary_enabled)?,
+            ipxe_script_enabled: self.flag(Key::http_ipxe_script_enabled)?,
+            addr: self.addr(Key::http_addr, http_on)?,
+            port: self.get(Key::http_port, value::port)?,
+            extra_kernel_args: self.get(Key::extra_kernel_args, value::single_line)?,
+            trusted_proxies: self.get(Key::trusted_proxies, value::cidrs)?,
+            osie_url: self.optional_url(Key::osie_url, &["http", "https"])?,
+            tink_server: match self.text(Key::tink_server) {
+                None => None,
+                Some(_) => Some(self.get(Key::tink_server, value::host)?),
+            },
+            tink_server_tls: self.flag(Key::tink_server_tls)?,
+            tink_server_insecure_tls: self.flag(Key::tink_server_insecure_tls)?,
+            ipxe_script_retries: self.get(Key::ipxe_script_retries, |t| value::count(t, 100))?,
+            ipxe_script_retry_delay: self
+                .get(Key::ipxe_script_retry_delay, |t| value::count(t, 3600))?,
+        })
+    }
+
+    fn syslog(&mut self) -> Result<Syslog, ConfigError> {
+        let syslog_on = self.flag(Key::syslog_enabled)?;
+        Ok(Syslog {
+            enabled: syslog_on,
+            addr: self.addr(Key::syslog_addr, syslog_on)?,
+            port: self.get(Key::syslog_port, value::port)?,
+        })
+    }
+
+    /// `--ipxe-dir`, else the first of the usual places that exists (with a warning when none
+    /// does).
+    fn ipxe_dir(&self, warnings: &mut Vec<String>) -> Result<Option<PathBuf>, ConfigError> {
+        Ok(match self.existing_dir(Key::ipxe_dir)? {
+            Some(dir) => Some(dir),
+            None => {
+                let found = IPXE_DIR_CANDIDATES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|d| self.host.is_dir(d));
+                if found.is_none() {
+                    warnings.push(format!(
+                        "no iPXE directory found ({}): set --ipxe-dir to serve iPXE binaries",
+                        IPXE_DIR_CANDIDATES.join(", ")
+                    ));
+                }
+                found
+            }
+        })
+    }
+
     fn get<T>(
         &self,
         key: Key,
@@ -448,112 +565,13 @@ impl Config {
         };
         let mut warnings = Vec::new();
 
-        let mode = r.get(Key::dhcp_mode, dhcp_mode)?;
-        let dhcp_on = r.flag(Key::dhcp_enabled)? && mode != DhcpMode::Off;
-        let dhcp = Dhcp {
-            enabled: dhcp_on,
-            mode: if dhcp_on { mode } else { DhcpMode::Off },
-            addr: r.get(Key::dhcp_addr, value::socket_addr_v4)?,
-            iface: r.text(Key::dhcp_iface),
-            ip_for_packet: r.addr(Key::dhcp_ip_for_packet, dhcp_on)?,
-            syslog_ip: r.addr(Key::dhcp_syslog_ip, dhcp_on)?,
-            tftp_ip: r.addr(Key::dhcp_tftp_ip, dhcp_on)?,
-            tftp_port: r.get(Key::dhcp_tftp_port, value::port)?,
-            ipxe_binary_base: r.url_base(
-                [
-                    Key::dhcp_http_ipxe_binary_scheme,
-                    Key::dhcp_http_ipxe_binary_host,
-                    Key::dhcp_http_ipxe_binary_port,
-                    Key::dhcp_http_ipxe_binary_path,
-                ],
-                dhcp_on,
-            )?,
-            ipxe_script_base: r.url_base(
-                [
-                    Key::dhcp_http_ipxe_script_scheme,
-                    Key::dhcp_http_ipxe_script_host,
-                    Key::dhcp_http_ipxe_script_port,
-                    Key::dhcp_http_ipxe_script_path,
-                ],
-                dhcp_on,
-            )?,
-            ipxe_script_url: r
-                .optional_url(Key::dhcp_http_ipxe_script_url, &["http", "https", "tftp"])?,
-            ipxe_script_prepend_mac: r.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
-            ipxe_binaries: r.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
-            boot_server_arches: r.get(Key::dhcp_boot_server_arches, value::arch_list)?,
-        };
-
-        let tftp_on = r.flag(Key::tftp_enabled)?;
-        let tftp = Tftp {
-            enabled: tftp_on,
-            addr: r.addr(Key::tftp_addr, tftp_on)?,
-            port: r.get(Key::tftp_port, value::port)?,
-            timeout: r.get(Key::tftp_timeout, |t| match value::duration(t)? {
-                d if d < Duration::from_millis(100) || d > Duration::from_secs(255) => {
-                    Err("outside 100ms..255s".into())
-                }
-                d => Ok(d),
-            })?,
-            block_size: r.get(Key::tftp_block_size, value::block_size)?,
-            max_window_size: r.get(Key::tftp_window_size, |t| match value::count(t, 256)? {
-                0 => Err("must be at least 1".into()),
-                n => Ok(n as u16),
-            })?,
-            max_transfers: r.get(Key::tftp_max_transfers, |t| match value::count(t, 4096)? {
-                0 => Err("must be at least 1".into()),
-                n => Ok(n as usize),
-            })?,
-            single_port: r.flag(Key::tftp_single_port)?,
-            ipxe_script_patch: r.text(Key::ipxe_script_patch),
-        };
-
-        let http_on =
-            r.flag(Key::http_ipxe_binary_enabled)? || r.flag(Key::http_ipxe_script_enabled)?;
-        let http = Http {
-            ipxe_binary_enabled: r.flag(Key::http_ipxe_binary_enabled)?,
-            ipxe_script_enabled: r.flag(Key::http_ipxe_script_enabled)?,
-            addr: r.addr(Key::http_addr, http_on)?,
-            port: r.get(Key::http_port, value::port)?,
-            extra_kernel_args: r.get(Key::extra_kernel_args, value::single_line)?,
-            trusted_proxies: r.get(Key::trusted_proxies, value::cidrs)?,
-            osie_url: r.optional_url(Key::osie_url, &["http", "https"])?,
-            tink_server: match r.text(Key::tink_server) {
-                None => None,
-                Some(_) => Some(r.get(Key::tink_server, value::host)?),
-            },
-            tink_server_tls: r.flag(Key::tink_server_tls)?,
-            tink_server_insecure_tls: r.flag(Key::tink_server_insecure_tls)?,
-            ipxe_script_retries: r.get(Key::ipxe_script_retries, |t| value::count(t, 100))?,
-            ipxe_script_retry_delay: r
-                .get(Key::ipxe_script_retry_delay, |t| value::count(t, 3600))?,
-        };
-
-        let syslog_on = r.flag(Key::syslog_enabled)?;
-        let syslog = Syslog {
-            enabled: syslog_on,
-            addr: r.addr(Key::syslog_addr, syslog_on)?,
-            port: r.get(Key::syslog_port, value::port)?,
-        };
-
+        let dhcp = r.dhcp()?;
+        let tftp = r.tftp()?;
+        let http = r.http()?;
+        let syslog = r.syslog()?;
         let backend = Self::backend(&r, &mut warnings)?;
 
-        let ipxe_dir = match r.existing_dir(Key::ipxe_dir)? {
-            Some(dir) => Some(dir),
-            None => {
-                let found = IPXE_DIR_CANDIDATES
-                    .iter()
-                    .map(PathBuf::from)
-                    .find(|d| host.is_dir(d));
-                if found.is_none() {
-                    warnings.push(format!(
-                        "no iPXE directory found ({}): set --ipxe-dir to serve iPXE binaries",
-                        IPXE_DIR_CANDIDATES.join(", ")
-                    ));
-                }
-                found
-            }
-        };
+        let ipxe_dir = r.ipxe_dir(&mut warnings)?;
 
         Ok(Config {
             log_level: r.get(Key::log_level, log_level)?,

@@ -85,6 +85,54 @@ impl Shown for PathBuf {
     }
 }
 
+/// The options fixed when the sockets were bound and root was given up: each row is the
+/// option and its field in [`Config`]. From this one table come [`RESTART_ONLY`] and
+/// [`keep_running`].
+macro_rules! restart_only {
+    ($($option:ident => $($field:ident).+;)*) => {
+        const RESTART_ONLY: &[Key] = &[$(Key::$option),*];
+
+        /// Puts every restart-only value of `new` that differs back to the running one, and
+        /// reports it: the service keeps running on the value its socket was bound with.
+        fn keep_running(running: &Config, new: &mut Config, new_settings: &Settings) -> Vec<Change> {
+            let mut needs_restart = Vec::new();
+            $(
+                if new.$($field).+ != running.$($field).+ {
+                    needs_restart.push(Change {
+                        option: Key::$option.name(),
+                        old: running.$($field).+.shown(),
+                        new: new.$($field).+.shown(),
+                        origin: new_settings.get(Key::$option).origin(),
+                    });
+                    new.$($field).+ = running.$($field).+.clone();
+                }
+            )*
+            needs_restart
+        }
+    };
+}
+
+restart_only! {
+    dhcp_enabled => dhcp.enabled;
+    dhcp_mode => dhcp.mode;
+    dhcp_addr => dhcp.addr;
+    dhcp_iface => dhcp.iface;
+    tftp_enabled => tftp.enabled;
+    tftp_addr => tftp.addr;
+    tftp_port => tftp.port;
+    tftp_single_port => tftp.single_port;
+    http_ipxe_binary_enabled => http.ipxe_binary_enabled;
+    http_ipxe_script_enabled => http.ipxe_script_enabled;
+    http_addr => http.addr;
+    http_port => http.port;
+    syslog_enabled => syslog.enabled;
+    syslog_addr => syslog.addr;
+    syslog_port => syslog.port;
+    user => user;
+    group => group;
+    state_dir => state_dir;
+}
+
 /// Compares `new` with what is running. Restart-only values in `new` are put back to the
 /// running ones and reported in `needs_restart`; every other option that changed is reported in
 /// `applied`, as are "auto" addresses that now resolve differently and boot profiles.
@@ -94,48 +142,21 @@ pub fn reconcile(
     new_settings: &Settings,
     mut new: Config,
 ) -> Reconciled {
-    let origin = |option: Key| new_settings.get(option).origin();
-    let mut needs_restart = Vec::new();
-    // Each row: the option's name and its field in Config. A differing field is reported and
-    // put back, so the service keeps running on the value its socket was bound with.
-    macro_rules! keep_running {
-        ($($option:ident => $($field:ident).+;)*) => {
-            const RESTART_ONLY: &[Key] = &[$(Key::$option),*];
-            $(
-                if new.$($field).+ != running.$($field).+ {
-                    needs_restart.push(Change {
-                        option: Key::$option.name(),
-                        old: running.$($field).+.shown(),
-                        new: new.$($field).+.shown(),
-                        origin: origin(Key::$option),
-                    });
-                    new.$($field).+ = running.$($field).+.clone();
-                }
-            )*
-        };
+    let needs_restart = keep_running(running, &mut new, new_settings);
+    let mut applied = changed_settings(running_settings, new_settings);
+    let followed = followed_the_host(running, &new, new_settings, &applied);
+    applied.extend(followed);
+    applied.extend(profile_changes(running, &new));
+    Reconciled {
+        config: new,
+        applied,
+        needs_restart,
     }
-    keep_running! {
-        dhcp_enabled => dhcp.enabled;
-        dhcp_mode => dhcp.mode;
-        dhcp_addr => dhcp.addr;
-        dhcp_iface => dhcp.iface;
-        tftp_enabled => tftp.enabled;
-        tftp_addr => tftp.addr;
-        tftp_port => tftp.port;
-        tftp_single_port => tftp.single_port;
-        http_ipxe_binary_enabled => http.ipxe_binary_enabled;
-        http_ipxe_script_enabled => http.ipxe_script_enabled;
-        http_addr => http.addr;
-        http_port => http.port;
-        syslog_enabled => syslog.enabled;
-        syslog_addr => syslog.addr;
-        syslog_port => syslog.port;
-        user => user;
-        group => group;
-        state_dir => state_dir;
-    }
+}
 
-    let mut applied: Vec<Change> = new_settings
+/// Every option whose value changed, less the restart-only ones.
+fn changed_settings(running_settings: &Settings, new_settings: &Settings) -> Vec<Change> {
+    new_settings
         .list
         .iter()
         .zip(&running_settings.list)
@@ -151,8 +172,20 @@ pub fn reconcile(
             new: value::redact_url(&new.value),
             origin: new.origin(),
         })
-        .collect();
+        .collect()
+}
 
+/// Values that changed without their setting changing: "auto" addresses that resolve
+/// differently now, and the iPXE directory found again among the default places. `already`
+/// holds the changes reported so far.
+fn followed_the_host(
+    running: &Config,
+    new: &Config,
+    new_settings: &Settings,
+    already: &[Change],
+) -> Vec<Change> {
+    let origin = |option: Key| new_settings.get(option).origin();
+    let mut out = Vec::new();
     // "auto" addresses follow the interface: the same setting can mean a new address.
     let resolved = [
         (
@@ -168,8 +201,13 @@ pub fn reconcile(
         (Key::dhcp_tftp_ip, running.dhcp.tftp_ip, new.dhcp.tftp_ip),
     ];
     for (option, old, now) in resolved {
-        if old != now && !applied.iter().any(|c| c.option == option.name()) {
-            applied.push(Change {
+        if old != now
+            && !already
+                .iter()
+                .chain(&out)
+                .any(|c| c.option == option.name())
+        {
+            out.push(Change {
                 option: option.name(),
                 old: old.to_string(),
                 new: now.to_string(),
@@ -177,10 +215,14 @@ pub fn reconcile(
             });
         }
     }
-    if running.ipxe_dir != new.ipxe_dir && !applied.iter().any(|c| c.option == Key::ipxe_dir.name())
+    if running.ipxe_dir != new.ipxe_dir
+        && !already
+            .iter()
+            .chain(&out)
+            .any(|c| c.option == Key::ipxe_dir.name())
     {
         let dir = |d: &Option<PathBuf>| d.as_ref().map(|d| d.shown()).unwrap_or_default();
-        applied.push(Change {
+        out.push(Change {
             option: Key::ipxe_dir.name(),
             old: dir(&running.ipxe_dir),
             new: dir(&new.ipxe_dir),
@@ -188,6 +230,12 @@ pub fn reconcile(
         });
     }
 
+    out
+}
+
+/// Boot profiles added, removed or changed.
+fn profile_changes(running: &Config, new: &Config) -> Vec<Change> {
+    let mut out = Vec::new();
     let profile = |p: Option<&crate::inventory::BootProfile>| match p {
         None => "(none)".to_string(),
         Some(p) => format!(
@@ -202,7 +250,7 @@ pub fn reconcile(
     for name in names.filter(|n| seen.insert(n.as_str())) {
         let (old, now) = (running.profiles.get(name), new.profiles.get(name));
         if old != now {
-            applied.push(Change {
+            out.push(Change {
                 option: format!("profiles.{name}"),
                 old: profile(old),
                 new: profile(now),
@@ -211,9 +259,5 @@ pub fn reconcile(
         }
     }
 
-    Reconciled {
-        config: new,
-        applied,
-        needs_restart,
-    }
+    out
 }

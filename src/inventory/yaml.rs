@@ -82,20 +82,7 @@ fn build(text: &str, top_entries: Option<&mut dyn FnMut(Entry)>) -> Result<Node,
                 };
                 builder.complete(Node { line, value }, anchor)?;
             }
-            Event::Alias(id) => {
-                let node = builder.anchors.get(&id).cloned().ok_or(DocError {
-                    line,
-                    message: "unknown alias".into(),
-                })?;
-                builder.nodes += size(&node);
-                if builder.nodes > MAX_NODES {
-                    return Err(DocError {
-                        line,
-                        message: format!("aliases expand to more than {MAX_NODES} nodes"),
-                    });
-                }
-                builder.complete(node, 0)?;
-            }
+            Event::Alias(id) => builder.alias(id, line)?,
             Event::SequenceStart(anchor, _) => builder.stack.push(Frame::List {
                 line,
                 anchor,
@@ -107,40 +94,7 @@ fn build(text: &str, top_entries: Option<&mut dyn FnMut(Entry)>) -> Result<Node,
                 entries: Vec::new(),
                 key: None,
             }),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match builder.stack.pop() {
-                    Some(Frame::List {
-                        line,
-                        anchor,
-                        items,
-                    }) => (
-                        Node {
-                            line,
-                            value: Value::List(items),
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        line,
-                        anchor,
-                        entries,
-                        ..
-                    }) => (
-                        Node {
-                            line,
-                            value: Value::Map(apply_merge_keys(entries)?),
-                        },
-                        anchor,
-                    ),
-                    None => {
-                        return Err(DocError {
-                            line,
-                            message: "unbalanced YAML structure".into(),
-                        })
-                    }
-                };
-                builder.complete(node, anchor)?;
-            }
+            Event::SequenceEnd | Event::MappingEnd => builder.close(line)?,
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => {}
         }
     }
@@ -151,6 +105,59 @@ fn build(text: &str, top_entries: Option<&mut dyn FnMut(Entry)>) -> Result<Node,
 }
 
 impl Builder<'_> {
+    /// `*name`: a copy of the anchored node, within the cap on nodes (a "billion laughs" file
+    /// is refused, not expanded).
+    fn alias(&mut self, id: usize, line: usize) -> Result<(), DocError> {
+        let node = self.anchors.get(&id).cloned().ok_or(DocError {
+            line,
+            message: "unknown alias".into(),
+        })?;
+        self.nodes += size(&node);
+        if self.nodes > MAX_NODES {
+            return Err(DocError {
+                line,
+                message: format!("aliases expand to more than {MAX_NODES} nodes"),
+            });
+        }
+        self.complete(node, 0)
+    }
+
+    /// The end of a list or map: it becomes a node of its parent.
+    fn close(&mut self, line: usize) -> Result<(), DocError> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::List {
+                line,
+                anchor,
+                items,
+            }) => (
+                Node {
+                    line,
+                    value: Value::List(items),
+                },
+                anchor,
+            ),
+            Some(Frame::Map {
+                line,
+                anchor,
+                entries,
+                ..
+            }) => (
+                Node {
+                    line,
+                    value: Value::Map(apply_merge_keys(entries)?),
+                },
+                anchor,
+            ),
+            None => {
+                return Err(DocError {
+                    line,
+                    message: "unbalanced YAML structure".into(),
+                })
+            }
+        };
+        self.complete(node, anchor)
+    }
+
     /// Attaches a finished node to its parent (or makes it the root).
     fn complete(&mut self, node: Node, anchor: usize) -> Result<(), DocError> {
         self.nodes += 1;

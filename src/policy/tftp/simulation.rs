@@ -170,6 +170,20 @@ struct Run {
     retransmissions: u64,
 }
 
+/// What the server sends for `tx`, through the real codec.
+fn encode(tx: Transmit, oack: &[u8]) -> Vec<u8> {
+    match tx {
+        Transmit::Oack => oack.to_vec(),
+        Transmit::Data { block, offset, len } => {
+            let mut data = Vec::new();
+            emit_data_header(&mut data, block);
+            data.extend((0..len as u64).map(|i| content(offset + i)));
+            assert_eq!(data.len(), DATA_HEADER_LEN + len);
+            data
+        }
+    }
+}
+
 /// Simulated time after which a run counts as stalled.
 const GIVE_UP: Duration = Duration::from_secs(24 * 3600);
 
@@ -211,19 +225,9 @@ fn simulate(size: u64, blksize: u16, windowsize: u16, weather: Weather, seed: u6
         last_ack: None,
         deadline: now + CLIENT_TIMEOUT,
     };
-    let mut data = Vec::new();
     while server.outcome().is_none() && now < start + GIVE_UP {
         while let Some(tx) = server.poll_transmit(now) {
-            let bytes = match tx {
-                Transmit::Oack => oack.clone(),
-                Transmit::Data { block, offset, len } => {
-                    emit_data_header(&mut data, block);
-                    data.extend((0..len as u64).map(|i| content(offset + i)));
-                    assert_eq!(data.len(), DATA_HEADER_LEN + len);
-                    data.clone()
-                }
-            };
-            net.send(bytes, true, now);
+            net.send(encode(tx, &oack), true, now);
         }
         // The next event: a delivery, or either side's timer.
         let next = [
