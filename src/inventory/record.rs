@@ -241,6 +241,10 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
+        if let Some(why) = not_a_machine_mac(mac) {
+            self.error(at, format!("{mac} {why}: no machine has it"));
+            return None;
+        }
         if let Some(first) = self.mac_lines.insert(mac, at.node.line) {
             self.mac_lines.insert(mac, first);
             self.error(
@@ -339,6 +343,16 @@ impl<'a> Checker<'a> {
             }
             return;
         };
+        if let Some(why) = not_a_host_address(ip) {
+            self.error(at("ipAddress"), format!("{ip} {why}"));
+            return;
+        }
+        if ip.is_loopback() {
+            self.warn(
+                at("ipAddress"),
+                format!("{ip} is a loopback address: only a client on this host can have it"),
+            );
+        }
         if let Some((owner, owner_line)) = self.ip_owners.insert(ip, (m.mac, line)) {
             self.ip_owners.insert(ip, (owner, owner_line));
             self.error(
@@ -388,7 +402,7 @@ impl<'a> Checker<'a> {
             }
         }
         if bits.leading_ones() <= 30 && (u32::from(ip) == network || u32::from(ip) == broadcast) {
-            self.warn(
+            self.error(
                 at("ipAddress"),
                 format!("{ip} is the network or broadcast address of its subnet"),
             );
@@ -706,6 +720,31 @@ impl<'a> Checker<'a> {
             Some(seconds) => seconds,
             None => DEFAULT_LEASE_TIME,
         }
+    }
+}
+
+/// Why a MAC can be no machine's: broadcast, multicast (group bit set) or all zeros.
+fn not_a_machine_mac(mac: MacAddr) -> Option<&'static str> {
+    match mac.0 {
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] => Some("is the broadcast address"),
+        [0, 0, 0, 0, 0, 0] => Some("is all zeros"),
+        [first, ..] if first & 1 == 1 => Some("is a multicast address"),
+        _ => None,
+    }
+}
+
+/// Why an address can be no host's: multicast, reserved, "this network", limited broadcast.
+fn not_a_host_address(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_broadcast() {
+        Some("is the limited broadcast address")
+    } else if ip.is_multicast() {
+        Some("is a multicast address (224.0.0.0/4)")
+    } else if ip.octets()[0] >= 240 {
+        Some("is reserved (240.0.0.0/4)")
+    } else if ip.octets()[0] == 0 {
+        Some("is in 0.0.0.0/8 (\"this network\")")
+    } else {
+        None
     }
 }
 

@@ -365,3 +365,43 @@ fn ipxe_binary_is_a_plain_file_name() {
         );
     }
 }
+
+/// Entries no real machine can have are refused, each naming its field; loopback is a warning
+/// (the loopback tests use it).
+#[test]
+fn impossible_macs_and_addresses_are_refused() {
+    let one = |mac: &str, ip: &str, mask: &str| {
+        format!("{mac}:\n  ipAddress: {ip}\n  subnetMask: {mask}\n")
+    };
+    for (mac, why) in [
+        ("ff:ff:ff:ff:ff:ff", "is the broadcast address"),
+        ("01:00:5e:00:00:01", "is a multicast address"),
+        ("00:00:00:00:00:00", "is all zeros"),
+    ] {
+        let errors = load(&one(mac, "10.0.0.5", "255.255.255.0")).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].to_string().contains(why), "{}", errors[0]);
+    }
+    for (ip, mask, why) in [
+        ("224.0.0.9", "255.0.0.0", "multicast"),
+        ("239.1.2.3", "255.255.255.0", "multicast"),
+        ("240.0.0.1", "255.0.0.0", "reserved"),
+        ("255.255.255.255", "255.255.255.0", "limited broadcast"),
+        ("0.1.2.3", "255.0.0.0", "this network"),
+        ("10.0.0.0", "255.255.255.0", "network or broadcast"),
+        ("10.0.0.255", "255.255.255.0", "network or broadcast"),
+    ] {
+        let errors = load(&one("02:00:00:00:00:01", ip, mask)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{ip}: {errors:?}");
+        let text = errors[0].to_string();
+        assert!(text.contains("ipAddress") && text.contains(why), "{text}");
+    }
+    // /31 and /32 have no network or broadcast address to avoid (RFC 3021).
+    assert!(load(&one("02:00:00:00:00:01", "10.0.0.0", "255.255.255.254")).is_ok());
+    let loaded = load(&one("02:00:00:00:00:01", "127.0.0.5", "255.0.0.0")).unwrap();
+    assert!(
+        loaded.warnings[0].to_string().contains("loopback"),
+        "{:?}",
+        loaded.warnings
+    );
+}

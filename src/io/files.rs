@@ -356,7 +356,10 @@ mod tests {
         std::os::unix::fs::symlink(base.join("outside"), root.join("evil")).unwrap();
         // The guarantee is the kernel's: make sure it is the path being tested.
         assert!(
-            !matches!(open_resolving_beneath(&root, "d/f"), Err(Beneath::Unsupported)),
+            !matches!(
+                open_resolving_beneath(&root, "d/f"),
+                Err(Beneath::Unsupported)
+            ),
             "this kernel has no openat2: the check-then-open fallback is racy by nature"
         );
         let stop = std::sync::Arc::new(AtomicBool::new(false));
