@@ -578,6 +578,85 @@ fn bad_packets_are_dropped_and_the_next_good_one_answered() {
     }
 }
 
+/// Requests whose giaddr or ciaddr would steer the reply somewhere no reply may go (a
+/// multicast group, loopback from off the host, 0/8, the limited broadcast, or an address the
+/// INFORM did not come from) get none; with --dhcp-relays, only listed relays are answered.
+/// Before the fix a DISCOVER with giaddr 224.0.0.1 was answered to that group, and INFORMs with
+/// ciaddr 127.0.0.1, 255.255.255.255 or 8.8.8.8 were ACKed there.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn forged_relay_and_client_addresses_get_no_reply() {
+    need_root_and("forged addresses", &["python3", "ip", "curl"]);
+    let dir = TempDir::new("forged");
+    let lab = Lab::new(CLI_MAC);
+    let extra = [
+        "--http-addr",
+        SRV_IP,
+        "--http-port",
+        "8080",
+        "--http-ipxe-binary-enabled=false",
+        "--dhcp-relays",
+        "10.77.0.0/16",
+    ];
+    let mut server = start_server(&lab, &dir, HARDWARE, &extra);
+    lab.cli_address("10.77.0.2/16");
+    let relayed = |xid: u32, giaddr: [u8; 4]| {
+        let mut m = request(CLI_MAC, xid, MessageType::Discover);
+        m.giaddr = Ipv4Addr::from(giaddr);
+        bytes(&m)
+    };
+    let inform = |xid: u32, ciaddr: [u8; 4]| {
+        let mut m = request(CLI_MAC, xid, MessageType::Inform);
+        m.ciaddr = Ipv4Addr::from(ciaddr);
+        m.flags = 0;
+        bytes(&m)
+    };
+    let mut odd_type = request(CLI_MAC, 0xf009, MessageType::Discover);
+    odd_type.options.set(code::MESSAGE_TYPE, [77]);
+    let sent = [
+        relayed(0xf001, [224, 0, 0, 1]),
+        relayed(0xf002, [127, 0, 0, 1]),
+        relayed(0xf003, [0, 1, 2, 3]),
+        relayed(0xf004, [8, 8, 8, 8]),
+        inform(0xf005, [127, 0, 0, 1]),
+        inform(0xf006, [255, 255, 255, 255]),
+        inform(0xf007, [8, 8, 8, 8]),
+        bytes(&odd_type),
+        inform(0xf00a, [10, 77, 0, 2]), // from where it says: answered
+        bytes(&request(CLI_MAC, 0xf00b, MessageType::Discover)),
+    ];
+    let replies = probe(&lab, 68, BROADCAST_67, 1.5, &sent);
+    let mut answered: Vec<u32> = replies.iter().map(|(_, m)| m.xid).collect();
+    answered.sort();
+    assert_eq!(answered, [0xf00a, 0xf00b], "{replies:?}");
+    for line in [
+        "giaddr 224.0.0.1 is no relay's address",
+        "giaddr 127.0.0.1 is no relay's address",
+        "giaddr 0.1.2.3 is no relay's address",
+        "giaddr 8.8.8.8 is not among --dhcp-relays",
+        "ciaddr 127.0.0.1 is not the client's address",
+        "ciaddr 255.255.255.255 is not the client's address",
+        "ciaddr 8.8.8.8 is not the client's address",
+    ] {
+        server.wait_for(line, LIMIT);
+    }
+    let url = format!("http://{SRV_IP}:8080/metrics");
+    let metrics = text(
+        &lab.cli
+            .run(&["curl", "-sS", "--max-time", "5", &url])
+            .stdout,
+    );
+    for series in [
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"forged_relay\"} 3",
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"unlisted_relay\"} 1",
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"INFORM\",verdict=\"forged_client_address\"} 3",
+        "netbootd_dhcp_packets_total{port=\"67\",type=\"unknown\",verdict=\"unexpected_type\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
+    assert!(!metrics.contains("TYPE-77"), "{metrics}");
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn perfdhcp_relay_path_5000_reserved_macs_at_1000_per_second() {

@@ -238,6 +238,8 @@ pub struct Dhcp {
     pub ipxe_binaries: Vec<(u16, String)>,
     /// Architectures sent to the boot server on UDP 4011 by ProxyDHCP offers without option 43.
     pub boot_server_arches: Vec<u16>,
+    /// `--dhcp-relays`: the only relays answered (empty: any).
+    pub relays: Vec<Cidr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -350,6 +352,7 @@ impl Reader<'_> {
             ipxe_script_prepend_mac: self.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
             ipxe_binaries: self.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
             boot_server_arches: self.get(Key::dhcp_boot_server_arches, value::arch_list)?,
+            relays: self.get(Key::dhcp_relays, value::cidrs)?,
         })
     }
 

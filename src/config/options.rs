@@ -137,6 +137,7 @@ options! {
     dhcp_http_ipxe_script_prepend_mac: Smee Bool = "true", "put the client MAC in the script URL path (/<mac>/auto.ipxe)";
     dhcp_ipxe_binaries: Own Value = "0=undionly.kpxe,6=ipxe.efi,7=ipxe.efi,9=ipxe.efi,10=snp.efi,11=snp.efi,15=ipxe.efi,16=ipxe.efi,18=snp.efi,19=snp.efi,41=snp.efi", "iPXE binary per client architecture (option 93): ARCH=FILE,...";
     dhcp_boot_server_arches: Own Value = "6,7,9,10,11", "architectures whose ProxyDHCP offers leave out option 43, so the firmware asks the boot server on UDP 4011 (the others boot straight from the offer)";
+    dhcp_relays: Own Value = "", "comma-separated CIDRs of the relays to answer (giaddr); empty: any relay with a unicast address";
 
     tftp_enabled: Smee Bool = "true", "run the TFTP service";
     tftp_addr: Smee Value = "auto", "TFTP listen address";

@@ -146,6 +146,13 @@ pub enum Silence {
     /// The client says its reserved address is in use on the network.
     Declined(Option<Ipv4Addr>),
     Released(Ipv4Addr),
+    /// A giaddr no relay can have (multicast, broadcast, 0/8, reserved, or loopback from off
+    /// this host): answering would send the reply there.
+    ForgedRelay(Ipv4Addr),
+    /// A giaddr outside `--dhcp-relays`.
+    UnlistedRelay(Ipv4Addr),
+    /// A ciaddr no client can have, or an unrelayed INFORM whose ciaddr is not its source.
+    ForgedClientAddress(Ipv4Addr),
 }
 
 impl Silence {
@@ -168,12 +175,22 @@ impl Silence {
             Silence::ProxyIgnoresRequest => "proxy_ignores_request",
             Silence::Declined(_) => "declined",
             Silence::Released(_) => "released",
+            Silence::ForgedRelay(_) => "forged_relay",
+            Silence::UnlistedRelay(_) => "unlisted_relay",
+            Silence::ForgedClientAddress(_) => "forged_client_address",
         }
     }
 
     /// Worth an operator's attention (logged at warning level).
     pub fn is_notable(&self) -> bool {
-        matches!(self, Silence::Declined(_) | Silence::NoBinaryForArch(_))
+        matches!(
+            self,
+            Silence::Declined(_)
+                | Silence::NoBinaryForArch(_)
+                | Silence::ForgedRelay(_)
+                | Silence::UnlistedRelay(_)
+                | Silence::ForgedClientAddress(_)
+        )
     }
 
     /// Routine noise on a shared segment (logged at debug level).
@@ -216,6 +233,13 @@ impl fmt::Display for Silence {
             Silence::Declined(Some(ip)) => write!(f, "client DECLINEd {ip}: address in use?"),
             Silence::Declined(None) => f.write_str("client DECLINEd its address"),
             Silence::Released(ip) => write!(f, "client RELEASEd {ip}"),
+            Silence::ForgedRelay(ip) => write!(f, "giaddr {ip} is no relay's address"),
+            Silence::UnlistedRelay(ip) => {
+                write!(f, "giaddr {ip} is not among --dhcp-relays")
+            }
+            Silence::ForgedClientAddress(ip) => {
+                write!(f, "ciaddr {ip} is not the client's address")
+            }
         }
     }
 }
@@ -260,6 +284,53 @@ pub fn classify(msg: &Message, cfg: &Dhcp) -> Client {
         .filter(|g| g.len() == 17 && g[0] == 0)
         .map(<[u8]>::to_vec);
     Client { kind, arch, guid }
+}
+
+/// Where a request came from, as the socket saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The IPv4 source address of the datagram (a relay's, or a configured client's, or
+    /// 0.0.0.0).
+    pub ip: Ipv4Addr,
+    /// It arrived on the loopback interface (a relay on this host, or a test).
+    pub on_loopback: bool,
+}
+
+/// An address a reply may be sent to: not multicast, broadcast, "this network" or reserved,
+/// and loopback only when the request itself came over loopback.
+fn deliverable(ip: Ipv4Addr, source: &Source) -> bool {
+    let [first, ..] = ip.octets();
+    !(ip.is_multicast()
+        || ip.is_broadcast()
+        || first == 0
+        || first >= 240
+        || (ip.is_loopback() && !source.on_loopback))
+}
+
+/// Refuses requests whose giaddr or ciaddr would steer the reply somewhere it must not go:
+/// a forged relay address, a relay outside `--dhcp-relays` (when set), a client address no
+/// client can have, or an unrelayed INFORM (answered at its ciaddr) whose ciaddr is not the
+/// address it was sent from.
+pub fn screen(msg: &Message, source: &Source, cfg: &Dhcp) -> Result<(), Silence> {
+    let relayed = !msg.giaddr.is_unspecified();
+    if relayed {
+        if !deliverable(msg.giaddr, source) {
+            return Err(Silence::ForgedRelay(msg.giaddr));
+        }
+        if !cfg.relays.is_empty() && !cfg.relays.iter().any(|c| c.contains(msg.giaddr.into())) {
+            return Err(Silence::UnlistedRelay(msg.giaddr));
+        }
+    }
+    if !msg.ciaddr.is_unspecified() {
+        if !deliverable(msg.ciaddr, source) {
+            return Err(Silence::ForgedClientAddress(msg.ciaddr));
+        }
+        let inform = msg.message_type() == Some(MessageType::Inform);
+        if inform && !relayed && msg.ciaddr != source.ip {
+            return Err(Silence::ForgedClientAddress(msg.ciaddr));
+        }
+    }
+    Ok(())
 }
 
 /// The whole decision for one request.

@@ -21,11 +21,11 @@ use log::{debug, log, log_enabled, warn, Level};
 use crate::config::{Config, Dhcp};
 use crate::inventory::InventoryStore;
 use crate::io::packet::{PacketSocket, DROP_ALL};
-use crate::io::udp::{UdpEndpoint, UdpOptions};
-use crate::policy::dhcp::{classify, decide, Destination, Port, Reply, Verdict};
+use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
+use crate::policy::dhcp::{classify, decide, screen, Destination, Port, Reply, Source, Verdict};
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
-use crate::wire::dhcp::{Message, CLIENT_PORT, PXE_PORT, SERVER_PORT};
+use crate::wire::dhcp::{Message, MessageType, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 use crate::wire::frame::{emit_udp_frame, parse_udp_frame};
 use crate::wire::MacAddr;
 
@@ -59,6 +59,17 @@ struct Arrival {
     port: Port,
     /// Interface index (UDP mode), to send broadcasts back out of it.
     ifindex: Option<u32>,
+    /// Its source address, and whether it came over loopback (for [`screen`]).
+    source: Source,
+}
+
+/// A UDP datagram's source for [`screen`]: 127.0.0.0/8 can only come, or be sent to, over
+/// loopback (the kernel drops such "martians" on other interfaces).
+fn udp_source(r: &Received) -> Source {
+    Source {
+        ip: *r.from.ip(),
+        on_loopback: r.from.ip().is_loopback() || r.local.is_some_and(|l| l.is_loopback()),
+    }
 }
 
 impl DhcpService {
@@ -120,6 +131,10 @@ impl DhcpService {
                             let arrival = Arrival {
                                 port: Port::Dhcp,
                                 ifindex: None,
+                                source: Source {
+                                    ip: *udp.src.ip(),
+                                    on_loopback: raw.interface == "lo",
+                                },
                             };
                             self.handle(udp.payload, &arrival, udp.src);
                         }
@@ -131,6 +146,7 @@ impl DhcpService {
                 let arrival = Arrival {
                     port: Port::Dhcp,
                     ifindex: r.ifindex,
+                    source: udp_source(&r),
                 };
                 self.handle(&buf[..r.len], &arrival, r.from);
             }),
@@ -145,6 +161,7 @@ impl DhcpService {
             let arrival = Arrival {
                 port: Port::BootServer { source: r.from },
                 ifindex: r.ifindex,
+                source: udp_source(&r),
             };
             self.handle(&buf[..r.len], &arrival, r.from);
         });
@@ -163,7 +180,8 @@ impl DhcpService {
             }
         };
         let inventory = self.store.snapshot();
-        let verdict = decide(&msg, arrival.port, &inventory, &self.cfg);
+        let verdict = screen(&msg, &arrival.source, &self.cfg)
+            .and_then(|()| decide(&msg, arrival.port, &inventory, &self.cfg));
         self.count(&msg, arrival, &verdict);
         self.log(&msg, arrival, &verdict);
         if let Ok(reply) = verdict {
@@ -181,12 +199,11 @@ impl DhcpService {
     /// `netbootd_dhcp_packets_total{port, type, verdict}`: verdict is the reply's type or the
     /// reason for silence.
     fn count(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
-        let msg_type = msg
-            .message_type()
-            .map_or_else(|| "BOOTP".to_string(), |t| t.to_string());
+        // Labels from a fixed set: a client cannot mint series.
+        let msg_type = msg.message_type().map_or("BOOTP", MessageType::label);
         let answer = match verdict {
-            Ok(r) => r.message_type().to_string(),
-            Err(why) => why.label().to_string(),
+            Ok(r) => r.message_type().label(),
+            Err(why) => why.label(),
         };
         let port = match arrival.port {
             Port::Dhcp => "67",
@@ -194,7 +211,7 @@ impl DhcpService {
         };
         self.metrics.inc(
             "netbootd_dhcp_packets_total",
-            &[("port", port), ("type", &msg_type), ("verdict", &answer)],
+            &[("port", port), ("type", msg_type), ("verdict", answer)],
         );
     }
 

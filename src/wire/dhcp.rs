@@ -138,6 +138,24 @@ impl From<MessageType> for u8 {
     }
 }
 
+impl MessageType {
+    /// A name from a fixed set, for metric labels: a client cannot mint new series by sending
+    /// types 9..255.
+    pub fn label(self) -> &'static str {
+        match self {
+            MessageType::Discover => "DISCOVER",
+            MessageType::Offer => "OFFER",
+            MessageType::Request => "REQUEST",
+            MessageType::Decline => "DECLINE",
+            MessageType::Ack => "ACK",
+            MessageType::Nak => "NAK",
+            MessageType::Release => "RELEASE",
+            MessageType::Inform => "INFORM",
+            MessageType::Unknown(_) => "unknown",
+        }
+    }
+}
+
 impl fmt::Display for MessageType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {

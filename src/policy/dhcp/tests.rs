@@ -90,6 +90,7 @@ fn cfg(mode: DhcpMode) -> Dhcp {
         )
         .unwrap(),
         boot_server_arches: vec![6, 7, 9, 10, 11],
+        relays: vec![],
     }
 }
 
@@ -702,4 +703,86 @@ fn replies_fit_the_client_limit() {
     assert!(out.bytes.len() >= 300 && out.bytes.len() <= m.max_reply_len());
     let back = Message::parse(&out.bytes).unwrap();
     assert_eq!(back, r.message);
+}
+
+/// giaddr and ciaddr must be addresses a reply may go to; loopback only from loopback.
+#[test]
+fn forged_relay_and_client_addresses_are_not_answered() {
+    let off_host = Source {
+        ip: Ipv4Addr::new(10, 77, 0, 9),
+        on_loopback: false,
+    };
+    let local = Source {
+        ip: Ipv4Addr::LOCALHOST,
+        on_loopback: true,
+    };
+    let c = cfg(DhcpMode::Reservation);
+    let relayed = |giaddr: [u8; 4]| {
+        let mut m = request(CLI_MAC, MessageType::Discover);
+        m.giaddr = Ipv4Addr::from(giaddr);
+        m
+    };
+    for bad in [
+        [224, 0, 0, 1],
+        [255, 255, 255, 255],
+        [0, 1, 2, 3],
+        [240, 0, 0, 1],
+        [127, 0, 0, 1],
+    ] {
+        let giaddr = Ipv4Addr::from(bad);
+        assert_eq!(
+            screen(&relayed(bad), &off_host, &c),
+            Err(Silence::ForgedRelay(giaddr)),
+            "{giaddr}"
+        );
+    }
+    assert_eq!(
+        screen(&relayed([127, 0, 0, 1]), &local, &c),
+        Ok(()),
+        "a relay on this host"
+    );
+    assert_eq!(screen(&relayed([10, 77, 0, 2]), &off_host, &c), Ok(()));
+    assert_eq!(
+        screen(&relayed([8, 8, 8, 8]), &off_host, &c),
+        Ok(()),
+        "any unicast relay"
+    );
+    // With --dhcp-relays only those are answered.
+    let mut listed = c.clone();
+    listed.relays = vec![crate::value::Cidr::parse("10.77.0.0/24").unwrap()];
+    assert_eq!(screen(&relayed([10, 77, 0, 2]), &off_host, &listed), Ok(()));
+    assert_eq!(
+        screen(&relayed([8, 8, 8, 8]), &off_host, &listed),
+        Err(Silence::UnlistedRelay(Ipv4Addr::new(8, 8, 8, 8)))
+    );
+    // An INFORM is answered at its ciaddr: it must be where the INFORM came from.
+    let inform = |ciaddr: Ipv4Addr| {
+        let mut m = request(CLI_MAC, MessageType::Inform);
+        m.ciaddr = ciaddr;
+        m
+    };
+    for ciaddr in [
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(8, 8, 8, 8),
+    ] {
+        assert_eq!(
+            screen(&inform(ciaddr), &off_host, &c),
+            Err(Silence::ForgedClientAddress(ciaddr)),
+            "{ciaddr}"
+        );
+    }
+    assert_eq!(screen(&inform(off_host.ip), &off_host, &c), Ok(()));
+    let mut through_relay = inform(Ipv4Addr::new(10, 9, 0, 5));
+    through_relay.giaddr = Ipv4Addr::new(10, 77, 0, 2);
+    assert_eq!(
+        screen(&through_relay, &off_host, &c),
+        Ok(()),
+        "the reply goes to the relay"
+    );
+    assert_eq!(
+        Silence::ForgedRelay(Ipv4Addr::BROADCAST).label(),
+        "forged_relay"
+    );
+    assert_eq!(MessageType::Unknown(77).label(), "unknown");
 }
