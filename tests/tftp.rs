@@ -203,8 +203,14 @@ fn sigterm_ends_a_stalled_transfer_after_the_grace_period() {
     let (mut server, addr) = loopback_server(&tree, &[]);
     let mut c = Client::new();
     c.send(&emit_rrq("ipxe.efi", "octet", &[]), addr);
-    assert!(matches!(c.recv().0, Packet::Data { block: 1, .. }));
-    // No ACK from here on: the worker retransmits DATA 1, backing off to 5 s between.
+    let tid = match c.recv() {
+        (Packet::Data { block: 1, .. }, tid) => tid,
+        other => panic!("{other:?}"),
+    };
+    // One ACK (a client that never answers at all is given up on after 6 s), then none: the
+    // worker retransmits DATA 2, backing off to 5 s between (about 26 s before it gives up).
+    c.send(&emit_ack(1), tid);
+    assert!(matches!(c.recv().0, Packet::Data { block: 2, .. }));
     c.socket
         .set_read_timeout(Some(Duration::from_secs(8)))
         .unwrap();
@@ -214,7 +220,7 @@ fn sigterm_ends_a_stalled_transfer_after_the_grace_period() {
     let message = loop {
         assert!(signalled.elapsed() < LIMIT, "no ERROR within {LIMIT:?}");
         match c.recv().0 {
-            Packet::Data { block: 1, .. } => continue,
+            Packet::Data { block: 2, .. } => continue,
             Packet::Error { message, .. } => break message.to_string(),
             other => panic!("unexpected {other:?}"),
         }
@@ -452,6 +458,50 @@ fn over_the_cap_a_request_gets_an_error_not_a_thread() {
     assert_eq!(threads_of(&server), idle + 3);
 }
 
+/// Issue 15: 128 read requests that never ACK held all 128 slots for 38 s, so one host sending
+/// ~3.4 requests a second kept TFTP busy for everyone. Now one address holds at most its share
+/// (4 by default), and a first packet never acknowledged gives its slot back after 6 s.
+#[test]
+fn silent_clients_hold_only_their_share_and_only_for_6_s() {
+    let tree = Tree::new("tftp-hog");
+    let (mut server, addr) = loopback_server(&tree, &[]);
+    let start = Instant::now();
+    let mut served = 0;
+    let mut refused = 0;
+    let hogs: Vec<Client> = (0..10)
+        .map(|_| {
+            let mut c = Client::new();
+            c.send(&emit_rrq("ipxe.efi", "octet", &[]), addr);
+            match c.recv().0 {
+                Packet::Data { block: 1, .. } => served += 1,
+                Packet::Error {
+                    code: ErrorCode::NotDefined,
+                    message,
+                } => {
+                    assert!(message.contains("from this address"), "{message}");
+                    refused += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+            c
+        })
+        .collect();
+    assert_eq!((served, refused), (4, 6));
+    // None of the four ever ACKs: each gives up 6 s after its first DATA.
+    for _ in 0..4 {
+        server.wait_for("timed out, 0 bytes", Duration::from_secs(10));
+    }
+    let freed = start.elapsed();
+    assert!(
+        freed >= Duration::from_secs(5) && freed < Duration::from_secs(9),
+        "slots freed after {freed:?}"
+    );
+    drop(hogs);
+    let mut next = Client::new();
+    let data = next.fetch(addr, "ipxe.efi", &[]);
+    assert_eq!(data, std::fs::read(tree.path("ipxe/ipxe.efi")).unwrap());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Network namespaces: real clients.
 
@@ -545,7 +595,17 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn four_real_clients_fetch_an_ipxe_binary_byte_exact() {
     need_root_and("four_real_clients_fetch_an_ipxe_binary_byte_exact", CLIENTS);
     let (lab, tree) = lab("tftp-clients");
-    let mut server = lab_server(&lab, &tree, &["--tftp-block-size", "1468"]);
+    // Twenty clients share one address here: lift the per-address cap (default 4).
+    let mut server = lab_server(
+        &lab,
+        &tree,
+        &[
+            "--tftp-block-size",
+            "1468",
+            "--tftp-max-transfers-per-client",
+            "64",
+        ],
+    );
     let out = TempDir::new("tftp-clients-out");
     let want = tree.path("ipxe/ipxe.efi");
     for (client, blksize) in [
@@ -593,7 +653,17 @@ fn four_real_clients_fetch_an_ipxe_binary_byte_exact() {
 fn atftp_gets_windowsize_8_acknowledged() {
     need_root_and("atftp_gets_windowsize_8_acknowledged", CLIENTS);
     let (lab, tree) = lab("tftp-window");
-    let mut server = lab_server(&lab, &tree, &["--tftp-block-size", "1468"]);
+    // Twenty clients share one address here: lift the per-address cap (default 4).
+    let mut server = lab_server(
+        &lab,
+        &tree,
+        &[
+            "--tftp-block-size",
+            "1468",
+            "--tftp-max-transfers-per-client",
+            "64",
+        ],
+    );
     let out = TempDir::new("tftp-window-out");
     let file = out.path("ipxe.efi");
     let o = lab.cli.run_for(
@@ -672,7 +742,17 @@ fn twenty_transfers_complete_through_10_percent_loss() {
              add rule inet loss in meta l4proto udp numgen random mod 10 0 drop",
         ]);
     }
-    let mut server = lab_server(&lab, &tree, &["--tftp-block-size", "1468"]);
+    // Twenty clients share one address here: lift the per-address cap (default 4).
+    let mut server = lab_server(
+        &lab,
+        &tree,
+        &[
+            "--tftp-block-size",
+            "1468",
+            "--tftp-max-transfers-per-client",
+            "64",
+        ],
+    );
     let out = TempDir::new("tftp-loss-out");
     let want = tree.path("assets/boot/small.bin");
     // atftp 0.8's client is left out here: its trace shows it aborting when an OACK comes
@@ -740,7 +820,13 @@ fn three_hundred_concurrent_transfers_and_a_bounded_thread_count() {
         CLIENTS,
     );
     let (lab, tree) = lab("tftp-many");
-    let mut server = lab_server(&lab, &tree, &["--tftp-max-transfers", "400"]);
+    // 300 clients share one address here: lift the per-address cap (default 4).
+    let per_client = ["--tftp-max-transfers-per-client", "400"];
+    let mut server = lab_server(
+        &lab,
+        &tree,
+        &["--tftp-max-transfers", "400", per_client[0], per_client[1]],
+    );
     let out = TempDir::new("tftp-many-out");
     let want = tree.path("assets/boot/small.bin");
     // One shell starts 300 curl processes at once and waits for them all.
@@ -771,7 +857,11 @@ fn three_hundred_concurrent_transfers_and_a_bounded_thread_count() {
 
     // Over a cap of 10: some of 60 simultaneous requests are refused, threads stay bounded.
     drop(server);
-    let mut server = lab_server(&lab, &tree, &["--tftp-max-transfers", "10"]);
+    let mut server = lab_server(
+        &lab,
+        &tree,
+        &["--tftp-max-transfers", "10", per_client[0], per_client[1]],
+    );
     let idle = threads_of(&server);
     let script = format!(
         "for i in $(seq 1 60); do tftp -m binary {SRV_IP} -c get big.bin {dir}/g$i >/dev/null 2>&1 & done; wait",

@@ -251,6 +251,8 @@ pub struct Tftp {
     pub block_size: u16,
     pub max_window_size: u16,
     pub max_transfers: usize,
+    /// `--tftp-max-transfers-per-client`: for one client address.
+    pub max_per_client: usize,
     pub single_port: bool,
     pub ipxe_script_patch: Option<String>,
 }
@@ -377,6 +379,13 @@ impl Reader<'_> {
                 0 => Err("must be at least 1".into()),
                 n => Ok(n as usize),
             })?,
+            max_per_client: self.get(
+                Key::tftp_max_transfers_per_client,
+                |t| match value::count(t, 4096)? {
+                    0 => Err("must be at least 1".into()),
+                    n => Ok(n as usize),
+                },
+            )?,
             single_port: self.flag(Key::tftp_single_port)?,
             ipxe_script_patch: self.text(Key::ipxe_script_patch),
         })

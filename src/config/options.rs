@@ -146,6 +146,7 @@ options! {
     tftp_block_size: Smee Value = "512", "largest TFTP blksize offered (512..65464, also capped by the MTU)";
     tftp_window_size: Own Value = "32", "largest TFTP windowsize granted (RFC 7440, 1..256; 1 = lock-step only)";
     tftp_max_transfers: Own Value = "128", "concurrent TFTP transfers (one thread each, 1..4096); requests over it get ERROR \"busy\"";
+    tftp_max_transfers_per_client: Own Value = "4", "concurrent TFTP transfers for one client address (1..4096); more get ERROR \"busy\"";
     tftp_single_port: Own Bool = "false", "send every transfer from the listening port (for clients behind NAT) instead of one port per transfer";
     ipxe_script_patch: Smee Value = "", "iPXE script to embed into served iPXE binaries (accepted for Smee compatibility, not applied yet)";
 

@@ -106,8 +106,12 @@ pub struct Admission {
     pub running_for_client: bool,
     /// Transfers running now.
     pub running: usize,
+    /// Transfers running now for the client's address (any port).
+    pub running_for_address: usize,
     /// `--tftp-max-transfers`.
     pub max_transfers: usize,
+    /// `--tftp-max-transfers-per-client`.
+    pub max_per_client: usize,
     /// A shutdown has begun.
     pub draining: bool,
 }
@@ -132,6 +136,13 @@ pub fn admit(mode: &Mode, state: &Admission) -> Admit {
     }
     if state.running >= state.max_transfers {
         let why = format!("server busy ({} transfers), try again", state.running);
+        return Admit::Refuse(ErrorCode::NotDefined, why);
+    }
+    if state.running_for_address >= state.max_per_client {
+        let why = format!(
+            "busy: {} transfers from this address already, try again",
+            state.running_for_address
+        );
         return Admit::Refuse(ErrorCode::NotDefined, why);
     }
     if let Mode::Unknown(mode) = mode {
@@ -275,6 +286,11 @@ impl Outcome {
 const MIN_RTO: Duration = Duration::from_millis(200);
 /// Retransmission timeout before the first measurement (RFC 6298's 1 s).
 const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// A transfer whose first packet (OACK or DATA 1) gets no ACK within this long is given up:
+/// the client is gone, or never meant to read, and its slot goes back to the others. Until then
+/// the first packet is resent every [`INITIAL_RTO`] without backing off (six tries: even at
+/// 10 % loss each way a live client misses all six about 5 times in 100,000).
+pub const FIRST_ACK_WAIT: Duration = Duration::from_secs(6);
 
 /// A read transfer: which block goes out next, what the client has acknowledged, when to
 /// retransmit. Blocks are counted from 1 without wrapping; the wire number is the low 16 bits,
@@ -299,6 +315,10 @@ pub struct Transfer {
     /// Highest block ever sent (to tell first sends from retransmissions).
     highest_sent: u64,
     deadline: Option<Instant>,
+    /// Set when the first packet goes out; cleared by the first ACK (see [`FIRST_ACK_WAIT`]).
+    first_ack_due: Option<Instant>,
+    /// Any ACK has come (the OACK's or a block's).
+    answered: bool,
     consecutive_timeouts: u32,
     rto: Duration,
     srtt: Option<Duration>,
@@ -325,6 +345,8 @@ impl Transfer {
             next: 1,
             highest_sent: 0,
             deadline: None,
+            first_ack_due: None,
+            answered: false,
             consecutive_timeouts: 0,
             rto: INITIAL_RTO.min(negotiated.timeout),
             srtt: None,
@@ -359,9 +381,11 @@ impl Transfer {
     /// When [`Transfer::on_timeout`] must be called; `None` once finished.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.outcome.is_some() {
-            None
-        } else {
-            self.deadline
+            return None;
+        }
+        match (self.deadline, self.first_ack_due) {
+            (Some(d), Some(f)) => Some(d.min(f)),
+            (d, f) => d.or(f),
         }
     }
 
@@ -370,6 +394,9 @@ impl Transfer {
     }
 
     fn backed_off_rto(&self) -> Duration {
+        if !self.answered {
+            return self.rto; // no backing off before the first ACK: see FIRST_ACK_WAIT
+        }
         let factor = 1u32 << self.consecutive_timeouts.min(6);
         (self.rto * factor).min(self.timeout.max(self.rto))
     }
@@ -378,6 +405,9 @@ impl Transfer {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if self.outcome.is_some() {
             return None;
+        }
+        if !self.answered && self.first_ack_due.is_none() {
+            self.first_ack_due = Some(now + FIRST_ACK_WAIT);
         }
         if self.awaiting_oack_ack {
             if !self.oack_due {
@@ -467,6 +497,8 @@ impl Transfer {
             }
         }
         self.acked = acked;
+        self.answered = true;
+        self.first_ack_due = None;
         self.consecutive_timeouts = 0;
         self.deadline = Some(now + self.backed_off_rto());
     }
@@ -495,6 +527,10 @@ impl Transfer {
             return;
         };
         if now < deadline {
+            return;
+        }
+        if self.first_ack_due.is_some_and(|due| now >= due) {
+            self.outcome = Some(Outcome::TimedOut);
             return;
         }
         self.consecutive_timeouts += 1;

@@ -131,14 +131,15 @@ fn the_oack_waits_for_ack_zero_and_is_resent_when_lost() {
     // An ACK for a data block before ACK 0 means nothing.
     ack(&mut t, 1, t0 + ms(1));
     assert!(drain(&mut t, t0 + ms(1)).is_empty());
-    // The OACK was lost: after the timeout it goes again, and again later with backoff.
+    // The OACK was lost: after the timeout it goes again, and again a second later (no
+    // backing off before the first ACK: a silent client is given up on after 6 s, issue 15).
     let first = t.next_deadline().unwrap();
     assert_eq!(first, t0 + Duration::from_secs(1));
     t.on_timeout(first - ms(1));
     assert!(drain(&mut t, first - ms(1)).is_empty(), "fired early");
     t.on_timeout(first);
     assert_eq!(drain(&mut t, first), vec![Transmit::Oack]);
-    assert_eq!(t.next_deadline(), Some(first + Duration::from_secs(2)));
+    assert_eq!(t.next_deadline(), Some(first + Duration::from_secs(1)));
     ack(&mut t, 0, first + ms(5));
     assert_eq!(blocks(&drain(&mut t, first + ms(5))), vec![1]);
     assert_eq!(t.retransmissions(), 1);
@@ -314,23 +315,52 @@ fn an_ack_for_a_block_never_sent_is_ignored() {
     assert_eq!(t.bytes_acknowledged(), 0);
 }
 
+/// The waits of a transfer left to time out from `now`, until it gives up.
+fn waits_until_given_up(t: &mut Transfer, mut now: Instant) -> Vec<u128> {
+    let mut waits = Vec::new();
+    while t.outcome().is_none() {
+        let d = t.next_deadline().unwrap();
+        waits.push((d - now).as_millis());
+        now = d;
+        t.on_timeout(now);
+        drain(t, now);
+    }
+    waits
+}
+
 #[test]
 fn repeated_timeouts_back_off_then_give_up() {
     let t0 = Instant::now();
     let mut t = plain(5000, 512, 1);
     drain(&mut t, t0);
-    let mut waits = Vec::new();
-    let mut now = t0;
-    while t.outcome().is_none() {
-        let d = t.next_deadline().unwrap();
-        waits.push(d - now);
-        now = d;
-        t.on_timeout(now);
-        drain(&mut t, now);
-    }
-    let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
-    assert_eq!(secs, vec![1, 2, 4, 5, 5, 5]);
+    // The client answers once (a 1 ms round trip: the wait floors at 200 ms), then goes silent.
+    ack(&mut t, 1, t0 + ms(1));
+    drain(&mut t, t0 + ms(1));
+    let waits = waits_until_given_up(&mut t, t0 + ms(1));
+    assert_eq!(waits, vec![200, 400, 800, 1600, 3200, 5000]);
     assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+}
+
+/// Issue 15: a client that never ACKs the first packet held its slot for about half a minute.
+/// Now the first packet is resent every second and the transfer ends 6 s after it first went.
+#[test]
+fn a_first_packet_never_acknowledged_gives_the_slot_back_after_6_s() {
+    let t0 = Instant::now();
+    let mut t = plain(5000, 512, 1);
+    assert_eq!(blocks(&drain(&mut t, t0)), vec![1]);
+    let waits = waits_until_given_up(&mut t, t0);
+    assert_eq!(waits, vec![1000, 1000, 1000, 1000, 1000, 1000]);
+    assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+    assert_eq!(t.retransmissions(), 5);
+    // With options, the OACK is the first packet: the same.
+    let asked = RequestOptions {
+        tsize: true,
+        ..Default::default()
+    };
+    let mut t = Transfer::new(5000, &negotiate(&asked, 5000, &LIMITS), &LIMITS);
+    assert_eq!(drain(&mut t, t0), vec![Transmit::Oack]);
+    let total: u128 = waits_until_given_up(&mut t, t0).iter().sum();
+    assert_eq!(total, FIRST_ACK_WAIT.as_millis());
 }
 
 #[test]
@@ -376,7 +406,9 @@ fn admission_repeats_draining_the_cap_and_modes() {
     let base = Admission {
         running_for_client: false,
         running: 3,
+        running_for_address: 1,
         max_transfers: 4,
+        max_per_client: 2,
         draining: false,
     };
     assert_eq!(admit(&Mode::Octet, &base), Admit::Accept);
@@ -406,6 +438,19 @@ fn admission_repeats_draining_the_cap_and_modes() {
         Admit::Refuse(
             ErrorCode::NotDefined,
             "server busy (4 transfers), try again".into()
+        )
+    );
+    // One address may hold only so many of the slots.
+    let greedy = Admission {
+        running: 2,
+        running_for_address: 2,
+        ..base
+    };
+    assert_eq!(
+        admit(&Mode::Octet, &greedy),
+        Admit::Refuse(
+            ErrorCode::NotDefined,
+            "busy: 2 transfers from this address already, try again".into()
         )
     );
     assert_eq!(

@@ -236,7 +236,9 @@ impl TftpService {
             Admission {
                 running_for_client: active.contains_key(&rx.from),
                 running: active.len(),
+                running_for_address: active.keys().filter(|c| c.ip() == rx.from.ip()).count(),
                 max_transfers: self.cfg.max_transfers,
+                max_per_client: self.cfg.max_per_client,
                 draining: self.shared.draining.load(Ordering::Relaxed),
             }
         };
@@ -348,13 +350,14 @@ impl Service for TftpService {
     fn describe(&self) -> String {
         let c = &self.cfg;
         format!(
-            "TFTP on {}:{}: blksize up to {}, windowsize up to {}, timeout up to {:?}, {} transfers at most{}",
+            "TFTP on {}:{}: blksize up to {}, windowsize up to {}, timeout up to {:?}, {} transfers at most ({} per client address){}",
             c.addr,
             c.port,
             c.block_size,
             c.max_window_size,
             c.timeout,
             c.max_transfers,
+            c.max_per_client,
             if c.single_port { ", single port" } else { "" }
         )
     }
