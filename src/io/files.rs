@@ -36,17 +36,60 @@ pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, String> {
 
 /// Reads and loads a hardware file (YAML unless it ends in `.toml`).
 pub fn load_inventory(path: &Path, profiles: &Profiles) -> Result<Loaded, Vec<Problem>> {
-    let file = path.display().to_string();
-    let text = read_text(path, MAX_HARDWARE_FILE_BYTES).map_err(|message| {
+    let text = read_inventory(path)?;
+    inventory::load_str(
+        &text,
+        Format::for_path(path),
+        &path.display().to_string(),
+        profiles,
+    )
+}
+
+/// A hardware file's text, or the problem of reading it.
+pub fn read_inventory(path: &Path) -> Result<String, Vec<Problem>> {
+    read_text(path, MAX_HARDWARE_FILE_BYTES).map_err(|message| {
         vec![Problem {
-            file: file.clone(),
+            file: path.display().to_string(),
             line: 0,
             mac: None,
             field: None,
             message,
         }]
-    })?;
-    inventory::load_str(&text, Format::for_path(path), &file, profiles)
+    })
+}
+
+/// The name of the last good copy of a hardware file in the state directory (keeping the
+/// format's extension, so that it loads the same way).
+pub fn snapshot_path(state_dir: &Path, hardware: &Path) -> PathBuf {
+    let name = match Format::for_path(hardware) {
+        Format::Toml => "inventory.last-good.toml",
+        Format::Yaml => "inventory.last-good.yaml",
+    };
+    state_dir.join(name)
+}
+
+/// Writes `text` to `path` so that a crash at any moment leaves either the old file or the new
+/// one, never a part: a temporary file in the same directory, synced, renamed over the old one,
+/// and the directory synced.
+pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("snapshot");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// What a served file's bytes come from: the open file, or bytes held in memory (a file
@@ -398,6 +441,24 @@ mod tests {
             "served {served}, refused {refused}"
         );
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("netbootd-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = snapshot_path(&dir, Path::new("/etc/netbootd/hw.toml"));
+        assert!(path.ends_with("inventory.last-good.toml"));
+        write_atomically(&path, "one").unwrap();
+        write_atomically(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(write_atomically(&dir.join("missing/x"), "t").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

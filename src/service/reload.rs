@@ -48,6 +48,8 @@ struct InventoryLoad {
     signature: Signature,
     /// How long reading, parsing, validating and comparing took (on the job's thread).
     took: Duration,
+    /// Why the good copy could not be kept in the state directory, if it could not.
+    not_kept: Option<String>,
     result: Result<Compared, Vec<Problem>>,
 }
 
@@ -97,24 +99,83 @@ fn count_load(metrics: &Metrics, result: &str) {
 
 /// Loads a hardware file and compares it with `current`. A panic in a reader (a bug) becomes
 /// a refused reload, so that the last good inventory stays in service.
-fn load(why: &'static str, path: &Path, profiles: &Profiles, current: &Inventory) -> InventoryLoad {
+fn load(
+    why: &'static str,
+    path: &Path,
+    profiles: &Profiles,
+    current: &Inventory,
+    state_dir: &Path,
+) -> InventoryLoad {
     let started = Instant::now();
     let signature = Signature::of(path);
-    let attempt = || files::load_inventory(path, profiles);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
-        .unwrap_or_else(|_| Err(vec![reader_bug(path)]))
-        .map(|loaded| {
-            let diff = loaded.inventory.diff(current);
-            (loaded, diff)
-        });
+    let attempt = || load_and_keep(path, profiles, state_dir);
+    let (result, not_kept) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
+        .unwrap_or_else(|_| (Err(vec![reader_bug(path)]), None));
+    let result = result.map(|loaded| {
+        let diff = loaded.inventory.diff(current);
+        (loaded, diff)
+    });
     InventoryLoad {
         why,
         path: path.to_path_buf(),
         profiles: profiles.clone(),
         signature,
         took: started.elapsed(),
+        not_kept,
         result,
     }
+}
+
+/// Loads a hardware file and, when it is good, keeps its text as the last good copy in the
+/// state directory (to start from after a crash that left the file half-written). Returns why
+/// the copy could not be kept, if it could not.
+fn load_and_keep(
+    path: &Path,
+    profiles: &Profiles,
+    state_dir: &Path,
+) -> (Result<inventory::Loaded, Vec<Problem>>, Option<String>) {
+    let text = match files::read_inventory(path) {
+        Ok(text) => text,
+        Err(problems) => return (Err(problems), None),
+    };
+    let format = inventory::Format::for_path(path);
+    let loaded = inventory::load_str(&text, format, &path.display().to_string(), profiles);
+    let not_kept = match &loaded {
+        Ok(_) if state_dir.is_dir() => {
+            let snapshot = files::snapshot_path(state_dir, path);
+            files::write_atomically(&snapshot, &text)
+                .err()
+                .map(|e| format!("{}: {e}", snapshot.display()))
+        }
+        _ => None,
+    };
+    (loaded, not_kept)
+}
+
+/// Start-up with a hardware file that cannot be used: the last good copy from the state
+/// directory, when there is one and it loads, with a loud warning. `None`: there is none.
+fn start_from_last_good(
+    path: &Path,
+    profiles: &Profiles,
+    state_dir: &Path,
+    problems: &[Problem],
+) -> Option<inventory::Loaded> {
+    let snapshot = files::snapshot_path(state_dir, path);
+    if !snapshot.exists() {
+        return None;
+    }
+    let loaded = files::load_inventory(&snapshot, profiles).ok()?;
+    for p in problems {
+        error!("inventory: {p}");
+    }
+    warn!(
+        "the inventory {} cannot be used ({} errors): starting from the last good copy {} ({} machines); it is loaded again as soon as it is good",
+        path.display(),
+        problems.len(),
+        snapshot.display(),
+        loaded.inventory.len()
+    );
+    Some(loaded)
 }
 
 fn reader_bug(path: &Path) -> Problem {
@@ -149,10 +210,11 @@ fn reload_config(
     profiles: &Profiles,
     current: &Inventory,
 ) -> Done {
+    let state_dir = &running.1.state_dir;
     let (settings, config) = match source() {
         Ok(loaded) => loaded,
         Err(why) => {
-            let inventory = load("SIGHUP", path, profiles, current);
+            let inventory = load("SIGHUP", path, profiles, current, state_dir);
             return Done::ConfigRefused { why, inventory };
         }
     };
@@ -160,20 +222,26 @@ fn reload_config(
     let next = &reconciled.config;
     let (next_path, next_profiles) = (next.hardware_file(), &next.profiles);
     if next_path == path && next_profiles == profiles {
-        let inventory = load("SIGHUP", path, profiles, current);
+        let inventory = load("SIGHUP", path, profiles, current, state_dir);
         return Done::Config {
             settings: Box::new(settings),
             reconciled: Box::new(reconciled),
             inventory,
         };
     }
-    let inventory = load("configuration reloaded", next_path, next_profiles, current);
+    let inventory = load(
+        "configuration reloaded",
+        next_path,
+        next_profiles,
+        current,
+        state_dir,
+    );
     if let Err(problems) = &inventory.result {
         let why = format!(
             "with it the inventory has errors: {}",
             first_of(problems, "")
         );
-        let inventory = load("SIGHUP", path, profiles, current);
+        let inventory = load("SIGHUP", path, profiles, current, state_dir);
         return Done::ConfigRefused { why, inventory };
     }
     Done::Config {
@@ -196,7 +264,24 @@ impl Reloader {
         let path = config.hardware_file().to_path_buf();
         let profiles = config.profiles.clone();
         let signature = Signature::of(&path);
-        let loaded = files::load_inventory(&path, &profiles)?;
+        let state_dir = config.state_dir.clone();
+        if !state_dir.is_dir() {
+            warn!(
+                "state directory {} does not exist: the last good inventory is not kept (create it, or set --state-dir)",
+                state_dir.display()
+            );
+        }
+        let loaded = match load_and_keep(&path, &profiles, &state_dir) {
+            (Ok(loaded), not_kept) => {
+                if let Some(why) = not_kept {
+                    warn!("inventory: the last good copy could not be kept: {why}");
+                }
+                loaded
+            }
+            (Err(problems), _) => {
+                start_from_last_good(&path, &profiles, &state_dir, &problems).ok_or(problems)?
+            }
+        };
         count_load(&metrics, "ok");
         let store = Arc::new(InventoryStore::new(loaded.inventory));
         let jobs = Background::new("reload").map_err(|e| {
@@ -294,10 +379,13 @@ impl Reloader {
             self.profiles.clone(),
             self.store.snapshot(),
         );
+        let state_dir = self.config.state_dir.clone();
         let fallback_path = path.clone();
         let started = match request {
             Request::FileChanged => self.jobs.start(
-                move || Done::Inventory(load("file changed", &path, &profiles, &current)),
+                move || {
+                    Done::Inventory(load("file changed", &path, &profiles, &current, &state_dir))
+                },
                 move || Done::Inventory(bug_load("file changed", &fallback_path)),
             ),
             Request::Sighup => {
@@ -385,6 +473,9 @@ impl Reloader {
         for warning in &loaded.warnings {
             warn!("inventory: {warning}");
         }
+        if let Some(why) = &load.not_kept {
+            warn!("inventory: the last good copy could not be kept: {why}");
+        }
         let (machines, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
         let old = self.store.replace(loaded.inventory);
         // The old copy is freed on the job thread's next run or here; either is cheap next
@@ -407,6 +498,7 @@ fn bug_load(why: &'static str, path: &Path) -> InventoryLoad {
         profiles: Profiles::new(),
         signature: Signature::of(path),
         took: Duration::ZERO,
+        not_kept: None,
         result: Err(vec![reader_bug(path)]),
     }
 }

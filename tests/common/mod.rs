@@ -123,6 +123,8 @@ pub struct Server {
     pub seen: Vec<String>,
     /// When each line of `seen` arrived.
     pub seen_at: Vec<Instant>,
+    /// The private state directory, removed with the server.
+    _state: Option<TempDir>,
 }
 
 impl Server {
@@ -131,7 +133,21 @@ impl Server {
     }
 
     /// Runs `cmd` (the binary, possibly behind `ip netns exec`) with its stderr captured.
+    /// Unless the test names one, the server gets a state directory of its own (where it keeps
+    /// the last good inventory), so that no two tests share one.
     pub fn spawn(mut cmd: Command) -> Server {
+        let named = cmd
+            .get_args()
+            .any(|a| a.to_str().is_some_and(|a| a.starts_with("--state-dir")))
+            || cmd.get_envs().any(|(k, _)| k == "NETBOOTD_STATE_DIR");
+        let state = (!named).then(|| {
+            let dir = TempDir::new("state");
+            // Writable after a privilege drop to nobody.
+            std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+            cmd.env("NETBOOTD_STATE_DIR", &dir.0);
+            dir
+        });
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -152,6 +168,7 @@ impl Server {
             lines,
             seen: Vec::new(),
             seen_at: Vec::new(),
+            _state: state,
         }
     }
 
