@@ -22,6 +22,7 @@ use crate::service::{
     self,
     dhcp::DhcpService,
     http::HttpService,
+    log_gate::{limits_of, LogGate, LogGateService},
     metrics::Metrics,
     reload::{ConfigSource, Reloader},
     syslog::SyslogService,
@@ -208,27 +209,13 @@ type Registration = (&'static str, fn(&Config) -> bool, Start);
 
 /// The services, in start order. Adding a service is one line here (and its [`Service`]
 /// implementation).
-const SERVICES: [Registration; 4] = [
-    (
-        "DHCP",
-        |c| c.dhcp.enabled,
-        |c, x| Ok(Box::new(DhcpService::start(c, x)?)),
-    ),
-    (
-        "TFTP",
-        |c| c.tftp.enabled,
-        |c, x| Ok(Box::new(TftpService::start(c, x)?)),
-    ),
-    (
-        "HTTP",
-        |c| c.http.enabled(),
-        |c, x| Ok(Box::new(HttpService::start(c, x)?)),
-    ),
-    (
-        "syslog",
-        |c| c.syslog.enabled,
-        |c, x| Ok(Box::new(SyslogService::start(c, x)?)),
-    ),
+#[rustfmt::skip]
+const SERVICES: [Registration; 5] = [
+    ("DHCP", |c| c.dhcp.enabled, |c, x| Ok(Box::new(DhcpService::start(c, x)?))),
+    ("TFTP", |c| c.tftp.enabled, |c, x| Ok(Box::new(TftpService::start(c, x)?))),
+    ("HTTP", |c| c.http.enabled(), |c, x| Ok(Box::new(HttpService::start(c, x)?))),
+    ("syslog", |c| c.syslog.enabled, |c, x| Ok(Box::new(SyslogService::start(c, x)?))),
+    ("log budget", |_| true, |_, x| Ok(Box::new(LogGateService(x.log.clone())))),
 ];
 
 /// Starts every service the configuration turns on, logging each; `None` when one fails
@@ -340,6 +327,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     };
     let ctx = Context {
         inventory: reloader.store(),
+        log: Arc::new(LogGate::new(limits_of(&config), metrics.clone())),
         metrics,
     };
     let Some(services) = start_services(&config, &ctx) else {

@@ -33,11 +33,16 @@ struct Receiver {
 }
 
 fn receiver(name: &str) -> Receiver {
+    receiver_with(name, &[])
+}
+
+fn receiver_with(name: &str, extra: &[&str]) -> Receiver {
     let dir = TempDir::new(name);
     let hw = dir.write("hardware.yaml", HARDWARE);
     let syslog_port = free_port();
     let http_port = free_port();
-    let mut server = Server::start(&[
+    let (syslog, http) = (syslog_port.to_string(), http_port.to_string());
+    let mut args = vec![
         "--backend-file-path",
         hw.to_str().unwrap(),
         "--dhcp-enabled=false",
@@ -45,12 +50,14 @@ fn receiver(name: &str) -> Receiver {
         "--http-addr",
         "127.0.0.1",
         "--http-port",
-        &http_port.to_string(),
+        &http,
         "--syslog-addr",
         "127.0.0.1",
         "--syslog-port",
-        &syslog_port.to_string(),
-    ]);
+        &syslog,
+    ];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args);
     server.wait_for("syslog receiver on UDP 127.0.0.1", LIMIT);
     Receiver {
         _dir: dir,
@@ -161,7 +168,14 @@ fn logger_messages_in_both_formats_name_the_machine() {
 #[test]
 fn garbage_is_logged_as_unparsed_and_never_stops_the_receiver() {
     need_tools("syslog garbage", &["curl"]);
-    let mut r = receiver("syslog-garbage");
+    // Every datagram's line is checked here: a budget that lets the whole burst through.
+    let budget = [
+        "--log-budget-lines",
+        "10000",
+        "--log-budget-bytes",
+        "10000000",
+    ];
+    let mut r = receiver_with("syslog-garbage", &budget);
     let huge = vec![b'<'; 65_000];
     let mut junk: Vec<Vec<u8>> = vec![
         Vec::new(),

@@ -307,6 +307,9 @@ pub struct Config {
     pub user: Option<String>,
     pub group: Option<String>,
     pub profiles: Profiles,
+    /// `--log-budget-lines`, `--log-budget-bytes`: a second's client-caused log lines.
+    pub log_budget_lines: u32,
+    pub log_budget_bytes: u64,
     /// Things that work but deserve a look (printed by `check`, logged at start).
     pub warnings: Vec<String>,
 }
@@ -587,6 +590,10 @@ impl Config {
 
         Ok(Config {
             log_level: r.get(Key::log_level, log_level)?,
+            log_budget_lines: r.get(Key::log_budget_lines, |t| value::count(t, 1_000_000))?,
+            log_budget_bytes: r.get(Key::log_budget_bytes, |t| {
+                value::count(t, 1 << 30).map(u64::from)
+            })?,
             dhcp,
             tftp,
             http,

@@ -116,6 +116,8 @@ options! {
     config: Own Value = "", "TOML configuration file (default /etc/netbootd/netbootd.toml when it exists)";
     log_level: Smee Value = "info", "log level: error, warn, info, debug or trace";
     public_ip_interface: Smee Value = "", "interface whose first IPv4 address is used for \"auto\" addresses";
+    log_budget_lines: Own Value = "100", "log lines a second that clients can cause (DHCP decisions, TFTP refusals, HTTP access, syslog messages); the rest are counted and summarised once a second";
+    log_budget_bytes: Own Value = "12288", "bytes a second of those lines (so a flood costs at most about 0.7 MB of log a minute)";
 
     dhcp_enabled: Smee Bool = "true", "run the DHCP service";
     dhcp_mode: Smee Value = "reservation", "DHCP mode: reservation, proxy, auto-proxy or off";

@@ -5,6 +5,7 @@
 //! [`dhcp`] decides DHCP and ProxyDHCP answers, [`tftp`] negotiates and drives transfers,
 //! [`http`] routes requests and renders scripts, [`syslog`] turns messages into log lines.
 
+pub mod budget;
 pub mod dhcp;
 pub mod http;
 pub mod served;

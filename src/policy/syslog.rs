@@ -1,20 +1,16 @@
 //! What a syslog datagram becomes in netbootd's log: one line naming the sender (with the
 //! machine's MAC and hostname when the inventory knows its address), facility, severity, app
-//! name and the message with control characters escaped; and [`LogBudget`], which caps how
-//! many such lines a second the receiver writes, so a flood cannot drown the server's own log.
+//! name and the message with control characters escaped. How many such lines are written is
+//! the log budget's to say ([`crate::policy::budget`]).
 
 use std::fmt::Write;
 use std::net::SocketAddrV4;
-use std::time::{Duration, Instant};
 
 use crate::inventory::Machine;
 use crate::wire::syslog::{Message, ParseError};
 
 /// Message bytes shown per line; the rest is counted, not printed.
 pub const MAX_SHOWN: usize = 2048;
-/// Lines a second the receiver writes at most; the rest are counted and summarised.
-pub const LINES_PER_SECOND: u32 = 1000;
-const WINDOW: Duration = Duration::from_secs(1);
 
 /// Appends `bytes` to `out` as printable text: `\\`, `\"`, `\n`, `\r`, `\t`, `\xNN` for other
 /// control bytes and bytes that are not UTF-8, `\u{..}` for Unicode controls and
@@ -111,69 +107,6 @@ pub fn log_line(
     out
 }
 
-/// A fixed one-second window of at most `per_second` lines. Lines over the budget are
-/// suppressed and their number reported once the window ends (by [`Self::admit`] or
-/// [`Self::on_timer`], whichever comes first).
-#[derive(Debug)]
-pub struct LogBudget {
-    per_second: u32,
-    window_start: Option<Instant>,
-    used: u32,
-    suppressed: u64,
-}
-
-/// The budget's answer for one line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Admission {
-    /// Write the line.
-    pub log: bool,
-    /// Lines suppressed in an earlier window, to report first.
-    pub report: Option<u64>,
-}
-
-impl LogBudget {
-    pub fn new(per_second: u32) -> LogBudget {
-        LogBudget {
-            per_second,
-            window_start: None,
-            used: 0,
-            suppressed: 0,
-        }
-    }
-
-    pub fn admit(&mut self, now: Instant) -> Admission {
-        let report = self.on_timer(now);
-        let expired = self
-            .window_start
-            .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW);
-        if expired {
-            self.window_start = Some(now);
-            self.used = 0;
-        }
-        let log = self.used < self.per_second;
-        if log {
-            self.used += 1;
-        } else {
-            self.suppressed += 1;
-        }
-        Admission { log, report }
-    }
-
-    /// When suppressed lines wait to be reported.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.suppressed, self.window_start) {
-            (0, _) | (_, None) => None,
-            (_, Some(start)) => Some(start + WINDOW),
-        }
-    }
-
-    /// The number of suppressed lines to report, once their window has ended.
-    pub fn on_timer(&mut self, now: Instant) -> Option<u64> {
-        let due = self.next_deadline().is_some_and(|d| now >= d);
-        due.then(|| std::mem::take(&mut self.suppressed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,42 +168,6 @@ mod tests {
             line,
             "syslog 10.0.0.5 mac=- machine=- unparsed (no valid <PRI> in front), 18 bytes: \
              \"\\x00\\x01GET / HTTP/1.1\\r\\n\""
-        );
-    }
-
-    #[test]
-    fn the_budget_suppresses_and_reports_once_a_window_ends() {
-        let t0 = Instant::now();
-        let mut budget = LogBudget::new(3);
-        assert_eq!(budget.next_deadline(), None);
-        for _ in 0..3 {
-            assert_eq!(
-                budget.admit(t0),
-                Admission {
-                    log: true,
-                    report: None
-                }
-            );
-        }
-        assert_eq!(budget.next_deadline(), None, "nothing suppressed yet");
-        for _ in 0..5 {
-            assert!(!budget.admit(t0 + Duration::from_millis(500)).log);
-        }
-        assert_eq!(budget.next_deadline(), Some(t0 + WINDOW));
-        assert_eq!(budget.on_timer(t0 + Duration::from_millis(999)), None);
-        assert_eq!(budget.on_timer(t0 + WINDOW), Some(5));
-        assert_eq!(budget.next_deadline(), None);
-        // A new window logs again; its suppressed lines are reported by the next admission.
-        let t1 = t0 + Duration::from_millis(1500);
-        for _ in 0..4 {
-            budget.admit(t1);
-        }
-        assert_eq!(
-            budget.admit(t1 + WINDOW),
-            Admission {
-                log: true,
-                report: Some(1)
-            }
         );
     }
 }

@@ -22,7 +22,9 @@ use crate::config::{Config, Dhcp};
 use crate::inventory::InventoryStore;
 use crate::io::packet::{PacketSocket, DROP_ALL};
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
+use crate::policy::budget::{Kind, Origin};
 use crate::policy::dhcp::{classify, decide, screen, Destination, Port, Reply, Source, Verdict};
+use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
 use crate::wire::dhcp::{Message, MessageType, CLIENT_PORT, PXE_PORT, SERVER_PORT};
@@ -49,6 +51,7 @@ pub struct DhcpService {
     cfg: Dhcp,
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
+    log: Arc<LogGate>,
     input: Input,
     boot_server: UdpEndpoint,
     buf: Vec<u8>,
@@ -115,6 +118,7 @@ impl DhcpService {
             cfg: cfg.clone(),
             store: ctx.inventory.clone(),
             metrics: ctx.metrics.clone(),
+            log: ctx.log.clone(),
             input,
             boot_server,
             buf: vec![0; BUF_LEN],
@@ -245,7 +249,7 @@ impl DhcpService {
             client.kind,
             self.cfg.mode.as_str()
         );
-        match verdict {
+        let line = match verdict {
             Ok(r) => {
                 let mut answer = format!("{}", r.message_type());
                 if !r.message.yiaddr.is_unspecified() {
@@ -254,9 +258,19 @@ impl DhcpService {
                 if let Some(boot) = &r.boot {
                     answer += &format!(" file={} next-server={}", boot.file, boot.next_server);
                 }
-                log!(level, "{head} -> {answer} to {}", r.to);
+                format!("{head} -> {answer} to {}", r.to)
             }
-            Err(why) => log!(level, "{head} -> silent: {why}"),
+            Err(why) => format!("{head} -> silent: {why}"),
+        };
+        // An ACK is a machine getting its lease or boot file: always written. Every other
+        // line is one a client can cause at will, within the log budget.
+        if matches!(verdict, Ok(r) if r.message_type() == MessageType::Ack) {
+            log!(level, "{line}");
+        } else {
+            let origin = msg
+                .mac()
+                .map_or(Origin::Ip(arrival.source.ip.into()), Origin::Mac);
+            self.log.line(Kind::Dhcp, origin, level, &line);
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod dhcp;
 pub mod http;
+pub mod log_gate;
 pub mod metrics;
 pub mod reload;
 pub mod syslog;
@@ -35,6 +36,8 @@ use reload::Reloader;
 pub struct Context {
     pub inventory: Arc<InventoryStore>,
     pub metrics: Arc<Metrics>,
+    /// The one budget for log lines that clients can cause.
+    pub log: Arc<log_gate::LogGate>,
 }
 
 /// One service in the poll loop.

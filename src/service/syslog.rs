@@ -10,12 +10,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{info, warn};
+use log::{warn, Level};
 
 use crate::config::{Config, Syslog};
 use crate::inventory::InventoryStore;
 use crate::io::udp::{UdpEndpoint, UdpOptions};
-use crate::policy::syslog::{log_line, LogBudget, LINES_PER_SECOND};
+use crate::policy::budget::{Kind, Origin};
+use crate::policy::syslog::log_line;
+use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
 use crate::wire::syslog::Message;
@@ -31,7 +33,7 @@ pub struct SyslogService {
     socket: UdpEndpoint,
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
-    budget: LogBudget,
+    log: Arc<LogGate>,
     buf: Vec<u8>,
 }
 
@@ -50,12 +52,12 @@ impl SyslogService {
             socket,
             store: ctx.inventory.clone(),
             metrics: ctx.metrics.clone(),
-            budget: LogBudget::new(LINES_PER_SECOND),
+            log: ctx.log.clone(),
             buf: vec![0; BUF_LEN],
         })
     }
 
-    fn on_datagram(&mut self, from: SocketAddrV4, len: usize, now: Instant) {
+    fn on_datagram(&mut self, from: SocketAddrV4, len: usize) {
         let datagram = &self.buf[..len];
         let parsed = Message::parse(datagram);
         match &parsed {
@@ -65,21 +67,16 @@ impl SyslogService {
             ),
             Err(_) => self.metrics.inc("netbootd_syslog_unparsed_total", &[]),
         }
-        let admission = self.budget.admit(now);
-        if let Some(n) = admission.report {
-            self.report_suppressed(n);
-        }
-        if !admission.log {
+        if !self.log.enabled(Level::Info) {
             return;
         }
         let inventory = self.store.snapshot();
         let machine = inventory.by_ip(*from.ip());
-        info!("{}", log_line(from, machine, &parsed, datagram));
-    }
-
-    fn report_suppressed(&self, n: u64) {
-        self.metrics.add("netbootd_syslog_suppressed_total", &[], n);
-        warn!("syslog: {n} messages not logged (over {LINES_PER_SECOND} lines/s)");
+        let line = log_line(from, machine, &parsed, datagram);
+        let origin = Origin::Ip((*from.ip()).into());
+        if !self.log.line(Kind::Syslog, origin, Level::Info, &line) {
+            self.metrics.add("netbootd_syslog_suppressed_total", &[], 1);
+        }
     }
 }
 
@@ -92,7 +89,7 @@ impl Service for SyslogService {
 
     fn describe(&self) -> String {
         format!(
-            "syslog receiver on UDP {}:{} (RFC 5424 and RFC 3164), at most {LINES_PER_SECOND} lines/s",
+            "syslog receiver on UDP {}:{} (RFC 5424 and RFC 3164), within the log budget",
             self.cfg.addr, self.cfg.port
         )
     }
@@ -101,10 +98,10 @@ impl Service for SyslogService {
         vec![self.socket.as_fd()]
     }
 
-    fn on_readable(&mut self, _index: usize, now: Instant) {
+    fn on_readable(&mut self, _index: usize, _now: Instant) {
         for _ in 0..BATCH {
             match self.socket.recv(&mut self.buf) {
-                Ok(r) => self.on_datagram(r.from, r.len, now),
+                Ok(r) => self.on_datagram(r.from, r.len),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -112,16 +109,6 @@ impl Service for SyslogService {
                     return;
                 }
             }
-        }
-    }
-
-    fn poll_at(&self) -> Option<Instant> {
-        self.budget.next_deadline()
-    }
-
-    fn on_timer(&mut self, now: Instant) {
-        if let Some(n) = self.budget.on_timer(now) {
-            self.report_suppressed(n);
         }
     }
 }

@@ -8,10 +8,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use log::info;
+use log::{info, Level};
 
 use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
 use crate::io::files::{open_served, send_file, Content};
+use crate::policy::budget::{Kind, Origin};
 use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
 use crate::wire::http::{
     emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
@@ -204,17 +205,30 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// The access log line: client, method, path, status, bytes, duration, machine, note.
+    /// The access log line: client, method, path, status, bytes, duration, machine, note. A
+    /// script, binary or asset served is a machine booting: always written; every other line
+    /// is one a client can cause at will, within the log budget.
     fn log(&self, raw: &[u8], plan: &Plan, started: Instant, bytes: u64) {
+        let gate = &self.shared.log;
+        if !gate.enabled(Level::Info) {
+            return;
+        }
         let (method, path) = method_and_target_for_log(raw);
         let mac = plan.mac.as_deref().unwrap_or("-");
-        info!(
+        let line = format!(
             "http {} {method} {path} -> {} {bytes} bytes in {:.3}s mac={mac} {}",
             self.peer,
             plan.status,
             started.elapsed().as_secs_f64(),
             plan.note
         );
+        let boot =
+            matches!(plan.status, 200 | 206) && matches!(plan.route, "script" | "ipxe" | "assets");
+        if boot {
+            info!("{line}");
+        } else {
+            gate.line(Kind::Http, Origin::Ip(self.peer.ip()), Level::Info, &line);
+        }
     }
 
     fn health(&self) -> String {

@@ -26,11 +26,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{info, warn, Level};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::Config;
 use crate::inventory::InventoryStore;
+use crate::policy::budget::{Kind, Origin};
+use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
 use crate::store::Store;
@@ -59,6 +61,7 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) connections: AtomicUsize,
     pub(crate) downloads: AtomicUsize,
+    pub(crate) log: Arc<LogGate>,
 }
 
 pub struct HttpService {
@@ -84,6 +87,7 @@ impl HttpService {
             started: Instant::now(),
             connections: AtomicUsize::new(0),
             downloads: AtomicUsize::new(0),
+            log: ctx.log.clone(),
         });
         let open = shared.clone();
         ctx.metrics
@@ -128,7 +132,12 @@ impl HttpService {
             shared.connections.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
             let _ = stream.write_all(BUSY);
-            warn!("http {peer}: refused, {open} connections open (the cap is {MAX_CONNECTIONS})");
+            let line = format!(
+                "http {peer}: refused, {open} connections open (the cap is {MAX_CONNECTIONS})"
+            );
+            shared
+                .log
+                .line(Kind::Http, Origin::Ip(peer.ip()), Level::Warn, &line);
             shared
                 .metrics
                 .inc("netbootd_http_connections_refused_total", &[]);

@@ -19,17 +19,19 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, info, warn, Level};
 
 use crate::config::{Config, Tftp};
 use crate::io::files::{open_served, Served};
 use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
+use crate::policy::budget::{Kind, Origin};
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
     admit, blksize_cap, interpret_name, negotiate, netascii_fits, Admission, Admit, Limits,
     NameRefusal, Root, Transfer, MAX_NETASCII_FILE,
 };
+use crate::service::log_gate::LogGate;
 use crate::service::metrics::{Counter, Metrics};
 use crate::service::{Context, Service};
 use crate::wire::tftp::{
@@ -102,6 +104,8 @@ struct Shared {
     draining: AtomicBool,
     /// Running transfers end now, with an ERROR to their client.
     stopping: AtomicBool,
+    /// The log budget for lines clients cause (refusals, transfers that did not finish).
+    log: Arc<LogGate>,
 }
 
 impl Shared {
@@ -152,6 +156,7 @@ impl TftpService {
                 counters: TftpCounters::register(&ctx.metrics),
                 draining: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
+                log: ctx.log.clone(),
             }),
             buf: vec![0; MAX_REQUEST_LEN],
         })
@@ -220,11 +225,15 @@ impl TftpService {
     /// One log line and an ERROR for a request that gets no transfer.
     fn refuse(&self, rx: &Received, op: &str, name: &str, code: ErrorCode, why: &str) {
         self.shared.counters.refused.add(1);
-        info!(
-            "tftp {} {op} {name:?}: refused, error {} ({why})",
-            rx.from,
-            code.value()
-        );
+        if self.shared.log.enabled(Level::Info) {
+            let line = format!(
+                "tftp {} {op} {name:?}: refused, error {} ({why})",
+                rx.from,
+                code.value()
+            );
+            let origin = Origin::Ip((*rx.from.ip()).into());
+            self.shared.log.line(Kind::Tftp, origin, Level::Info, &line);
+        }
         self.send_error(rx, code, why);
     }
 
@@ -416,9 +425,14 @@ mod tests {
         config.tftp.max_window_size = 1;
         config.ipxe_dir = None;
         config.assets_dir = Some(dir.to_path_buf());
+        let metrics: Arc<crate::service::metrics::Metrics> = Arc::default();
         let ctx = Context {
             inventory: Arc::new(crate::inventory::InventoryStore::new(Default::default())),
-            metrics: Arc::default(),
+            log: Arc::new(crate::service::log_gate::LogGate::new(
+                crate::service::log_gate::limits_of(&config),
+                metrics.clone(),
+            )),
+            metrics,
         };
         TftpService::start(&config, &ctx).unwrap()
     }

@@ -16,6 +16,7 @@ use log::{debug, log, Level};
 
 use super::Shared;
 use crate::io::files::Content;
+use crate::policy::budget::{Kind, Origin};
 use crate::policy::tftp::{Outcome, Transfer, Transmit};
 use crate::wire::tftp::{
     emit_data_header, emit_error, ErrorCode, Packet, DATA_HEADER_LEN, MAX_REQUEST_LEN,
@@ -339,8 +340,7 @@ impl Worker {
             }
         };
         let secs = elapsed.as_secs_f64();
-        log!(
-            level,
+        let line = format!(
             "tftp {} RRQ {:?} ({}): {outcome}, {bytes} bytes in {secs:.3}s ({:.1} MB/s), blksize {}, windowsize {}, {retransmissions} retransmissions",
             self.client,
             self.name,
@@ -349,5 +349,13 @@ impl Worker {
             self.transfer.blksize(),
             self.transfer.windowsize(),
         );
+        // A finished transfer is a machine booting: always written. The rest a client can
+        // cause at will (requests never acknowledged, errors sent back), within the budget.
+        if matches!(end, End::Protocol(Outcome::Complete)) {
+            log!(level, "{line}");
+        } else {
+            let origin = Origin::Ip((*self.client.ip()).into());
+            self.shared.log.line(Kind::Tftp, origin, level, &line);
+        }
     }
 }
