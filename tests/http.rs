@@ -322,15 +322,26 @@ fn health_and_metrics() {
     );
 }
 
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: &str, to: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 #[test]
 fn scripts_stay_fast_beside_idle_connections_and_a_slow_download() {
     need_tools("http load", &["curl"]);
     let s = site("http-busy", &[]);
     std::fs::write(s.dir.path("assets/big.bin"), pattern(64 << 20)).unwrap();
     let addr = s.base.trim_start_matches("http://").to_string();
-    // 200 connections that send nothing.
+    // 200 connections that send nothing, from ten other hosts (127.0.0.2-11; one address may
+    // hold 32).
     let idle: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(&addr).unwrap())
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 10), &addr))
         .collect();
     // A slow download of a large file (1 MB/s).
     let mut slow = Command::new("curl")

@@ -263,6 +263,8 @@ pub struct Http {
     pub ipxe_script_enabled: bool,
     pub addr: Ipv4Addr,
     pub port: u16,
+    /// `--http-max-connections-per-client`: open connections from one address.
+    pub max_per_client: usize,
     pub extra_kernel_args: String,
     pub trusted_proxies: Vec<Cidr>,
     pub osie_url: Option<String>,
@@ -402,6 +404,13 @@ impl Reader<'_> {
             ipxe_script_enabled: self.flag(Key::http_ipxe_script_enabled)?,
             addr: self.addr(Key::http_addr, http_on)?,
             port: self.get(Key::http_port, value::port)?,
+            max_per_client: self.get(
+                Key::http_max_connections_per_client,
+                |t| match value::count(t, 4096)? {
+                    0 => Err("must be at least 1".into()),
+                    n => Ok(n as usize),
+                },
+            )?,
             extra_kernel_args: self.get(Key::extra_kernel_args, value::single_line)?,
             trusted_proxies: self.get(Key::trusted_proxies, value::cidrs)?,
             osie_url: self.optional_url(Key::osie_url, &["http", "https"])?,

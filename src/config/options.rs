@@ -156,6 +156,7 @@ options! {
     http_ipxe_script_enabled: Smee Bool = "true", "serve iPXE scripts over HTTP";
     http_addr: Smee Value = "auto", "HTTP listen address";
     http_port: Smee Value = "8080", "HTTP listen port";
+    http_max_connections_per_client: Own Value = "32", "open HTTP connections from one client address (1..4096); more are refused at once";
     extra_kernel_args: Smee Value = "", "extra kernel command-line arguments for the Hook script";
     trusted_proxies: Smee Value = "", "comma-separated CIDRs whose X-Forwarded-For is believed";
     osie_url: Smee Value = "", "base URL of the installation environment (Hook kernel and initrd)";

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -357,11 +357,13 @@ impl Service for DhcpService {
         vec![main, self.boot_server.as_fd()]
     }
 
-    fn on_readable(&mut self, index: usize, _now: Instant) {
+    fn on_readable(&mut self, fd: RawFd, _now: Instant) {
+        let boot_server = fd == self.boot_server.as_fd().as_raw_fd();
         for _ in 0..BATCH {
-            let more = match index {
-                0 => self.receive_main(),
-                _ => self.receive_boot_server(),
+            let more = if boot_server {
+                self.receive_boot_server()
+            } else {
+                self.receive_main()
             };
             match more {
                 Ok(()) => {}

@@ -4,7 +4,7 @@
 //! written by whichever line comes after its window, or by [`LogGateService`], a service with
 //! no sockets whose only deadline is the end of a window that held lines back.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -113,7 +113,7 @@ impl Service for LogGateService {
         Vec::new()
     }
 
-    fn on_readable(&mut self, _index: usize, _now: Instant) {}
+    fn on_readable(&mut self, _fd: RawFd, _now: Instant) {}
 
     fn poll_at(&self) -> Option<Instant> {
         self.0.next_deadline()

@@ -17,7 +17,7 @@ pub mod reload;
 pub mod syslog;
 pub mod tftp;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,11 +48,14 @@ pub trait Service {
     /// One line for the start-up log: what listens where, and its limits.
     fn describe(&self) -> String;
 
-    /// The descriptors to poll for reading; [`Service::on_readable`] gets the index.
+    /// The descriptors to poll for reading, asked anew on every pass (a service may add and
+    /// drop descriptors as it goes: the HTTP service's connections waiting for a head).
     fn fds(&self) -> Vec<BorrowedFd<'_>>;
 
-    /// Descriptor `index` of [`Service::fds`] is readable.
-    fn on_readable(&mut self, index: usize, now: Instant);
+    /// Descriptor `fd` of [`Service::fds`] is readable. (A descriptor the service closed earlier
+    /// in the same pass may be named, or its number may have been reused: a read that would
+    /// block is the answer then.)
+    fn on_readable(&mut self, fd: RawFd, now: Instant);
 
     /// The earliest time the service wants [`Service::on_timer`]; `None`: no timer.
     fn poll_at(&self) -> Option<Instant> {
@@ -93,7 +96,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 enum Owner {
     Signals,
     Reloader(usize),
-    Service(usize, usize),
+    Service(usize, RawFd),
 }
 
 /// The earliest of the deadlines, as a poll timeout (rounded up, so the loop does not spin
@@ -125,8 +128,8 @@ fn poll_once(
         fds.push(PollFd::new(fd, PollFlags::POLLIN));
     }
     for (s, service) in services.iter().enumerate() {
-        for (i, fd) in service.fds().into_iter().enumerate() {
-            owners.push(Owner::Service(s, i));
+        for fd in service.fds() {
+            owners.push(Owner::Service(s, fd.as_raw_fd()));
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
     }
@@ -162,7 +165,7 @@ pub fn run(
             match owner {
                 Owner::Signals => {}
                 Owner::Reloader(i) => reconfigured = reloader.on_readable(i, now).or(reconfigured),
-                Owner::Service(s, i) => services[s].on_readable(i, now),
+                Owner::Service(s, fd) => services[s].on_readable(fd, now),
             }
         }
         for request in signals.drain() {
@@ -213,12 +216,12 @@ fn shutdown(mut services: Vec<Box<dyn Service>>) -> i32 {
         let mut owners = Vec::new();
         let mut fds = Vec::new();
         for (s, service) in services.iter().enumerate() {
-            for (i, fd) in service.fds().into_iter().enumerate() {
-                owners.push((s, i));
+            for fd in service.fds() {
+                owners.push((s, fd.as_raw_fd()));
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
         }
-        let ready: Vec<(usize, usize)> = match nix::poll::poll(&mut fds, PollTimeout::from(50u16)) {
+        let ready: Vec<(usize, RawFd)> = match nix::poll::poll(&mut fds, PollTimeout::from(50u16)) {
             Ok(n) if n > 0 => owners
                 .into_iter()
                 .zip(&fds)
@@ -229,8 +232,8 @@ fn shutdown(mut services: Vec<Box<dyn Service>>) -> i32 {
         };
         drop(fds);
         let now = Instant::now();
-        for (s, i) in ready {
-            services[s].on_readable(i, now);
+        for (s, fd) in ready {
+            services[s].on_readable(fd, now);
         }
     }
     for service in &mut services {

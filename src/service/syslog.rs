@@ -6,7 +6,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddrV4;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,7 +98,7 @@ impl Service for SyslogService {
         vec![self.socket.as_fd()]
     }
 
-    fn on_readable(&mut self, _index: usize, _now: Instant) {
+    fn on_readable(&mut self, _fd: RawFd, _now: Instant) {
         for _ in 0..BATCH {
             match self.socket.recv(&mut self.buf) {
                 Ok(r) => self.on_datagram(r.from, r.len),

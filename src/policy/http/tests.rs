@@ -89,6 +89,7 @@ fn the_client_is_the_rightmost_untrusted_forwarded_address() {
 
 fn http() -> Http {
     Http {
+        max_per_client: 32,
         ipxe_binary_enabled: true,
         ipxe_script_enabled: true,
         addr: Ipv4Addr::new(10, 77, 0, 1),

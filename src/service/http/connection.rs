@@ -1,9 +1,9 @@
-//! One HTTP connection on its own thread: read a request head (bounded in size and time),
-//! ask [`respond`] what to answer, execute the plan (open the file it names, take a download
-//! slot, write the head from [`emit_response_head`] and the body), write the access log line,
-//! and go on while the client keeps the connection alive.
+//! One HTTP connection with a worker: for each request head the loop has read, ask [`respond`]
+//! what to answer, execute the plan (open the file it names, take a download slot, write the
+//! head from [`emit_response_head`] and the body) and write the access log line; then the
+//! connection goes back to the loop, or is closed.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,9 +14,7 @@ use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
 use crate::io::files::{open_served, send_file, Content};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
-use crate::wire::http::{
-    emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
-};
+use crate::wire::http::{emit_response_head, head_end, method_and_target_for_log, RequestHead};
 
 /// A planned response with its body in hand.
 enum Payload {
@@ -42,33 +40,31 @@ pub(super) struct Connection<'a> {
     stream: TcpStream,
     peer: SocketAddr,
     shared: &'a Shared,
+    /// What the loop read: complete heads, maybe the start of the next.
     buf: Vec<u8>,
 }
 
 impl<'a> Connection<'a> {
-    pub(super) fn new(stream: TcpStream, peer: SocketAddr, shared: &'a Shared) -> Connection<'a> {
+    pub(super) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: &'a Shared,
+        buf: Vec<u8>,
+    ) -> Connection<'a> {
         Connection {
             stream,
             peer,
             shared,
-            buf: Vec::with_capacity(1024),
+            buf,
         }
     }
 
-    /// Requests one after another until the client closes, times out, or asks to close.
-    pub(super) fn serve(&mut self) {
-        loop {
-            let raw = match self.read_head() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return, // closed or idle: nothing to answer
-                Err(status) => {
-                    let started = Instant::now();
-                    let plan = Plan::status(status, "bad request head");
-                    let sent = self.send(&plan, Payload::Bytes(body_of(&plan)));
-                    self.log(&[], &plan, started, sent.unwrap_or(0));
-                    return;
-                }
-            };
+    /// Answers every request whose head is complete in the buffer, in order. Returns true
+    /// when the connection stays open for another request (its head is the loop's to wait
+    /// for), false when it is to be closed.
+    pub(super) fn serve_buffered(&mut self) -> bool {
+        while let Some(end) = head_end(&self.buf) {
+            let raw: Vec<u8> = self.buf.drain(..end).collect();
             let started = Instant::now();
             let head = RequestHead::parse(&raw);
             let (plan, payload) = self.plan(&head);
@@ -79,38 +75,24 @@ impl<'a> Connection<'a> {
             let sent = self.send(&plan, payload);
             self.log(&raw, &plan, started, *sent.as_ref().unwrap_or(&0));
             if sent.is_err() || !plan.keep_alive {
-                return;
+                return false;
             }
         }
+        true
     }
 
-    /// Reads one request head; `Ok(None)` when the client closed or went idle between
-    /// requests, `Err(status)` for a head too large or cut off.
-    fn read_head(&mut self) -> Result<Option<Vec<u8>>, u16> {
-        let mut chunk = [0u8; 2048];
-        loop {
-            if let Some(end) = head_end(&self.buf) {
-                let head = self.buf[..end].to_vec();
-                self.buf.drain(..end);
-                return Ok(Some(head));
-            }
-            if self.buf.len() > MAX_HEAD_LEN {
-                return Err(431);
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return if self.buf.is_empty() {
-                        Ok(None)
-                    } else {
-                        Err(408)
-                    };
-                }
-                Err(_) => return Ok(None),
-            }
-        }
+    /// The stream and what was read of the next request.
+    pub(super) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
+    /// A head that never completed (too large, or not within its deadline): the status, its
+    /// access line, and the connection is closed by the caller.
+    pub(super) fn refuse_head(&mut self, status: u16, why: &str) {
+        let started = Instant::now();
+        let plan = Plan::status(status, why);
+        let sent = self.send(&plan, Payload::Bytes(body_of(&plan)));
+        self.log(&[], &plan, started, sent.unwrap_or(0));
     }
 
     /// The policy's plan, with its body in hand: the named file opened (or refused), the

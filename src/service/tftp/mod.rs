@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -375,7 +375,7 @@ impl Service for TftpService {
         vec![self.listener.as_fd()]
     }
 
-    fn on_readable(&mut self, _index: usize, _now: Instant) {
+    fn on_readable(&mut self, _fd: RawFd, _now: Instant) {
         TftpService::on_readable(self);
     }
 
