@@ -317,6 +317,15 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     for w in &config.warnings {
         warn!("config: {w}");
     }
+    match crate::io::limits::raise_open_files() {
+        Ok((_, now)) if now < 8192 => warn!(
+            "open files are limited to {now}: HTTP may refuse connections before its cap of {} (raise LimitNOFILE)",
+            crate::service::http::MAX_CONNECTIONS
+        ),
+        Ok((before, now)) if before != now => info!("open-file limit raised from {before} to {now}"),
+        Ok(_) => {}
+        Err(e) => warn!("cannot read or raise the open-file limit: {e}"),
+    }
     let metrics = Arc::new(Metrics::default());
     let started = Instant::now();
     metrics.observe("netbootd_uptime_seconds", "gauge", move || {

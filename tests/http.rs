@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -369,4 +370,67 @@ fn scripts_stay_fast_beside_idle_connections_and_a_slow_download() {
     let _ = slow.wait();
     drop(idle);
     eprintln!("script request beside 200 idle connections and a slow download: {took:?}");
+}
+
+/// Issue 15: the 15 s "no complete request" limit was a per-read timeout, so a client sending
+/// one byte every few seconds kept its connection (and a thread) forever, and 600 of them made
+/// every script request get 503. Heads are now read in the poll loop with one deadline for the
+/// whole head: 600 trickling connections (20 from each of 30 addresses) cost no threads, script
+/// requests from another client keep answering 200, and each trickler is closed with 408 once
+/// its head is 15 s late.
+#[test]
+fn trickling_clients_cannot_stop_scripts_and_are_cut_off_at_the_head_deadline() {
+    need_tools("http slowloris", &["curl"]);
+    let s = site("http-slowloris", &[]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let opened = Instant::now();
+    let mut trickling: Vec<TcpStream> = (0..600)
+        .map(|i| {
+            let mut c = connect_from(&format!("127.0.1.{}", 1 + i % 30), &addr);
+            c.write_all(b"GET /02:77:00:00:00:50/auto.ipxe HTTP/1.1\r\nX-Slow: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for round in 0..20 {
+        // One more byte on every trickling connection, then a script request.
+        for c in &mut trickling {
+            let _ = c.write_all(b"x");
+        }
+        let start = Instant::now();
+        let (code, body) = get(&format!("{}/02:77:00:00:00:50/auto.ipxe", s.base), &[]);
+        slowest = slowest.max(start.elapsed());
+        assert_eq!(code, 200, "round {round}: {body}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest script {slowest:?}"
+    );
+    let (_, health) = get(&format!("{}/healthcheck", s.base), &[]);
+    let open: usize = health
+        .split("\"http_connections\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        (601..=605).contains(&open),
+        "600 trickling + this one: {health}"
+    );
+    // The head deadline: 15 s after the accept, each trickler gets 408 and is closed.
+    let mut first = trickling.swap_remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = first.read_to_string(&mut answer);
+    let cut = opened.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(
+        cut >= Duration::from_secs(14) && cut < Duration::from_secs(19),
+        "cut after {cut:?}"
+    );
+    eprintln!("scripts beside 600 trickling connections: slowest {slowest:?}; tricklers cut after {cut:?}");
 }

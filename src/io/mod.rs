@@ -7,6 +7,7 @@
 
 pub mod background;
 pub mod files;
+pub mod limits;
 pub mod netif;
 pub mod packet;
 pub mod privileges;

@@ -1,0 +1,39 @@
+//! Process limits: the soft limit on open files is raised to the hard one at start, because
+//! the HTTP service keeps every connection that waits for a request head open in the poll loop
+//! (up to 4096) and the usual soft limit is 1024.
+
+use nix::libc;
+
+/// Raises the soft open-file limit to the hard limit; returns (before, after).
+#[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+pub fn raise_open_files() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct passed, of the right type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur as u64;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_ends_at_the_hard_one() {
+        let (before, after) = raise_open_files().unwrap();
+        assert!(after >= before);
+        let (again, same) = raise_open_files().unwrap();
+        assert_eq!((again, same), (after, after));
+    }
+}
