@@ -305,6 +305,7 @@ fn load_inventory(
 
 /// `netbootd [serve]`.
 fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
+    crate::io::limits::bound_allocator();
     init_logging(config.log_level);
     // Before any thread exists, so every thread inherits the blocked signals.
     let signals = match Signals::install() {

@@ -162,6 +162,9 @@ impl Pool {
                 }
             }
         }
-        self.threads.fetch_sub(1, Ordering::AcqRel);
+        if self.threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last worker of a burst: what the requests took goes back to the system.
+            crate::io::limits::return_free_memory();
+        }
     }
 }

@@ -204,7 +204,13 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.active().remove(&self.client);
+        let mut active = self.shared.active();
+        active.remove(&self.client);
+        if active.is_empty() {
+            drop(active);
+            // The burst is over: what the transfers' buffers took goes back to the system.
+            crate::io::limits::return_free_memory();
+        }
     }
 }
 
