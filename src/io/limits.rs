@@ -25,19 +25,6 @@ pub fn raise_open_files() -> std::io::Result<(u64, u64)> {
     Ok((before, limit.rlim_cur as u64))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_soft_limit_ends_at_the_hard_one() {
-        let (before, after) = raise_open_files().unwrap();
-        assert!(after >= before);
-        let (again, same) = raise_open_files().unwrap();
-        assert_eq!((again, same), (after, after));
-    }
-}
-
 /// glibc's allocator gives each thread that allocates its own arena (up to eight per core) and
 /// keeps what is freed there: after a burst of TFTP transfers or HTTP workers the heap stayed
 /// several megabytes above idle. Two arenas are plenty for netbootd's short-lived threads.
@@ -57,5 +44,18 @@ pub fn return_free_memory() {
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_ends_at_the_hard_one() {
+        let (before, after) = raise_open_files().unwrap();
+        assert!(after >= before);
+        let (again, same) = raise_open_files().unwrap();
+        assert_eq!((again, same), (after, after));
     }
 }
