@@ -23,18 +23,14 @@ WORK=$(mktemp -d /tmp/netbootd-loris.XXXXXX)
 ulimit -n "$(ulimit -Hn)"   # 2,000 sockets per trickler
 cargo build --release --locked -q
 NEW=$PWD/target/release/netbootd
-OLD=
-if git rev-parse -q --verify "$BASELINE^{commit}" >/dev/null; then
-  git worktree add -q --detach "$WORK/baseline" "$BASELINE"
-  (cd "$WORK/baseline" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q)
-  OLD=$WORK/baseline-target/release/netbootd
-fi
+. benches/baseline.sh
+baseline_build "$BASELINE" "$WORK"
 
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   ip netns del "$NS" 2>/dev/null || true
-  [ -d "$WORK/baseline" ] && git worktree remove --force "$WORK/baseline"
+  baseline_remove "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

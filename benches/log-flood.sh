@@ -24,18 +24,14 @@ cargo build --release --locked -q
 cargo build --release --locked -q --example dhcp_storm
 NEW=$PWD/target/release/netbootd
 STORM=$PWD/target/release/examples/dhcp_storm
-OLD=
-if git rev-parse -q --verify "$BASELINE^{commit}" >/dev/null; then
-  git worktree add -q --detach "$WORK/baseline" "$BASELINE"
-  (cd "$WORK/baseline" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q)
-  OLD=$WORK/baseline-target/release/netbootd
-fi
+. benches/baseline.sh
+baseline_build "$BASELINE" "$WORK"
 
 SERVER_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   ip netns del "$NS" 2>/dev/null || true
-  [ -d "$WORK/baseline" ] && git worktree remove --force "$WORK/baseline"
+  baseline_remove "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -25,19 +25,15 @@ WORK=$(mktemp -d /tmp/netbootd-reload.XXXXXX)
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 cargo build --release --locked -q
 NEW=$PWD/target/release/netbootd
-OLD=
-if git rev-parse -q --verify "$BASELINE^{commit}" >/dev/null; then
-  git worktree add -q --detach "$WORK/baseline" "$BASELINE"
-  (cd "$WORK/baseline" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q)
-  OLD=$WORK/baseline-target/release/netbootd
-fi
+. benches/baseline.sh
+baseline_build "$BASELINE" "$WORK"
 
 SERVER_PID= LOOP_PID=
 cleanup() {
   [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   ip netns del "$NS" 2>/dev/null || true
-  [ -d "$WORK/baseline" ] && git worktree remove --force "$WORK/baseline"
+  baseline_remove "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

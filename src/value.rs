@@ -51,6 +51,14 @@ pub fn count(text: &str, max: u32) -> Result<u32, String> {
     }
 }
 
+/// A whole number 1..=`max` (a count that must allow something).
+pub fn positive(text: &str, max: u32) -> Result<u32, String> {
+    match count(text, max)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
 /// A Go duration (`5s`, `500ms`, `1m30s`) or a bare number of seconds.
 pub fn duration(text: &str) -> Result<Duration, String> {
     const BAD: &str = "expected a duration such as 5s or 500ms";

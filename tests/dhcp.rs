@@ -143,6 +143,12 @@ fn probe(
         .collect()
 }
 
+/// netbootd's /metrics (HTTP on 10.77.0.1:8080), fetched from the client's namespace.
+fn metrics_seen_by_client(lab: &Lab) -> String {
+    let url = format!("http://{SRV_IP}:8080/metrics");
+    text(&lab.cli.run(&["curl", "-sS", "--max-time", "5", &url]).stdout)
+}
+
 /// A request from `mac` with the broadcast flag set.
 fn request(mac: &str, xid: u32, msg_type: MessageType) -> Message {
     let mut m = Message {
@@ -562,12 +568,7 @@ fn bad_packets_are_dropped_and_the_next_good_one_answered() {
     assert!(server.is_running());
     // Every packet is in /metrics: the answer by type and verdict, the silences by reason,
     // the unparsable ones as malformed.
-    let url = format!("http://{SRV_IP}:8080/metrics");
-    let metrics = text(
-        &lab.cli
-            .run(&["curl", "-sS", "--max-time", "5", &url])
-            .stdout,
-    );
+    let metrics = metrics_seen_by_client(&lab);
     for series in [
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"OFFER\"} 1",
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"not_a_request\"} 1",
@@ -640,12 +641,7 @@ fn forged_relay_and_client_addresses_get_no_reply() {
     ] {
         server.wait_for(line, LIMIT);
     }
-    let url = format!("http://{SRV_IP}:8080/metrics");
-    let metrics = text(
-        &lab.cli
-            .run(&["curl", "-sS", "--max-time", "5", &url])
-            .stdout,
-    );
+    let metrics = metrics_seen_by_client(&lab);
     for series in [
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"forged_relay\"} 3",
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"unlisted_relay\"} 1",

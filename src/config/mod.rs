@@ -376,21 +376,15 @@ impl Reader<'_> {
                 d => Ok(d),
             })?,
             block_size: self.get(Key::tftp_block_size, value::block_size)?,
-            max_window_size: self.get(Key::tftp_window_size, |t| match value::count(t, 256)? {
-                0 => Err("must be at least 1".into()),
-                n => Ok(n as u16),
+            max_window_size: self.get(Key::tftp_window_size, |t| {
+                value::positive(t, 256).map(|n| n as u16)
             })?,
-            max_transfers: self.get(Key::tftp_max_transfers, |t| match value::count(t, 4096)? {
-                0 => Err("must be at least 1".into()),
-                n => Ok(n as usize),
+            max_transfers: self.get(Key::tftp_max_transfers, |t| {
+                value::positive(t, 4096).map(|n| n as usize)
             })?,
-            max_per_client: self.get(
-                Key::tftp_max_transfers_per_client,
-                |t| match value::count(t, 4096)? {
-                    0 => Err("must be at least 1".into()),
-                    n => Ok(n as usize),
-                },
-            )?,
+            max_per_client: self.get(Key::tftp_max_transfers_per_client, |t| {
+                value::positive(t, 4096).map(|n| n as usize)
+            })?,
             single_port: self.flag(Key::tftp_single_port)?,
             ipxe_script_patch: self.text(Key::ipxe_script_patch),
         })
@@ -404,13 +398,9 @@ impl Reader<'_> {
             ipxe_script_enabled: self.flag(Key::http_ipxe_script_enabled)?,
             addr: self.addr(Key::http_addr, http_on)?,
             port: self.get(Key::http_port, value::port)?,
-            max_per_client: self.get(
-                Key::http_max_connections_per_client,
-                |t| match value::count(t, 4096)? {
-                    0 => Err("must be at least 1".into()),
-                    n => Ok(n as usize),
-                },
-            )?,
+            max_per_client: self.get(Key::http_max_connections_per_client, |t| {
+                value::positive(t, 4096).map(|n| n as usize)
+            })?,
             extra_kernel_args: self.get(Key::extra_kernel_args, value::single_line)?,
             trusted_proxies: self.get(Key::trusted_proxies, value::cidrs)?,
             osie_url: self.optional_url(Key::osie_url, &["http", "https"])?,

@@ -158,18 +158,10 @@ impl MessageType {
 
 impl fmt::Display for MessageType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            MessageType::Discover => "DISCOVER",
-            MessageType::Offer => "OFFER",
-            MessageType::Request => "REQUEST",
-            MessageType::Decline => "DECLINE",
-            MessageType::Ack => "ACK",
-            MessageType::Nak => "NAK",
-            MessageType::Release => "RELEASE",
-            MessageType::Inform => "INFORM",
-            MessageType::Unknown(v) => return write!(f, "TYPE-{v}"),
-        };
-        f.write_str(name)
+        match self {
+            MessageType::Unknown(v) => write!(f, "TYPE-{v}"),
+            known => f.write_str(known.label()),
+        }
     }
 }
 
