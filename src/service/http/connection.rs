@@ -3,7 +3,7 @@
 //! head from [`emit_response_head`] and the body) and write the access log line; then the
 //! connection goes back to the loop, or is closed.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,7 +14,13 @@ use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
 use crate::io::files::{open_served, send_file, Content};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
-use crate::wire::http::{emit_response_head, head_end, method_and_target_for_log, RequestHead};
+use crate::wire::http::{
+    emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
+};
+
+/// How long a worker waits for a keep-alive client's next request before the loop takes the
+/// connection back (the client sends it as soon as it has read the answer).
+const NEXT_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A planned response with its body in hand.
 enum Payload {
@@ -59,10 +65,44 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Answers every request whose head is complete in the buffer, in order. Returns true
-    /// when the connection stays open for another request (its head is the loop's to wait
-    /// for), false when it is to be closed.
+    /// Answers every request whose head is complete in the buffer, in order, and the next one
+    /// too when it arrives whole within [`NEXT_REQUEST_WAIT`] (a keep-alive client sends it as
+    /// soon as it has the answer). Returns true when the connection stays open for another
+    /// request (its head is then the loop's to wait for), false when it is to be closed.
     pub(super) fn serve_buffered(&mut self) -> bool {
+        loop {
+            if !self.serve_complete_heads() {
+                return false;
+            }
+            if !self.read_next_briefly() {
+                return true;
+            }
+        }
+    }
+
+    /// Reads for up to [`NEXT_REQUEST_WAIT`]; true when a whole head is then in the buffer.
+    fn read_next_briefly(&mut self) -> bool {
+        if self
+            .stream
+            .set_read_timeout(Some(NEXT_REQUEST_WAIT))
+            .is_err()
+        {
+            return false;
+        }
+        let mut chunk = [0u8; 2048];
+        let got = match self.stream.read(&mut chunk) {
+            Ok(n) if n > 0 => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false, // closed, nothing yet, or an error: the loop finds out
+        };
+        let _ = self.stream.set_read_timeout(None);
+        got && head_end(&self.buf).is_some() && self.buf.len() <= MAX_HEAD_LEN * 2
+    }
+
+    /// Answers the complete heads in the buffer; false when the connection is to be closed.
+    fn serve_complete_heads(&mut self) -> bool {
         while let Some(end) = head_end(&self.buf) {
             let raw: Vec<u8> = self.buf.drain(..end).collect();
             let started = Instant::now();
