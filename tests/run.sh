@@ -67,5 +67,27 @@ timeout 900 cargo +"$msrv" check --all-targets --locked
 say "static builds: x86_64, aarch64, armv7, mips, mipsel musl; library tests under qemu-aarch64 and qemu-mips"
 timeout 2400 .ci/cross-check.sh
 
+say "fuzz: every target for ${FUZZ_SECONDS:-60} s on its kept corpus (DHCP, TFTP, HTTP, syslog, inventory)"
+# A build tool, not a crate dependency: cargo-fuzz (pinned) on the nightly toolchain. Without a
+# sanitizer: the crate is safe Rust, and a panic is what the targets look for.
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+(
+  cd fuzz
+  unset RUSTFLAGS   # cargo-fuzz sets its own; -D warnings does not apply to libFuzzer's glue
+  timeout 600 cargo +nightly fuzz build -s none -O
+  for target in dhcp tftp http syslog inventory; do
+    max_len=$([ "$target" = inventory ] && echo "-max_len=512" || true)
+    log=../target/fuzz-$target.log
+    if ! timeout 300 cargo +nightly fuzz run -s none -O "$target" "corpus/$target" -- \
+      -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 $max_len >"$log" 2>&1; then
+      tail -40 "$log"
+      echo "fuzz target $target failed (its crash input is under fuzz/artifacts/$target)" >&2
+      exit 1
+    fi
+    echo "$target: $(grep -o 'number_of_executed_units: [0-9]*' "$log") in ${FUZZ_SECONDS:-60} s"
+  done
+)
+
 say "footprint budget (benches/footprint.sh)"
 timeout 300 benches/footprint.sh

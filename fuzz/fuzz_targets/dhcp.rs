@@ -10,6 +10,11 @@ use netbootd::wire::frame::parse_udp_frame;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_udp_frame(data);
+    for wanted in [6, 71, 176] {
+        if let Some(v) = netbootd::wire::pxe::find(data, wanted) {
+            assert!(v.len() <= data.len());
+        }
+    }
     let Ok(msg) = Message::parse(data) else {
         return;
     };

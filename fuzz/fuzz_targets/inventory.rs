@@ -1,0 +1,29 @@
+//! The operator's files: any text loads or is refused with named problems, never a panic, as
+//! a hardware file in YAML and in TOML and as a config file. What loads is consistent: no MAC
+//! twice, and no address a host cannot have.
+#![no_main]
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use netbootd::inventory::{load_str, Format, Profiles};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    for format in [Format::Yaml, Format::Toml] {
+        match load_str(&text, format, "fuzz", &Profiles::new()) {
+            Ok(loaded) => {
+                let mut macs = HashSet::new();
+                for m in loaded.inventory.machines() {
+                    assert!(macs.insert(m.mac), "MAC {} twice", m.mac);
+                    if let Some(ip) = m.ip_address {
+                        assert!(!ip.is_multicast() && !ip.is_broadcast(), "{ip}");
+                    }
+                }
+            }
+            Err(problems) => assert!(!problems.is_empty()),
+        }
+    }
+    let _ = netbootd::config::file::parse(&text, Path::new("fuzz.toml"));
+});
