@@ -146,7 +146,11 @@ fn probe(
 /// netbootd's /metrics (HTTP on 10.77.0.1:8080), fetched from the client's namespace.
 fn metrics_seen_by_client(lab: &Lab) -> String {
     let url = format!("http://{SRV_IP}:8080/metrics");
-    text(&lab.cli.run(&["curl", "-sS", "--max-time", "5", &url]).stdout)
+    text(
+        &lab.cli
+            .run(&["curl", "-sS", "--max-time", "5", &url])
+            .stdout,
+    )
 }
 
 /// A request from `mac` with the broadcast flag set.
