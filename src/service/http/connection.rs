@@ -20,7 +20,7 @@ use crate::wire::http::{
 
 /// How long a worker waits for a keep-alive client's next request before the loop takes the
 /// connection back (the client sends it as soon as it has read the answer).
-const NEXT_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+pub(super) const NEXT_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A planned response with its body in hand.
 enum Payload {
@@ -80,15 +80,9 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Reads for up to [`NEXT_REQUEST_WAIT`]; true when a whole head is then in the buffer.
+    /// Reads for up to [`NEXT_REQUEST_WAIT`] (the socket's read timeout, set when the loop
+    /// handed the connection over); true when a whole head is then in the buffer.
     fn read_next_briefly(&mut self) -> bool {
-        if self
-            .stream
-            .set_read_timeout(Some(NEXT_REQUEST_WAIT))
-            .is_err()
-        {
-            return false;
-        }
         let mut chunk = [0u8; 2048];
         let got = match self.stream.read(&mut chunk) {
             Ok(n) if n > 0 => {
@@ -97,7 +91,6 @@ impl<'a> Connection<'a> {
             }
             _ => false, // closed, nothing yet, or an error: the loop finds out
         };
-        let _ = self.stream.set_read_timeout(None);
         got && head_end(&self.buf).is_some() && self.buf.len() <= MAX_HEAD_LEN * 2
     }
 

@@ -254,7 +254,10 @@ impl HttpService {
     /// A complete head: the connection goes to a worker (blocking, with a write timeout).
     fn dispatch(&mut self, p: Pending) {
         let ready = p.stream.set_nonblocking(false).is_ok()
-            && p.stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok();
+            && p.stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok()
+            && p.stream
+                .set_read_timeout(Some(connection::NEXT_REQUEST_WAIT))
+                .is_ok();
         if !ready {
             return;
         }
