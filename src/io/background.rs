@@ -92,9 +92,11 @@ mod tests {
     use super::*;
     use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+    /// Waits for the job's result. Generous: a panicking job prints its backtrace first, which
+    /// takes seconds under qemu-user (how the MIPS tests run).
     fn wait_readable(b: &Background<u32>) -> bool {
         let mut fds = [PollFd::new(b.fd(), PollFlags::POLLIN)];
-        nix::poll::poll(&mut fds, PollTimeout::from(5000u16)) == Ok(1)
+        nix::poll::poll(&mut fds, PollTimeout::from(60_000u16)) == Ok(1)
     }
 
     #[test]

@@ -469,7 +469,7 @@ mod tests {
         let freed = Instant::now();
         while t.active_transfers() > 0 {
             assert!(
-                freed.elapsed() < Duration::from_secs(3),
+                freed.elapsed() < Duration::from_secs(60), // the panic's backtrace is slow under qemu-user
                 "the slot was never freed"
             );
             std::thread::sleep(Duration::from_millis(5));
