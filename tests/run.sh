@@ -76,6 +76,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
   cd fuzz
   unset RUSTFLAGS   # cargo-fuzz sets its own; -D warnings does not apply to libFuzzer's glue
   timeout 600 cargo +nightly fuzz build -s none -O
+  mkdir -p ../target
   for target in dhcp tftp http syslog inventory; do
     max_len=$([ "$target" = inventory ] && echo "-max_len=512" || true)
     log=../target/fuzz-$target.log
