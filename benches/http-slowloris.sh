@@ -28,7 +28,7 @@ baseline_build "$BASELINE" "$WORK"
 
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do { kill "$p" && wait "$p"; } 2>/dev/null || true; done
   ip netns del "$NS" 2>/dev/null || true
   baseline_remove "$WORK"
   rm -rf "$WORK"

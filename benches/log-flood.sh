@@ -29,7 +29,7 @@ baseline_build "$BASELINE" "$WORK"
 
 SERVER_PID=
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  if [ -n "$SERVER_PID" ]; then { kill "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null || true; fi
   ip netns del "$NS" 2>/dev/null || true
   baseline_remove "$WORK"
   rm -rf "$WORK"

@@ -30,8 +30,8 @@ baseline_build "$BASELINE" "$WORK"
 
 SERVER_PID= LOOP_PID=
 cleanup() {
-  [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  if [ -n "$LOOP_PID" ]; then { kill "$LOOP_PID" && wait "$LOOP_PID"; } 2>/dev/null || true; fi
+  if [ -n "$SERVER_PID" ]; then { kill "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null || true; fi
   ip netns del "$NS" 2>/dev/null || true
   baseline_remove "$WORK"
   rm -rf "$WORK"
