@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::LineWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use log::{error, info, warn};
-use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 use crate::config::{self, args, Config, ConfigFile, Key, Settings, OPTIONS};
 use crate::inventory::Problem;
@@ -24,7 +22,7 @@ use crate::service::{
     http::HttpService,
     log_gate::{limits_of, LogGate, LogGateService},
     metrics::Metrics,
-    reload::{ConfigSource, Reloader},
+    reload::{left_out, log_refused, ConfigSource, InventorySource, Reloader},
     syslog::SyslogService,
     tftp::TftpService,
     Context, Service,
@@ -149,25 +147,51 @@ fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
     config::file::parse(&text, path).map_err(|errors| errors.join("\n"))
 }
 
-/// `netbootd check`: validate config and inventory, print warnings and a summary.
+/// `netbootd check`: validate config and inventory, print warnings and a summary. Exits 1
+/// when the file cannot be used or any record has an error (serve would leave it out), so
+/// that pipelines catch it.
 fn check(config: &Config) -> i32 {
-    let path = config.hardware_file();
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    let Some(path) = config.hardware_file() else {
+        println!(
+            "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
+            config.warnings.len()
+        );
+        return 0;
+    };
     match files::load_inventory(path, &config.profiles) {
         Ok(loaded) => {
-            for w in &config.warnings {
-                println!("warning: {w}");
-            }
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
             let inv = &loaded.inventory;
             let warnings = config.warnings.len() + loaded.warnings.len();
-            println!(
-                "ok: {} machines ({} netboot), {warnings} warnings",
-                inv.len(),
-                inv.netboot_count()
+            if loaded.errors.is_empty() {
+                println!(
+                    "ok: {} machines ({} netboot), {warnings} warnings",
+                    inv.len(),
+                    inv.netboot_count()
+                );
+                return 0;
+            }
+            print_problems(&loaded.errors);
+            let serve = if config.strict {
+                "serve --strict would refuse the file".to_string()
+            } else {
+                format!(
+                    "serve would leave them out and serve the other {} machines",
+                    inv.len()
+                )
+            };
+            eprintln!(
+                "failed: {} errors in {} ({} records with errors; {serve})",
+                loaded.errors.len(),
+                path.display(),
+                loaded.refused
             );
-            0
+            1
         }
         Err(problems) => {
             print_problems(&problems);
@@ -181,24 +205,6 @@ fn print_problems(problems: &[Problem]) {
     for p in problems {
         eprintln!("error: {p}");
     }
-}
-
-/// Logging at `level`; [`log::set_max_level`] changes it later (a configuration reload).
-fn init_logging(level: LevelFilter) {
-    let log_config = ConfigBuilder::new()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .build();
-    // simplelog writes a line in pieces; a LineWriter turns them into one write(2) per line,
-    // so concurrent threads never interleave and a line costs one system call.
-    // The logger passes everything; the log crate's maximum level does the filtering.
-    let _ = WriteLogger::init(
-        LevelFilter::Trace,
-        log_config,
-        LineWriter::new(std::io::stderr()),
-    );
-    log::set_max_level(level);
 }
 
 /// Starts one service from the configuration, with what every service shares.
@@ -272,33 +278,36 @@ fn load_inventory(
     source: ConfigSource,
     metrics: Arc<Metrics>,
 ) -> Option<Reloader> {
-    let path = config.hardware_file().to_path_buf();
-    let (reloader, warnings) =
-        match Reloader::start(settings, config.clone(), source, metrics, Instant::now()) {
-            Ok(started) => started,
-            Err(problems) => {
-                for p in &problems {
-                    error!("inventory: {p}");
-                }
-                error!(
-                    "not starting: the inventory {} has {} errors",
-                    path.display(),
-                    problems.len()
-                );
-                return None;
+    let truth = InventorySource::of(config);
+    let started = match Reloader::start(settings, config.clone(), source, metrics, Instant::now()) {
+        Ok(started) => started,
+        Err(problems) => {
+            for p in &problems {
+                error!("inventory: {p}");
             }
-        };
-    for w in &warnings {
+            let strict = if config.strict { " (--strict)" } else { "" };
+            error!(
+                "not starting: the inventory {} has {} errors{strict}",
+                truth.name(),
+                problems.len()
+            );
+            return None;
+        }
+    };
+    for w in &started.warnings {
         warn!("inventory: {w}");
     }
+    let reloader = started.reloader;
     let inv = reloader.store().snapshot();
+    log_refused(&started.errors, started.refused, inv.len());
     info!("netbootd {VERSION} starting: {}", summary(config));
     info!(
-        "inventory {}: {} machines ({} netboot), {} warnings",
-        path.display(),
+        "inventory {}: {} machines ({} netboot), {} warnings{}",
+        truth.name(),
         inv.len(),
         inv.netboot_count(),
-        warnings.len()
+        started.warnings.len(),
+        left_out(started.refused)
     );
     Some(reloader)
 }
@@ -306,7 +315,7 @@ fn load_inventory(
 /// `netbootd [serve]`.
 fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     crate::io::limits::bound_allocator();
-    init_logging(config.log_level);
+    crate::io::logger::init(config.log_level, config.log_format, config.log_output);
     // Before any thread exists, so every thread inherits the blocked signals.
     let signals = match Signals::install() {
         Ok(s) => s,

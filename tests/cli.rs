@@ -229,7 +229,7 @@ fn check_refuses_a_broken_file_naming_line_and_field() {
         format!(
             "error: {hw}:3: 52:54:00:12:34:56: subnetMask: 255.255.0.255 is not a contiguous netmask\n\
              error: {hw}:7: 52:54:00:12:34:57: defaultGateway: 10.9.9.9 is outside the subnet 10.0.0.0/24\n\
-             failed: 2 errors in {hw}\n"
+             failed: 2 errors in {hw} (2 records with errors; serve would leave them out and serve the other 0 machines)\n"
         )
     );
     assert_eq!(text(&out.stdout), "");

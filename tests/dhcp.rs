@@ -819,3 +819,102 @@ fn proxy_mode_beside_an_address_server() {
         Some(&[6, 1, 8, 255][..])
     );
 }
+
+/// The script URL an iPXE client gets, as Smee builds it (issue 16): the MAC goes before the
+/// last path element, of `--dhcp-http-ipxe-script-url` too; a machine's own `ipxeScriptUrl`
+/// is used verbatim. With `--log-format json` the decision's line parses as JSON with its
+/// fields (Python's parser).
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn script_urls_as_smee_builds_them() {
+    need_root_and("smee script urls", &["python3", "ip"]);
+    let dir = TempDir::new("smee-urls");
+    let lab = Lab::new(CLI_MAC);
+    const OWN_MAC: &str = "02:77:00:00:00:53";
+    let hardware = format!(
+        "{HARDWARE}{OWN_MAC}:\n  ipAddress: 10.77.0.53\n  subnetMask: 255.255.0.0\n  netboot:\n    allowPxe: true\n    ipxeScriptUrl: http://boot.example/own.ipxe\n"
+    );
+    let ipxe_discover = |mac: &str, xid: u32| {
+        let mut m = pxe_request(mac, xid, MessageType::Discover, 7);
+        m.options.set(code::USER_CLASS, &b"iPXE"[..]);
+        bytes(&m)
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (&[], "http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"),
+        (
+            &["--dhcp-http-ipxe-script-url", "http://h:7171/auto.ipxe"],
+            "http://h:7171/02:77:00:00:00:50/auto.ipxe",
+        ),
+        (
+            &[
+                "--dhcp-http-ipxe-script-url",
+                "http://h:7171/auto.ipxe",
+                "--dhcp-http-ipxe-script-prepend-mac=false",
+            ],
+            "http://h:7171/auto.ipxe",
+        ),
+        (
+            &[
+                "--dhcp-http-ipxe-script-path",
+                "/smee/auto.ipxe",
+                "--log-format",
+                "json",
+            ],
+            "http://10.77.0.1:8080/smee/02:77:00:00:00:50/auto.ipxe",
+        ),
+    ];
+    for (n, (extra, want)) in cases.iter().enumerate() {
+        let mut server = start_server(&lab, &dir, &hardware, extra);
+        let xid = 0x5e00 + n as u32;
+        let sent = [
+            ipxe_discover(CLI_MAC, xid),
+            ipxe_discover(OWN_MAC, xid + 0x100),
+        ];
+        let replies = probe(&lab, 68, BROADCAST_67, 1.5, &sent);
+        let file_of = |xid: u32| {
+            let (_, m) = replies.iter().find(|(_, m)| m.xid == xid)?;
+            let file = m.options.get(code::BOOTFILE_NAME).map(<[u8]>::to_vec);
+            let file =
+                file.unwrap_or_else(|| m.file.iter().take_while(|b| **b != 0).copied().collect());
+            Some(String::from_utf8_lossy(&file).into_owned())
+        };
+        assert_eq!(
+            file_of(xid).as_deref(),
+            Some(*want),
+            "{extra:?}: {replies:?}"
+        );
+        // The machine's own URL, whatever the options.
+        assert_eq!(
+            file_of(xid + 0x100).as_deref(),
+            Some("http://boot.example/own.ipxe"),
+            "{extra:?}"
+        );
+        if extra.contains(&"json") {
+            server.wait_for("\"file\":\"http://10.77.0.1:8080/smee/", LIMIT);
+            let log = server.log(Duration::from_millis(300));
+            let script = r#"
+import json, sys
+offers = [o for o in map(json.loads, sys.stdin) if o.get("verdict") == "OFFER"]
+assert offers and all(o["mac"] and o["xid"] and o["file"] for o in offers), offers
+print(len(offers))
+"#;
+            let mut child = std::process::Command::new("python3")
+                .args(["-c", script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all((log.clone() + "\n").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}\n{log}", text(&out.stderr));
+            assert_eq!(text(&out.stdout).trim(), "2", "{log}");
+        }
+    }
+}

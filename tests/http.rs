@@ -282,6 +282,15 @@ fn health_and_metrics() {
         body.contains("\"uptime\":") && body.contains("\"machines\":5"),
         "{body}"
     );
+    // Smee's field: its probes and dashboards read `goroutines` (here: the thread count).
+    let threads = body
+        .split("\"goroutines\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next());
+    assert!(
+        threads.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1)),
+        "{body}"
+    );
     get(&format!("{}/02:77:00:00:00:50/auto.ipxe", s.base), &[]);
     get(&format!("{}/nope", s.base), &[]);
     let (code, body) = get(&format!("{}/metrics", s.base), &[]);
@@ -311,7 +320,7 @@ fn health_and_metrics() {
     );
     // A refused reload is counted; the last good load's time stays.
     s.dir
-        .write("hardware.yaml", "02:77:00:00:00:50: [not, a, machine]\n");
+        .write("hardware.yaml", "02:77:00:00:00:50: [not, closed\n");
     s.server.wait_for("refused", LIMIT);
     let (_, body) = get(&format!("{}/metrics", s.base), &[]);
     assert!(

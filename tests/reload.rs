@@ -157,21 +157,26 @@ fn a_corrupt_file_is_refused_and_the_last_good_copy_kept() {
     );
     eprintln!("corrupt file refused in {took:?}");
 
-    // A well-formed file that fails validation; SIGHUP does not force it in either.
+    // A well-formed file with one bad record: that record is left out, named at ERROR, and
+    // the good ones serve (issue 16: one bad record must not stop the service).
     replace_by_rename(
         &hw,
         &(machines(3, "good")
             + "02:00:00:00:00:09:\n  ipAddress: 10.0.0.10\n  subnetMask: 255.255.255.0\n"),
     );
-    let (line, _) = server.wait_for("inventory reload (file changed) refused", PICKUP);
+    let (line, _) = server.wait_for(
+        "duplicate IP: 10.0.0.10 is already given to 02:00:00:00:00:00",
+        PICKUP,
+    );
     assert!(
-        line.contains("duplicate IP: 10.0.0.10 is already given to 02:00:00:00:00:00"),
+        line.contains("[ERROR]") && line.contains("(record left out)"),
         "{line}"
     );
-    server.signal(Signal::SIGHUP);
-    let (line, _) = server.wait_for("inventory reload (SIGHUP) refused", PICKUP);
+    let (line, _) = server.wait_for("inventory reloaded (file changed)", PICKUP);
     assert!(
-        line.contains("keeping the last good copy of 3 machines"),
+        line.contains(
+            "3 machines (3 netboot), 0 added, 0 removed, 0 changed, 0 warnings, 1 record left out"
+        ),
         "{line}"
     );
     assert!(server.is_running());
@@ -200,9 +205,11 @@ fn serve_refuses_to_start_on_a_bad_inventory() {
         "02:00:00:00:00:01:\n  ipAddress: 10.0.0.1\n  subnetMask: 255.0.255.0\n",
     );
     let config = base_config(&dir, &hw);
+    // --strict: one bad record refuses the whole file (without it the record is left out).
     let mut server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
+        "--strict",
         OFF[0],
         OFF[1],
         OFF[2],
@@ -465,8 +472,14 @@ fn a_restart_after_a_half_written_file_starts_from_the_last_good_copy() {
     assert_eq!(server.stop(Signal::SIGTERM, GENEROUS), 0);
     let kept = state.join("inventory.last-good.yaml");
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), good);
-    // The crash: the file cut in the middle of a record.
-    std::fs::write(&hw, &good[..good.len() / 2 + 7]).unwrap();
+    // The crash: the file cut in the middle of a quoted value (it no longer parses). A cut
+    // that still parses loses only the records it cut, each named at ERROR (or, with
+    // --strict, refuses the file like this).
+    let cut = format!(
+        "{}02:00:00:00:00:01:\n  ipAddress: \"10.0.",
+        machines(1, "a")
+    );
+    std::fs::write(&hw, cut).unwrap();
     let mut server = serve(&[]);
     let (line, _) = server.wait_for("starting from the last good copy", GENEROUS);
     assert!(
@@ -482,7 +495,7 @@ fn a_restart_after_a_half_written_file_starts_from_the_last_good_copy() {
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), machines(4, "b"));
     // No saved copy: a bad file stops the start, as before.
     std::fs::remove_file(&kept).unwrap();
-    std::fs::write(&hw, "02:00:00:00:00:01:\n  ipAddress: nope\n").unwrap();
+    std::fs::write(&hw, "02:00:00:00:00:01:\n  ipAddress: [nope\n").unwrap();
     let mut server = serve(&[]);
     server.wait_for("not starting: the inventory", GENEROUS);
     assert_eq!(server.child.wait().unwrap().code(), Some(1));

@@ -43,6 +43,11 @@ for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
 
+# Smee v0.15.2 (tests/smee.rs compares scripts and paths with it), built once with Go.
+say "Smee v0.15.2 peer (target/peers/smee)"
+tests/tools/build-smee.sh "$PWD/target/peers/smee"
+export NETBOOTD_SMEE="$PWD/target/peers/smee"
+
 # --- checks ----------------------------------------------------------------------------
 export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"   # one flag set for every step: one build cache
 export CARGO_TERM_COLOR=never

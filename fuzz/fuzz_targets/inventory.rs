@@ -1,6 +1,6 @@
 //! The operator's files: any text loads or is refused with named problems, never a panic, as
 //! a hardware file in YAML and in TOML and as a config file. What loads is consistent: no MAC
-//! twice, and no address a host cannot have.
+//! twice, no address twice, and no address a host cannot have; a record left out has an error.
 #![no_main]
 
 use std::collections::HashSet;
@@ -14,11 +14,15 @@ fuzz_target!(|data: &[u8]| {
     for format in [Format::Yaml, Format::Toml] {
         match load_str(&text, format, "fuzz", &Profiles::new()) {
             Ok(loaded) => {
+                // A record left out is always explained by an error.
+                assert!(loaded.refused == 0 || !loaded.errors.is_empty());
                 let mut macs = HashSet::new();
+                let mut ips = HashSet::new();
                 for m in loaded.inventory.machines() {
                     assert!(macs.insert(m.mac), "MAC {} twice", m.mac);
                     if let Some(ip) = m.ip_address {
                         assert!(!ip.is_multicast() && !ip.is_broadcast(), "{ip}");
+                        assert!(ips.insert(ip), "IP {ip} twice");
                     }
                 }
             }

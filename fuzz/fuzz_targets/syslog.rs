@@ -1,11 +1,13 @@
 //! Syslog datagrams: any bytes parse or fail cleanly, the parsed fields are what the grammar
-//! allows, and the log line built from them never carries a raw control character.
+//! allows, and neither the log line built from them nor its JSON form carries a raw control
+//! character.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use libfuzzer_sys::fuzz_target;
 use netbootd::policy::syslog::log_line;
+use netbootd::wire::json::{self, Json};
 use netbootd::wire::syslog::{Message, MAX_SD_ELEMENTS, MAX_SD_PARAMS};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +23,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 514);
-    let line = log_line(from, None, &parsed, data);
-    assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+    let event = log_line(from, None, &parsed, data);
+    assert!(!event.text.chars().any(|c| c.is_control()), "{:?}", event.text);
+    // The JSON line of the same event: one line, no raw control character anywhere.
+    let fields: Vec<(&str, Json)> = event.fields.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let json = json::log_line("2026-11-30T00:00:00.000Z", "INFO", &event.text, &fields);
+    let body = json.strip_suffix('\n').expect("ends its line");
+    assert!(!body.chars().any(|c| c.is_control()), "{json:?}");
+    assert!(body.starts_with('{') && body.ends_with('}'), "{json:?}");
 });

@@ -231,6 +231,9 @@ pub struct Dhcp {
     pub tftp_port: u16,
     pub ipxe_binary_base: UrlBase,
     pub ipxe_script_base: UrlBase,
+    /// `--dhcp-syslog-ip` as written for `syslog_host=` in scripts: the address, or (proxy
+    /// modes, where option 7 is not sent) a host name, verbatim as Smee uses it.
+    pub syslog_host: String,
     /// Overrides `ipxe_script_base` when set.
     pub ipxe_script_url: Option<String>,
     pub ipxe_script_prepend_mac: bool,
@@ -273,6 +276,20 @@ pub struct Http {
     pub tink_server_insecure_tls: bool,
     pub ipxe_script_retries: u32,
     pub ipxe_script_retry_delay: u32,
+    /// What a machine with no record gets from `/auto.ipxe`.
+    pub unknown_script: UnknownScript,
+}
+
+/// The script for machines with no record: only in auto-proxy mode, where netbootd's DHCP
+/// answers every PXE client and so must give them something to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UnknownScript {
+    /// 404, as Smee outside auto-proxy mode.
+    NotFound,
+    /// Smee's static Hook script (no per-machine values; iPXE fills in `${mac}`).
+    StaticHook,
+    /// `--auto-proxy-profile NAME`.
+    Profile(String, crate::inventory::BootProfile),
 }
 
 impl Http {
@@ -290,13 +307,35 @@ pub struct Syslog {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Backend {
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
+    /// `--backend-noop-enabled`: no inventory; every machine is unknown.
+    Noop,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--log-output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogOutput {
+    Stderr,
+    Stdout,
 }
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub log_level: LevelFilter,
+    pub log_format: LogFormat,
+    pub log_output: LogOutput,
+    /// `--strict`: a hardware file with any bad record is refused whole.
+    pub strict: bool,
     pub dhcp: Dhcp,
     pub tftp: Tftp,
     pub http: Http,
@@ -327,13 +366,27 @@ impl Reader<'_> {
     fn dhcp(&mut self) -> Result<Dhcp, ConfigError> {
         let mode = self.get(Key::dhcp_mode, dhcp_mode)?;
         let dhcp_on = self.flag(Key::dhcp_enabled)? && mode != DhcpMode::Off;
+        let ip_for_packet = self.addr(Key::dhcp_ip_for_packet, dhcp_on)?;
+        // Smee never parses it in the proxy modes (no option 7 there): a host name is fine.
+        let syslog_setting = &self.settings.get(Key::dhcp_syslog_ip).value;
+        let (syslog_ip, syslog_host) = match value::ipv4(syslog_setting) {
+            Err(_) if syslog_setting != "auto" && mode != DhcpMode::Reservation => {
+                let host = self.get(Key::dhcp_syslog_ip, value::host)?;
+                (Ipv4Addr::UNSPECIFIED, host)
+            }
+            _ => {
+                let ip = self.addr(Key::dhcp_syslog_ip, dhcp_on)?;
+                (ip, ip.to_string())
+            }
+        };
         Ok(Dhcp {
             enabled: dhcp_on,
             mode: if dhcp_on { mode } else { DhcpMode::Off },
             addr: self.get(Key::dhcp_addr, value::socket_addr_v4)?,
             iface: self.text(Key::dhcp_iface),
-            ip_for_packet: self.addr(Key::dhcp_ip_for_packet, dhcp_on)?,
-            syslog_ip: self.addr(Key::dhcp_syslog_ip, dhcp_on)?,
+            ip_for_packet,
+            syslog_ip,
+            syslog_host,
             tftp_ip: self.addr(Key::dhcp_tftp_ip, dhcp_on)?,
             tftp_port: self.get(Key::dhcp_tftp_port, value::port)?,
             ipxe_binary_base: self.url_base(
@@ -413,6 +466,7 @@ impl Reader<'_> {
             ipxe_script_retries: self.get(Key::ipxe_script_retries, |t| value::count(t, 100))?,
             ipxe_script_retry_delay: self
                 .get(Key::ipxe_script_retry_delay, |t| value::count(t, 3600))?,
+            unknown_script: UnknownScript::NotFound,
         })
     }
 
@@ -554,14 +608,31 @@ fn dhcp_mode(text: &str) -> Result<DhcpMode, String> {
     }
 }
 
-fn log_level(text: &str) -> Result<LevelFilter, String> {
+/// A log level; `None` for a word that is none (Smee takes any string: all but debug is info).
+fn log_level(text: &str) -> Option<LevelFilter> {
     match text.to_ascii_lowercase().as_str() {
-        "error" => Ok(LevelFilter::Error),
-        "warn" | "warning" => Ok(LevelFilter::Warn),
-        "info" => Ok(LevelFilter::Info),
-        "debug" => Ok(LevelFilter::Debug),
-        "trace" => Ok(LevelFilter::Trace),
-        _ => Err("expected error, warn, info, debug or trace".into()),
+        "error" => Some(LevelFilter::Error),
+        "warn" | "warning" => Some(LevelFilter::Warn),
+        "info" => Some(LevelFilter::Info),
+        "debug" => Some(LevelFilter::Debug),
+        "trace" => Some(LevelFilter::Trace),
+        _ => None,
+    }
+}
+
+fn log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".into()),
+    }
+}
+
+fn log_output(text: &str) -> Result<LogOutput, String> {
+    match text {
+        "stderr" => Ok(LogOutput::Stderr),
+        "stdout" => Ok(LogOutput::Stdout),
+        _ => Err("expected stderr or stdout".into()),
     }
 }
 
@@ -581,14 +652,28 @@ impl Config {
 
         let dhcp = r.dhcp()?;
         let tftp = r.tftp()?;
-        let http = r.http()?;
+        let mut http = r.http()?;
+        http.unknown_script = Self::unknown_script(&r, &profiles, &mut warnings)?;
         let syslog = r.syslog()?;
         let backend = Self::backend(&r, &mut warnings)?;
+        Self::not_applied(&r, &mut warnings)?;
 
         let ipxe_dir = r.ipxe_dir(&mut warnings)?;
+        let level = r.settings.get(Key::log_level);
+        let log_level = log_level(&level.value).unwrap_or_else(|| {
+            warnings.push(format!(
+                "{} {:?} is no log level (error, warn, info, debug, trace): using info, as Smee does",
+                level.origin(),
+                level.value
+            ));
+            LevelFilter::Info
+        });
 
         Ok(Config {
-            log_level: r.get(Key::log_level, log_level)?,
+            log_level,
+            log_format: r.get(Key::log_format, log_format)?,
+            log_output: r.get(Key::log_output, log_output)?,
+            strict: r.flag(Key::strict)?,
             log_budget_lines: r.get(Key::log_budget_lines, |t| value::count(t, 1_000_000))?,
             log_budget_bytes: r.get(Key::log_budget_bytes, |t| {
                 value::count(t, 1 << 30).map(u64::from)
@@ -621,6 +706,22 @@ impl Config {
         let kube = r.settings.get(Key::backend_kube_enabled);
         let kube_on = r.flag(Key::backend_kube_enabled)?;
         let kube_asked = kube_on && !kube.is_default();
+        let noop = r.settings.get(Key::backend_noop_enabled);
+        if r.flag(Key::backend_noop_enabled)? {
+            if file_asked || kube_asked {
+                return Err(ConfigError(format!(
+                    "{} and another backend are both set: choose one (Smee refuses this too)",
+                    noop.origin()
+                )));
+            }
+            if r.get(Key::dhcp_mode, dhcp_mode)? != DhcpMode::AutoProxy {
+                return Err(ConfigError(format!(
+                    "{} needs --dhcp-mode auto-proxy (with no inventory, only auto-proxy answers anyone), as in Smee",
+                    noop.origin()
+                )));
+            }
+            return Ok(Backend::Noop);
+        }
         let not_available = || {
             ConfigError(format!(
                 "{} asks for the Kubernetes backend, which netbootd does not have yet; use the file backend (--backend-file-path FILE)",
@@ -645,23 +746,79 @@ impl Config {
                 kube.origin()
             ));
         }
-        let noop = r.settings.get(Key::backend_noop_enabled);
-        if r.flag(Key::backend_noop_enabled)? {
-            warnings.push(format!(
-                "{} ignored: an answer-nobody backend would be an empty inventory; using the file backend",
-                noop.origin()
-            ));
-        }
         let path = r
             .path(Key::backend_file_path)
             .ok_or_else(|| ConfigError("--backend-file-path is empty".into()))?;
         Ok(Backend::File { path })
     }
 
-    pub fn hardware_file(&self) -> &Path {
+    /// The hardware file; `None` with the noop backend (no inventory).
+    pub fn hardware_file(&self) -> Option<&Path> {
         match &self.backend {
-            Backend::File { path } => path,
+            Backend::File { path } => Some(path),
+            Backend::Noop => None,
         }
+    }
+
+    /// What machines with no record get from `/auto.ipxe`: in auto-proxy mode (as Smee decides
+    /// it, by the mode setting alone) Smee's static script or `--auto-proxy-profile`.
+    fn unknown_script(
+        r: &Reader,
+        profiles: &Profiles,
+        warnings: &mut Vec<String>,
+    ) -> Result<UnknownScript, ConfigError> {
+        let auto_proxy = r.get(Key::dhcp_mode, dhcp_mode)? == DhcpMode::AutoProxy;
+        let setting = r.settings.get(Key::auto_proxy_profile);
+        let Some(name) = r.text(Key::auto_proxy_profile) else {
+            return Ok(if auto_proxy {
+                UnknownScript::StaticHook
+            } else {
+                UnknownScript::NotFound
+            });
+        };
+        let Some(profile) = profiles.get(&name) else {
+            let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+            return Err(ConfigError(format!(
+                "{} names the profile {name:?}, which the config file does not define (it defines: {})",
+                setting.origin(),
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )));
+        };
+        if !auto_proxy {
+            warnings.push(format!(
+                "{} ignored: only auto-proxy mode serves machines that have no record",
+                setting.origin()
+            ));
+            return Ok(UnknownScript::NotFound);
+        }
+        Ok(UnknownScript::Profile(name, profile.clone()))
+    }
+
+    /// Smee options netbootd accepts but does not carry out yet: a warning for each that is
+    /// set, and an error for the one that would leave a feature silently missing.
+    fn not_applied(r: &Reader, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        if r.text(Key::ipxe_script_patch).is_some() {
+            warnings.push(format!(
+                "{} not applied: netbootd does not patch iPXE binaries yet; they are served unchanged",
+                r.settings.get(Key::ipxe_script_patch).origin()
+            ));
+        }
+        if r.flag(Key::iso_enabled)? {
+            return Err(ConfigError(format!(
+                "{} asks for Smee's patched-ISO service, which netbootd does not have yet; set it to false (virtual-media ISO boots are not served)",
+                r.settings.get(Key::iso_enabled).origin()
+            )));
+        }
+        for key in [Key::iso_url, Key::iso_magic_string] {
+            if r.text(key).is_some() {
+                warnings.push(format!(
+                    "{} not applied: the ISO service is off",
+                    r.settings.get(key).origin()
+                ));
+            }
+        }
+        r.flag(Key::iso_static_ipam_enabled)?;
+        Ok(())
     }
 }
 

@@ -114,7 +114,9 @@ macro_rules! options {
 
 options! {
     config: Own Value = "", "TOML configuration file (default /etc/netbootd/netbootd.toml when it exists)";
-    log_level: Smee Value = "info", "log level: error, warn, info, debug or trace";
+    log_level: Smee Value = "info", "log level: error, warn, info, debug or trace (anything else means info, with a warning, as in Smee)";
+    log_format: Own Value = "text", "log line format: text, or json (one JSON object per line: time, level, msg and the event's fields, as Smee writes)";
+    log_output: Own Value = "stderr", "where log lines go: stderr or stdout (Smee writes to stdout)";
     public_ip_interface: Smee Value = "", "interface whose first IPv4 address is used for \"auto\" addresses";
     log_budget_lines: Own Value = "100", "log lines a second that clients can cause (DHCP decisions, TFTP refusals, HTTP access, syslog messages); the rest are counted and summarised once a second";
     log_budget_bytes: Own Value = "12288", "bytes a second of those lines (so a flood costs at most about 0.7 MB of log a minute)";
@@ -139,6 +141,7 @@ options! {
     dhcp_http_ipxe_script_prepend_mac: Smee Bool = "true", "put the client MAC in the script URL path (/<mac>/auto.ipxe)";
     dhcp_ipxe_binaries: Own Value = "0=undionly.kpxe,6=ipxe.efi,7=ipxe.efi,9=ipxe.efi,10=snp.efi,11=snp.efi,15=ipxe.efi,16=ipxe.efi,18=snp.efi,19=snp.efi,41=snp.efi", "iPXE binary per client architecture (option 93): ARCH=FILE,...";
     dhcp_boot_server_arches: Own Value = "6,7,9,10,11", "architectures whose ProxyDHCP offers leave out option 43, so the firmware asks the boot server on UDP 4011 (the others boot straight from the offer)";
+    auto_proxy_profile: Own Value = "", "in auto-proxy mode, the boot profile (a [profiles.NAME] of the config file) that machines with no record get instead of Smee's static Hook script";
     dhcp_relays: Own Value = "", "comma-separated CIDRs of the relays to answer (giaddr); empty: any relay with a unicast address";
 
     tftp_enabled: Smee Bool = "true", "run the TFTP service";
@@ -150,7 +153,7 @@ options! {
     tftp_max_transfers: Own Value = "128", "concurrent TFTP transfers (one thread each, 1..4096); requests over it get ERROR \"busy\"";
     tftp_max_transfers_per_client: Own Value = "4", "concurrent TFTP transfers for one client address (1..4096); more get ERROR \"busy\"";
     tftp_single_port: Own Bool = "false", "send every transfer from the listening port (for clients behind NAT) instead of one port per transfer";
-    ipxe_script_patch: Smee Value = "", "iPXE script to embed into served iPXE binaries (accepted for Smee compatibility, not applied yet)";
+    ipxe_script_patch: Smee Value = "", "iPXE script to embed into served iPXE binaries (accepted for Smee compatibility, not applied yet: a warning says so)";
 
     http_ipxe_binary_enabled: Smee Bool = "true", "serve iPXE binaries over HTTP";
     http_ipxe_script_enabled: Smee Bool = "true", "serve iPXE scripts over HTTP";
@@ -176,7 +179,12 @@ options! {
     backend_kube_config: Smee Value = "", "kubeconfig for the Kubernetes backend (accepted, not used yet)";
     backend_kube_api: Smee Value = "", "Kubernetes API URL (accepted, not used yet)";
     backend_kube_namespace: Smee Value = "", "Kubernetes namespace (accepted, not used yet)";
-    backend_noop_enabled: Smee Bool = "false", "Smee's answer-nobody backend (accepted; netbootd uses the file backend)";
+    backend_noop_enabled: Smee Bool = "false", "no inventory at all, as Smee's noop backend: every machine is unknown (for auto-proxy mode); no hardware file is read";
+    strict: Own Bool = "false", "refuse the whole hardware file when any record has an error (default: leave each bad record out, log it, serve the rest)";
+    iso_enabled: Smee Bool = "false", "Smee's patched-ISO service (not available yet: true stops start-up with a message)";
+    iso_url: Smee Value = "", "source ISO URL for --iso-enabled (accepted for Smee compatibility)";
+    iso_magic_string: Smee Value = "", "string replaced in the ISO for --iso-enabled (accepted for Smee compatibility)";
+    iso_static_ipam_enabled: Smee Bool = "false", "static addressing in the patched ISO (accepted for Smee compatibility)";
     otel_endpoint: Smee Value = "", "OpenTelemetry collector (accepted for Smee compatibility; netbootd sends no traces)";
     otel_insecure: Smee Bool = "true", "OpenTelemetry without TLS (accepted for Smee compatibility)";
 

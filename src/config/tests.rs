@@ -41,7 +41,13 @@ fn settings(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Settings
 
 fn config(args: &[&str], env: &[(&str, &str)], toml: Option<&str>) -> Result<Config, ConfigError> {
     let s = settings(args, env, toml);
-    Config::from_settings(&s, Profiles::new(), &host())
+    let profiles = toml
+        .map(|t| {
+            let file = file::parse(t, Path::new("/etc/nb/netbootd.toml")).expect("toml parses");
+            file.profiles
+        })
+        .unwrap_or_default();
+    Config::from_settings(&s, profiles, &host())
 }
 
 /// A whole configuration on loopback addresses, for the services' unit tests.
@@ -83,7 +89,10 @@ fn defaults_are_smees() {
         (69, 512, Duration::from_secs(5))
     );
     assert_eq!((c.http.port, c.syslog.port), (8080, 514));
-    assert_eq!(c.hardware_file(), Path::new("/etc/netbootd/hardware.yaml"));
+    assert_eq!(
+        c.hardware_file(),
+        Some(Path::new("/etc/netbootd/hardware.yaml"))
+    );
     assert_eq!(c.ipxe_dir.as_deref(), Some(Path::new("/usr/share/ipxe")));
     assert_eq!(c.state_dir, Path::new("/var/lib/netbootd"));
     assert_eq!(c.log_level, LevelFilter::Info);
@@ -317,7 +326,7 @@ fn kubernetes_backend_is_refused_unless_a_file_backend_is_given() {
         None,
     )
     .unwrap();
-    assert_eq!(c.hardware_file(), Path::new("/h.yaml"));
+    assert_eq!(c.hardware_file(), Some(Path::new("/h.yaml")));
     assert!(
         c.warnings
             .iter()
@@ -352,10 +361,10 @@ fn paths_in_the_file_are_relative_to_it() {
         Some("backend-file-path = \"hw.yaml\"\nstate-dir = \"/abs\"\n"),
     )
     .unwrap();
-    assert_eq!(c.hardware_file(), Path::new("/etc/nb/hw.yaml"));
+    assert_eq!(c.hardware_file(), Some(Path::new("/etc/nb/hw.yaml")));
     assert_eq!(c.state_dir, Path::new("/abs"));
     let c = config(&["--backend-file-path", "rel.yaml"], &[], None).unwrap();
-    assert_eq!(c.hardware_file(), Path::new("rel.yaml"));
+    assert_eq!(c.hardware_file(), Some(Path::new("rel.yaml")));
 }
 
 #[test]
@@ -420,13 +429,110 @@ fn smees_other_flags_are_accepted() {
     )
     .unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    let c = config(&[], &[("SMEE_BACKEND_NOOP_ENABLED", "true")], None).unwrap();
+    assert_eq!(
+        c.hardware_file(),
+        Some(Path::new("/etc/netbootd/hardware.yaml"))
+    );
+    // Smee's noop backend: no inventory at all, and only with auto-proxy (as in Smee).
+    let noop = [("SMEE_BACKEND_NOOP_ENABLED", "true")];
+    let c = config(&["--dhcp-mode", "auto-proxy"], &noop, None).unwrap();
+    assert_eq!(
+        (c.backend.clone(), c.hardware_file()),
+        (Backend::Noop, None)
+    );
+    assert_eq!(c.http.unknown_script, UnknownScript::StaticHook);
+    let err = config(&[], &noop, None).unwrap_err().0;
+    assert!(err.contains("needs --dhcp-mode auto-proxy"), "{err}");
+    let err = config(
+        &[
+            "--dhcp-mode",
+            "auto-proxy",
+            "--backend-file-path",
+            "/h.yaml",
+        ],
+        &noop,
+        None,
+    )
+    .unwrap_err()
+    .0;
+    assert!(err.contains("choose one"), "{err}");
+}
+
+#[test]
+fn what_is_not_applied_says_so() {
+    let c = config(&[], &[("SMEE_IPXE_SCRIPT_PATCH", "echo hi")], None).unwrap();
     assert!(
-        c.warnings[0].starts_with("SMEE_BACKEND_NOOP_ENABLED ignored"),
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("SMEE_IPXE_SCRIPT_PATCH not applied")),
         "{:?}",
         c.warnings
     );
-    assert_eq!(c.hardware_file(), Path::new("/etc/netbootd/hardware.yaml"));
+    // Smee's ISO flags are accepted; turning the missing feature on is a clear error.
+    let iso = [
+        "-iso-url=http://x/hook.iso",
+        "-iso-magic-string=abc",
+        "-iso-static-ipam-enabled",
+    ];
+    let c = config(&iso, &[("SMEE_ISO_ENABLED", "false")], None).unwrap();
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    let err = config(&["-iso-enabled"], &[], None).unwrap_err().0;
+    assert!(
+        err.starts_with("--iso-enabled asks for Smee's patched-ISO service"),
+        "{err}"
+    );
+    // Any log level, as Smee: unknown is info, with a warning.
+    let c = config(&["-log-level", "verbose"], &[], None).unwrap();
+    assert_eq!(c.log_level, log::LevelFilter::Info);
+    assert!(
+        c.warnings[0].contains("\"verbose\" is no log level"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn auto_proxy_profile_and_syslog_host_names() {
+    let toml = "[profiles.rescue]\nkernel = \"rescue/vmlinuz\"\n";
+    let c = config(
+        &[
+            "--dhcp-mode",
+            "auto-proxy",
+            "--auto-proxy-profile",
+            "rescue",
+        ],
+        &[],
+        Some(toml),
+    )
+    .unwrap();
+    assert!(matches!(&c.http.unknown_script, UnknownScript::Profile(n, _) if n == "rescue"));
+    let err = config(
+        &["--dhcp-mode", "auto-proxy", "--auto-proxy-profile", "nope"],
+        &[],
+        Some(toml),
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        err.contains("does not define (it defines: rescue)"),
+        "{err}"
+    );
+    let c = config(&["--auto-proxy-profile", "rescue"], &[], Some(toml)).unwrap();
+    assert_eq!(c.http.unknown_script, UnknownScript::NotFound);
+    assert!(
+        c.warnings[0].contains("only auto-proxy mode"),
+        "{:?}",
+        c.warnings
+    );
+    // A host name for syslog in the proxy modes (no option 7 there), verbatim in scripts.
+    let c = config(
+        &["--dhcp-mode", "proxy", "--dhcp-syslog-ip", "syslog.example"],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.dhcp.syslog_host, "syslog.example");
+    assert!(config(&["--dhcp-syslog-ip", "syslog.example"], &[], None).is_err());
 }
 
 /// A running (settings, config) pair and a reloaded one, from two config files.

@@ -198,15 +198,33 @@ impl Inventory {
     }
 }
 
-/// A successful load: the inventory and the warnings found on the way.
-#[derive(Debug)]
+/// A usable file: the good machines, the warnings, and the records left out for an error.
+#[derive(Debug, Default)]
 pub struct Loaded {
     pub inventory: Inventory,
     pub warnings: Vec<Problem>,
+    /// Each error (file, line, MAC, field); every record with one is left out.
+    pub errors: Vec<Problem>,
+    /// How many records were left out.
+    pub refused: usize,
 }
 
-/// Parses and validates hardware-file text. `file` is only used in messages. All errors are
-/// returned (up to a cap), so that one `netbootd check` run shows everything to fix.
+impl Loaded {
+    /// `--strict` (and the config file's profiles): any record with an error refuses the
+    /// whole file, as before per-record validation.
+    pub fn strict(self, strict: bool) -> Result<Loaded, Vec<Problem>> {
+        if strict && !self.errors.is_empty() {
+            Err(self.errors)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+/// Parses and validates hardware-file text. `file` is only used in messages. A file that
+/// does not parse (or is not a map of machines) is `Err`; a record with an error is left out
+/// and its errors listed in [`Loaded::errors`] (up to a cap), so that one `netbootd check`
+/// run shows everything to fix while the good records serve.
 pub fn load_str(
     text: &str,
     format: Format,
@@ -234,9 +252,11 @@ pub fn load_str(
     }
     .map_err(syntax_error)?;
     machines.extend(checker.machines(&rest, format));
-    checker.finish(machines).map(|(machines, warnings)| Loaded {
-        inventory: Inventory::new(machines),
-        warnings,
+    checker.finish(machines).map(|checked| Loaded {
+        inventory: Inventory::new(checked.machines),
+        warnings: checked.warnings,
+        errors: checked.errors,
+        refused: checked.refused,
     })
 }
 

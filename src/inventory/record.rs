@@ -67,11 +67,23 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// What checking found: the good machines, warnings, and the errors that left records out.
+pub(super) struct Checked {
+    pub machines: Vec<Machine>,
+    pub warnings: Vec<Problem>,
+    pub errors: Vec<Problem>,
+    pub refused: usize,
+}
+
 pub(super) struct Checker<'a> {
     file: &'a str,
     profiles: &'a Profiles,
     errors: Vec<Problem>,
     suppressed: usize,
+    /// Records left out because of an error in them.
+    refused: usize,
+    /// An error that makes the whole file unusable (not a map of machines).
+    fatal: bool,
     warnings: Vec<Problem>,
     mac_lines: HashMap<MacAddr, usize>,
     ip_owners: HashMap<Ipv4Addr, (MacAddr, usize)>,
@@ -84,19 +96,17 @@ impl<'a> Checker<'a> {
             profiles,
             errors: Vec::new(),
             suppressed: 0,
+            refused: 0,
+            fatal: false,
             warnings: Vec::new(),
             mac_lines: HashMap::new(),
             ip_owners: HashMap::new(),
         }
     }
 
-    pub(super) fn finish(
-        mut self,
-        machines: Vec<Machine>,
-    ) -> Result<(Vec<Machine>, Vec<Problem>), Vec<Problem>> {
-        if self.errors.is_empty() {
-            return Ok((machines, self.warnings));
-        }
+    /// The good machines, and every warning and error; `Err` when the file as a whole is
+    /// unusable. Each error left its record out (counted in `refused`).
+    pub(super) fn finish(mut self, machines: Vec<Machine>) -> Result<Checked, Vec<Problem>> {
         if self.suppressed > 0 {
             let line = self.errors.last().map_or(0, |p| p.line);
             let message = format!("{} more errors not shown", self.suppressed);
@@ -108,7 +118,20 @@ impl<'a> Checker<'a> {
                 message,
             });
         }
-        Err(self.errors)
+        if self.fatal {
+            return Err(self.errors);
+        }
+        Ok(Checked {
+            machines,
+            warnings: self.warnings,
+            errors: self.errors,
+            refused: self.refused,
+        })
+    }
+
+    /// How many errors so far, shown or not: a record that adds one is left out.
+    fn error_count(&self) -> usize {
+        self.errors.len() + self.suppressed
     }
 
     fn problem(&self, line: usize, mac: Option<&str>, field: &str, message: String) -> Problem {
@@ -148,6 +171,7 @@ impl<'a> Checker<'a> {
             Value::Map(entries) => entries,
             _ => {
                 self.error(top, "expected a map of machines keyed by MAC address");
+                self.fatal = true;
                 return Vec::new();
             }
         };
@@ -170,8 +194,11 @@ impl<'a> Checker<'a> {
                     mac: Some(&entry.key),
                     field: "",
                 };
-                let mac = self.mac(at, &entry.key);
-                mac.and_then(|mac| self.machine(mac, entry.key_line, &entry.value, format))
+                let Some(mac) = self.mac(at, &entry.key) else {
+                    self.refused += 1;
+                    return Vec::new();
+                };
+                self.machine(mac, entry.key_line, &entry.value, format)
                     .into_iter()
                     .collect()
             }
@@ -183,7 +210,14 @@ impl<'a> Checker<'a> {
                 };
                 tables
                     .into_iter()
-                    .filter_map(|table| self.toml_machine(table))
+                    .filter_map(|table| {
+                        let before = self.error_count();
+                        let machine = self.toml_machine(table);
+                        if machine.is_none() && self.error_count() > before {
+                            self.refused += 1;
+                        }
+                        machine
+                    })
                     .collect()
             }
             Format::Toml => {
@@ -256,7 +290,36 @@ impl<'a> Checker<'a> {
         Some(mac)
     }
 
+    /// One record; `None` (and counted as refused, YAML) when it has an error: the other
+    /// records still serve. Its address is then free for a later record.
     fn machine(
+        &mut self,
+        mac: MacAddr,
+        line: usize,
+        node: &Node,
+        format: Format,
+    ) -> Option<Machine> {
+        let before = self.error_count();
+        let machine = self.machine_fields(mac, line, node, format);
+        if self.error_count() == before {
+            return machine;
+        }
+        if let Some(ip) = machine.and_then(|m| m.ip_address) {
+            if self
+                .ip_owners
+                .get(&ip)
+                .is_some_and(|(owner, _)| *owner == mac)
+            {
+                self.ip_owners.remove(&ip);
+            }
+        }
+        if format == Format::Yaml {
+            self.refused += 1;
+        }
+        None
+    }
+
+    fn machine_fields(
         &mut self,
         mac: MacAddr,
         line: usize,
@@ -292,13 +355,13 @@ impl<'a> Checker<'a> {
         }
         m.ip_address = at("ipAddress").and_then(|a| self.ipv4(a));
         m.subnet_mask = at("subnetMask").and_then(|a| self.ipv4(a));
-        m.default_gateway = at("defaultGateway").and_then(|a| self.ipv4(a));
-        m.broadcast_address = at("broadcastAddress").and_then(|a| self.ipv4(a));
+        m.default_gateway = at("defaultGateway").and_then(|a| self.optional_ipv4(a));
+        m.broadcast_address = at("broadcastAddress").and_then(|a| self.optional_ipv4(a));
         m.name_servers = at("nameServers")
-            .map(|a| self.list(a, Self::ipv4))
+            .map(|a| self.list(a, Self::tolerated_ipv4))
             .unwrap_or_default();
         m.ntp_servers = at("ntpServers")
-            .map(|a| self.list(a, Self::ipv4))
+            .map(|a| self.list(a, Self::tolerated_ipv4))
             .unwrap_or_default();
         m.hostname = at("hostname").and_then(|a| self.word(a));
         m.domain_name = at("domainName").and_then(|a| self.word(a));
@@ -377,7 +440,8 @@ impl<'a> Checker<'a> {
         let network = u32::from(ip) & bits;
         let broadcast = network | !bits;
         if let Some(gw) = m.default_gateway {
-            if u32::from(gw) & bits != network {
+            // A /31 (RFC 3021) or /32 is a routed point-to-point link: the gateway is outside.
+            if u32::from(gw) & bits != network && bits.leading_ones() < 31 {
                 self.error(
                     at("defaultGateway"),
                     format!(
@@ -627,6 +691,35 @@ impl<'a> Checker<'a> {
                 value::ipv4(t)
             }
         })
+    }
+
+    /// An address Smee ignores when empty: an empty value is a warning and no value.
+    fn optional_ipv4(&mut self, at: At) -> Option<Ipv4Addr> {
+        if matches!(&at.node.value, Value::Text(t) if t.trim().is_empty()) {
+            self.warn(at, "empty: ignored");
+            return None;
+        }
+        self.ipv4(at)
+    }
+
+    /// A list entry Smee drops when it is not an address: a warning, never an error (the
+    /// value is not used, so nothing can be injected by it).
+    fn tolerated_ipv4(&mut self, at: At) -> Option<Ipv4Addr> {
+        let Value::Text(text) = &at.node.value else {
+            return self.ipv4(at);
+        };
+        match value::ipv4(text.trim()) {
+            Ok(ip) => Some(ip),
+            Err(why) => {
+                let why = if text.trim().is_empty() {
+                    "empty".to_string()
+                } else {
+                    why
+                };
+                self.warn(at, format!("{text:?}: {why}: entry ignored"));
+                None
+            }
+        }
     }
 
     /// A list read element by element with `read` (a single value is a list of one).

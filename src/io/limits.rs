@@ -1,6 +1,7 @@
-//! Process limits: the soft limit on open files is raised to the hard one at start, because
-//! the HTTP service keeps every connection that waits for a request head open in the poll loop
-//! (up to 4096) and the usual soft limit is 1024.
+//! Process limits and counts: the soft limit on open files is raised to the hard one at
+//! start, because the HTTP service keeps every connection that waits for a request head open
+//! in the poll loop (up to 4096) and the usual soft limit is 1024; the thread count for
+//! `/healthcheck`.
 
 use nix::libc;
 
@@ -45,6 +46,18 @@ pub fn return_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The process's threads now (from `/proc/self/status`), for `/healthcheck`'s `goroutines`
+/// (Smee's field name, so its probes and dashboards keep working). 0 when it cannot be read.
+pub fn thread_count() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+            line["Threads:".len()..].trim().parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! host facts for "auto" addresses ([`netif`]), file-change detection ([`watch`]), signals as
 //! a pollable descriptor ([`signals`]), the raw packet socket with its BPF filter ([`packet`])
 //! UDP sockets with per-datagram interface control ([`udp`]) and giving up root once they are
-//! bound ([`privileges`]), and background jobs whose results wake the poll loop
-//! ([`background`]).
+//! bound ([`privileges`]), background jobs whose results wake the poll loop
+//! ([`background`]), and the logger that writes text or JSON lines ([`logger`]).
 
 pub mod background;
 pub mod files;
 pub mod limits;
+pub mod logger;
 pub mod netif;
 pub mod packet;
 pub mod privileges;

@@ -24,7 +24,7 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 pub const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// What `stat` says about the file the path resolves to (`None`: it cannot be stat'ed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Signature(Option<(u64, u64, u64, i64, i64, i64, i64)>);
 
 impl Signature {

@@ -646,20 +646,52 @@ pub fn choose_boot(
     Ok(Boot { file, next_server })
 }
 
-/// The machine's own script URL, else `--dhcp-http-ipxe-script-url`, else the script base with
-/// the MAC put in front of the path (Smee's `/<mac>/auto.ipxe`).
+/// The machine's own script URL (verbatim), else `--dhcp-http-ipxe-script-url`, else the
+/// script base; with `--dhcp-http-ipxe-script-prepend-mac` the MAC goes in front of the last
+/// path element of either, as Smee does (`/smee/auto.ipxe` → `/smee/<mac>/auto.ipxe`).
 pub fn script_url(machine: Option<&Machine>, mac: MacAddr, cfg: &Dhcp) -> String {
     if let Some(url) = machine.and_then(|m| m.netboot.ipxe_script_url.clone()) {
         return url;
     }
-    if let Some(url) = &cfg.ipxe_script_url {
-        return url.clone();
-    }
-    let mut base = cfg.ipxe_script_base.clone();
+    let url = match &cfg.ipxe_script_url {
+        Some(url) => url.clone(),
+        None => cfg.ipxe_script_base.to_string(),
+    };
     if cfg.ipxe_script_prepend_mac {
-        base.path = format!("/{mac}{}", base.path);
+        insert_mac(&url, mac)
+    } else {
+        url
     }
-    base.to_string()
+}
+
+/// `scheme://host/a/b/file?q` → `scheme://host/a/b/<mac>/file?q`. Like Go's `path.Join`
+/// (which Smee uses), empty and `.` elements are dropped; a URL with no path gets `/<mac>`.
+pub fn insert_mac(url: &str, mac: MacAddr) -> String {
+    let path_start = match url.find("://") {
+        Some(i) => url[i + 3..].find('/').map_or(url.len(), |j| i + 3 + j),
+        None => 0,
+    };
+    let path_end = url[path_start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |j| path_start + j);
+    let (head, path, tail) = (
+        &url[..path_start],
+        &url[path_start..path_end],
+        &url[path_end..],
+    );
+    let mut parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let mac = mac.to_string();
+    match parts.pop() {
+        None => format!("{head}/{mac}{tail}"),
+        Some(last) => {
+            parts.push(&mac);
+            parts.push(last);
+            format!("{head}/{}{tail}", parts.join("/"))
+        }
+    }
 }
 
 /// Who proxy modes answer: PXE clients; in `proxy` mode only those with a record that allows

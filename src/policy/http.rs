@@ -8,10 +8,11 @@
 //! again that none can end its line or chain another command (control characters, `||`, `&&`,
 //! `;`), and refuse the script rather than serve a broken or hijacked one.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use crate::config::{Cidr, Http};
+use crate::config::{Cidr, Http, UnknownScript};
 use crate::inventory::Machine;
+use crate::policy::tftp::strip_traceparent;
 use crate::wire::http::percent_decode;
 use crate::wire::MacAddr;
 
@@ -24,11 +25,12 @@ pub use respond::{authority, content_type, plan_file, plan_refusal, respond, Bod
 /// What a request path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// `/auto.ipxe`: the machine is the client's address.
+    /// `/auto.ipxe`, `/any/path/auto.ipxe`: the machine is the client's address.
     ScriptByIp,
-    /// `/<mac>/auto.ipxe`.
+    /// `/<mac>/auto.ipxe`, `/any/path/<mac>/auto.ipxe` (colon, dash, dot or bare-hex MAC).
     ScriptByMac(MacAddr),
-    /// `/ipxe/<anything>/<binary>` or `/ipxe/<binary>`: a base name in `--ipxe-dir`.
+    /// `/ipxe/<anything>/<binary>` or `/ipxe/<binary>`: a base name in `--ipxe-dir` (Smee's
+    /// traceparent suffix taken off).
     IpxeBinary(String),
     /// `/assets/<path>`: a cleaned relative path below `--assets-dir`.
     Asset(String),
@@ -70,15 +72,17 @@ pub fn route(path: &str) -> Route {
         return Route::NotFound("'..' in path");
     }
     match parts.as_slice() {
-        ["auto.ipxe"] => Route::ScriptByIp,
-        [mac, "auto.ipxe"] => match MacAddr::parse(mac) {
-            Some(mac) => Route::ScriptByMac(mac),
-            None => Route::NotFound("not a MAC address before /auto.ipxe"),
-        },
-        ["ipxe", .., binary] => Route::IpxeBinary(binary.to_string()),
+        ["ipxe", .., binary] => Route::IpxeBinary(strip_traceparent(binary).to_string()),
         ["assets", rest @ ..] if !rest.is_empty() => Route::Asset(rest.join("/")),
         ["healthcheck"] => Route::Health,
         ["metrics"] => Route::Metrics,
+        // Smee: any path ending in auto.ipxe; the element before it names the machine when
+        // it is a MAC, else the machine is the client's address.
+        [.., before, "auto.ipxe"] => match MacAddr::parse(before) {
+            Some(mac) => Route::ScriptByMac(mac),
+            None => Route::ScriptByIp,
+        },
+        ["auto.ipxe"] => Route::ScriptByIp,
         _ => Route::NotFound("no such route"),
     }
 }
@@ -113,8 +117,9 @@ pub fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[Cidr]) -> IpAddr {
 #[derive(Clone, Debug)]
 pub struct ScriptSettings<'a> {
     pub http: &'a Http,
-    /// `syslog_host=` in the Hook script (`--dhcp-syslog-ip`).
-    pub syslog_ip: Ipv4Addr,
+    /// `syslog_host=` in the Hook scripts (`--dhcp-syslog-ip`: an address, or a host name in
+    /// the proxy modes).
+    pub syslog_host: &'a str,
     /// Where `/assets/` is served, for profile paths: `http://host:port`.
     pub base_url: String,
 }
@@ -153,6 +158,8 @@ pub enum ScriptKind {
     Inline,
     Profile,
     Hook,
+    /// Smee's static script, for a machine with no record in auto-proxy mode.
+    Static,
 }
 
 impl ScriptKind {
@@ -162,6 +169,7 @@ impl ScriptKind {
             ScriptKind::Inline => "inline",
             ScriptKind::Profile => "profile",
             ScriptKind::Hook => "hook",
+            ScriptKind::Static => "static",
         }
     }
 }
@@ -171,7 +179,9 @@ pub fn script_for(
     machine: Option<&Machine>,
     s: &ScriptSettings,
 ) -> Result<(ScriptKind, String), NoScript> {
-    let m = machine.ok_or(NoScript::UnknownMachine)?;
+    let Some(m) = machine else {
+        return unknown_machine_script(s);
+    };
     if m.disabled {
         return Err(NoScript::Disabled);
     }
@@ -195,13 +205,33 @@ pub fn script_for(
         return Ok((ScriptKind::Inline, text));
     }
     if let Some(boot) = &m.boot {
-        return profile_script(m, boot.profile.as_deref(), &boot.resolved, s)
+        let who = match &m.hostname {
+            Some(host) => format!("{} ({host})", m.mac),
+            None => m.mac.to_string(),
+        };
+        return profile_script(&who, boot.profile.as_deref(), &boot.resolved, s)
             .map(|t| (ScriptKind::Profile, t));
     }
     if let Some(osie) = &s.http.osie_url {
         return hook_script(m, osie, s).map(|t| (ScriptKind::Hook, t));
     }
     Err(NoScript::NothingToBoot)
+}
+
+/// What a machine with no record gets: nothing (404), except in auto-proxy mode, where
+/// netbootd's DHCP gave it iPXE and so must give it something to run: Smee's static Hook
+/// script, or `--auto-proxy-profile`'s boot profile.
+pub fn unknown_machine_script(s: &ScriptSettings) -> Result<(ScriptKind, String), NoScript> {
+    match &s.http.unknown_script {
+        UnknownScript::NotFound => Err(NoScript::UnknownMachine),
+        UnknownScript::Profile(name, profile) => {
+            profile_script("${mac}", Some(name), profile, s).map(|t| (ScriptKind::Profile, t))
+        }
+        UnknownScript::StaticHook => match &s.http.osie_url {
+            Some(osie) => static_hook_script(osie, s).map(|t| (ScriptKind::Static, t)),
+            None => Err(NoScript::NothingToBoot),
+        },
+    }
 }
 
 /// A value may go into a script line: no control characters, no command separators; a `word`
@@ -240,12 +270,15 @@ fn file_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
+/// `who` names the machine in the script's comment and message: its MAC and host name, or
+/// iPXE's `${mac}` for a machine with no record.
 fn profile_script(
-    m: &Machine,
+    who: &str,
     profile: Option<&str>,
     p: &crate::inventory::BootProfile,
     s: &ScriptSettings,
 ) -> Result<String, NoScript> {
+    safe("hostname", who, false)?;
     safe("kernel", &p.kernel, true)?;
     for i in &p.initrd {
         safe("initrd", i, true)?;
@@ -262,11 +295,8 @@ fn profile_script(
     }
     let retries = s.http.ipxe_script_retries.max(3);
     let mut out = format!(
-        "#!ipxe\n# netbootd: boot profile {} for {}\n\necho netbootd: booting {}{} with {}\nset retries:int32 {retries}\nset retry_delay:int32 {}\n\n",
+        "#!ipxe\n# netbootd: boot profile {} for {who}\n\necho netbootd: booting {who} with {}\nset retries:int32 {retries}\nset retry_delay:int32 {}\n\n",
         profile.unwrap_or("(the machine's own)"),
-        m.mac,
-        m.mac,
-        m.hostname.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
         file_name(&kernel),
         s.http.ipxe_script_retry_delay.max(1),
     );
@@ -303,11 +333,20 @@ fn profile_script(
     Ok(out)
 }
 
-/// Smee's architecture names for the Hook files (`vmlinuz-<arch>`, `initramfs-<arch>`).
-fn hook_arch(m: &Machine) -> &'static str {
+/// The architecture in the Hook file names (`vmlinuz-<arch>`, `initramfs-<arch>`): x86_64
+/// when the record has none, the ARM64 aliases as `aarch64`, anything else verbatim (Hook
+/// builds for other architectures are named by it; the inventory allows only a safe word).
+fn hook_arch(m: &Machine) -> &str {
     match m.arch.as_deref() {
-        Some("aarch64" | "arm64" | "ARM64") => "aarch64",
-        _ => "x86_64",
+        None | Some("") => "x86_64",
+        Some(a)
+            if ["aarch64", "arm64"]
+                .iter()
+                .any(|k| a.eq_ignore_ascii_case(k)) =>
+        {
+            "aarch64"
+        }
+        Some(other) => other,
     }
 }
 
@@ -339,14 +378,109 @@ echo Loading the Tinkerbell Hook iPXE script...
 
 set arch {arch}
 set download-url {url}
+set kernel vmlinuz-${{arch}}
+set initrd initramfs-${{arch}}
 set retries:int32 {retries}
 set retry_delay:int32 {delay}
 
 set idx:int32 0
 :retry_kernel
-kernel ${{download-url}}/vmlinuz-${{arch}}{args} \\
+kernel ${{download-url}}/${{kernel}}{args} \\
 facility={facility} syslog_host={syslog} grpc_authority={tink} tinkerbell_tls={tls} tinkerbell_insecure_tls={insecure} worker_id={mac} hw_addr={mac} \\
 modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt initrd=initramfs-${{arch}} console=tty0 console=ttyS1,115200 && goto download_initrd {retry_kernel}
+
+:download_initrd
+set idx:int32 0
+:retry_initrd
+initrd ${{download-url}}/${{initrd}} && goto boot {retry_initrd}
+
+:boot
+set idx:int32 0
+:retry_boot
+boot {retry_boot}
+
+:kernel-error
+echo Failed to load kernel
+imgfree
+exit
+
+:initrd-error
+echo Failed to load initrd
+imgfree
+exit
+
+:boot-error
+echo Failed to boot
+imgfree
+exit
+",
+        arch = hook_arch(m),
+        url = osie_url.trim_end_matches('/'),
+        retries = h.ipxe_script_retries,
+        delay = h.ipxe_script_retry_delay,
+        syslog = s.syslog_host,
+        tink = h.tink_server.as_deref().unwrap_or(""),
+        tls = h.tink_server_tls,
+        insecure = h.tink_server_insecure_tls,
+        retry_kernel = retry("kernel"),
+        retry_initrd = retry("initrd"),
+        retry_boot = retry("boot"),
+    ))
+}
+
+/// Smee's static script for machines with no record (auto-proxy mode), byte for byte as Smee
+/// renders its template: iPXE fills in `${mac}` and `${buildarch}`; the extra kernel arguments
+/// are split on single spaces and appear twice, as in Smee. Smee leaves the retry settings at
+/// 0 here; netbootd uses `--ipxe-script-retries` and `--ipxe-script-retry-delay` (their
+/// defaults differ from 0 only in the delay).
+fn static_hook_script(osie_url: &str, s: &ScriptSettings) -> Result<String, NoScript> {
+    let h = s.http;
+    safe("osie-url", osie_url, true)?;
+    safe("extra-kernel-args", &h.extra_kernel_args, false)?;
+    safe("dhcp-syslog-ip", s.syslog_host, true)?;
+    let tink = h.tink_server.as_deref().unwrap_or("");
+    let extra: String = h
+        .extra_kernel_args
+        .split(' ')
+        .map(|a| format!(" {a}"))
+        .collect();
+    let retry = |what: &str| {
+        format!(
+            "|| iseq ${{idx}} ${{retries}} && goto {what}-error || inc idx && echo retry in ${{retry_delay}} seconds ; sleep ${{retry_delay}} ; goto retry_{what}"
+        )
+    };
+    Ok(format!(
+        "#!ipxe
+
+echo Loading the static Tinkerbell iPXE script...
+
+set arch ${{buildarch}}
+# Tinkerbell only supports 64 bit archectures.
+# The build architecture does not necessarily represent the architecture of the machine on which iPXE is running.
+# https://ipxe.org/cfg/buildarch
+iseq ${{arch}} i386 && set arch x86_64 ||
+iseq ${{arch}} arm32 && set arch aarch64 ||
+iseq ${{arch}} arm64 && set arch aarch64 ||
+set download-url {osie_url}
+set retries:int32 {retries}
+set retry_delay:int32 {delay}
+
+set worker_id ${{mac}}
+set grpc_authority {tink}
+set syslog_host {syslog}
+set tinkerbell_tls {tls}
+
+echo worker_id=${{mac}}
+echo grpc_authority={tink}
+echo syslog_host={syslog}
+echo tinkerbell_tls={tls}
+
+set idx:int32 0
+:retry_kernel
+kernel ${{download-url}}/vmlinuz-${{arch}} \\
+syslog_host=${{syslog_host}} grpc_authority=${{grpc_authority}} tinkerbell_tls=${{tinkerbell_tls}} worker_id=${{worker_id}} hw_addr=${{mac}} \\
+console=tty1 console=tty2 console=ttyAMA0,115200 console=ttyAMA1,115200 console=ttyS0,115200 console=ttyS1,115200{extra} \\
+intel_iommu=on iommu=pt{extra} initrd=initramfs-${{arch}} && goto download_initrd {retry_kernel}
 
 :download_initrd
 set idx:int32 0
@@ -373,14 +507,10 @@ echo Failed to boot
 imgfree
 exit
 ",
-        arch = hook_arch(m),
-        url = osie_url.trim_end_matches('/'),
         retries = h.ipxe_script_retries,
         delay = h.ipxe_script_retry_delay,
-        syslog = s.syslog_ip,
-        tink = h.tink_server.as_deref().unwrap_or(""),
+        syslog = s.syslog_host,
         tls = h.tink_server_tls,
-        insecure = h.tink_server_insecure_tls,
         retry_kernel = retry("kernel"),
         retry_initrd = retry("initrd"),
         retry_boot = retry("boot"),

@@ -3,10 +3,12 @@
 //! reason to stay silent. No sockets, clocks, threads or files.
 //!
 //! [`dhcp`] decides DHCP and ProxyDHCP answers, [`tftp`] negotiates and drives transfers,
-//! [`http`] routes requests and renders scripts, [`syslog`] turns messages into log lines.
+//! [`http`] routes requests and renders scripts, [`syslog`] turns messages into log lines;
+//! [`event`] is what a decision's log line says, as text and as fields.
 
 pub mod budget;
 pub mod dhcp;
+pub mod event;
 pub mod http;
 pub mod served;
 pub mod syslog;

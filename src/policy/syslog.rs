@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::net::SocketAddrV4;
 
 use crate::inventory::Machine;
+use crate::policy::event::{Event, Json};
 use crate::wire::syslog::{Message, ParseError};
 
 /// Message bytes shown per line; the rest is counted, not printed.
@@ -50,61 +51,82 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c as u32, 0x200b..=0x200f | 0x2028..=0x202e | 0x2066..=0x2069 | 0xfeff)
 }
 
-fn field(out: &mut String, name: &str, value: Option<&str>) {
-    let _ = write!(out, " {name}=");
+fn escaped(bytes: &[u8], max: usize) -> String {
+    let mut out = String::new();
+    escape_into(&mut out, bytes, max);
+    out
+}
+
+/// ` name=value` on the line and `syslog.name` in the fields (when present).
+fn field(event: &mut Event, name: &'static str, key: &'static str, value: Option<&str>) {
+    let _ = write!(event.text, " {name}=");
     match value {
-        Some(v) => escape_into(out, v.as_bytes(), 256),
-        None => out.push('-'),
+        Some(v) => {
+            let shown = escaped(v.as_bytes(), 256);
+            event.text.push_str(&shown);
+            event.fields.push((key, Json::Str(shown)));
+        }
+        None => event.text.push('-'),
     }
 }
 
-/// The log line for one datagram from `from`, parsed as `parsed`.
+/// The log line for one datagram from `from`, parsed as `parsed`. Its fields carry the same
+/// facts, the message's in a `syslog` group; every text is escaped as on the line.
 pub fn log_line(
     from: SocketAddrV4,
     machine: Option<&Machine>,
     parsed: &Result<Message<'_>, ParseError>,
     datagram: &[u8],
-) -> String {
-    let mut out = format!("syslog {}", from.ip());
+) -> Event {
+    let mut event = Event::new(format!("syslog {}", from.ip())).str("from", from.ip());
     match machine {
         Some(m) => {
-            let _ = write!(
-                out,
-                " mac={} machine={}",
-                m.mac,
-                m.hostname.as_deref().unwrap_or("-")
-            );
+            let host = m.hostname.as_deref().unwrap_or("-");
+            let _ = write!(event.text, " mac={} machine={host}", m.mac);
+            event = event.str("mac", m.mac).str("machine", host);
         }
-        None => out.push_str(" mac=- machine=-"),
+        None => event.text.push_str(" mac=- machine=-"),
     }
     match parsed {
         Ok(msg) => {
             let _ = write!(
-                out,
+                event.text,
                 " {}.{} {}",
                 msg.facility.name(),
                 msg.severity.name(),
                 msg.format.name()
             );
-            field(&mut out, "app", msg.app_name);
-            field(&mut out, "pid", msg.proc_id);
-            field(&mut out, "msgid", msg.msg_id);
-            field(&mut out, "host", msg.hostname);
+            event = event
+                .str("syslog.facility", msg.facility.name())
+                .str("syslog.severity", msg.severity.name())
+                .str("syslog.format", msg.format.name());
+            field(&mut event, "app", "syslog.app", msg.app_name);
+            field(&mut event, "pid", "syslog.pid", msg.proc_id);
+            field(&mut event, "msgid", "syslog.msgid", msg.msg_id);
+            field(&mut event, "host", "syslog.host", msg.hostname);
             if !msg.structured_data_raw.is_empty() {
-                out.push_str(" sd=");
-                escape_into(&mut out, msg.structured_data_raw, 1024);
+                let sd = escaped(msg.structured_data_raw, 1024);
+                let _ = write!(event.text, " sd={sd}");
+                event = event.str("syslog.sd", sd);
             }
-            out.push_str(": \"");
-            escape_into(&mut out, msg.msg, MAX_SHOWN);
-            out.push('"');
+            let text = escaped(msg.msg, MAX_SHOWN);
+            let _ = write!(event.text, ": \"{text}\"");
+            event = event.str("syslog.msg", text);
         }
         Err(why) => {
-            let _ = write!(out, " unparsed ({why}), {} bytes: \"", datagram.len());
-            escape_into(&mut out, datagram, MAX_SHOWN);
-            out.push('"');
+            let raw = escaped(datagram, MAX_SHOWN);
+            let _ = write!(
+                event.text,
+                " unparsed ({why}), {} bytes: \"{raw}\"",
+                datagram.len()
+            );
+            event = event
+                .str("syslog.error", why)
+                .num("syslog.bytes", datagram.len() as u64)
+                .str("syslog.raw", raw);
         }
     }
-    out
+    event
 }
 
 #[cfg(test)]
@@ -146,9 +168,18 @@ mod tests {
         };
         let datagram =
             b"<13>1 - vm pxelab 42 INST [install@32473 phase=\"disk\\\"x\"] hello\nworld";
-        let line = log_line(FROM, Some(&machine), &Message::parse(datagram), datagram);
+        let event = log_line(FROM, Some(&machine), &Message::parse(datagram), datagram);
         assert_eq!(
-            line,
+            event.field("mac"),
+            Some(&Json::Str("52:54:00:12:34:56".into()))
+        );
+        assert_eq!(
+            event.field("syslog.msg"),
+            Some(&Json::Str("hello\\nworld".into()))
+        );
+        assert_eq!(event.field("syslog.app"), Some(&Json::Str("pxelab".into())));
+        assert_eq!(
+            event.text,
             "syslog 10.0.0.5 mac=52:54:00:12:34:56 machine=node1 user.notice rfc5424 app=pxelab \
              pid=42 msgid=INST host=vm sd=[install@32473 phase=\\\"disk\\\\\\\"x\\\"]: \"hello\\nworld\""
         );
@@ -157,15 +188,16 @@ mod tests {
     #[test]
     fn an_unknown_sender_and_an_unparsed_datagram() {
         let datagram = b"<13>Nov 21 07:49:10 vm pxelab: hi";
-        let line = log_line(FROM, None, &Message::parse(datagram), datagram);
+        let line = log_line(FROM, None, &Message::parse(datagram), datagram).text;
         assert_eq!(
             line,
             "syslog 10.0.0.5 mac=- machine=- user.notice rfc3164 app=pxelab pid=- msgid=- host=vm: \"hi\""
         );
         let garbage = b"\x00\x01GET / HTTP/1.1\r\n";
-        let line = log_line(FROM, None, &Message::parse(garbage), garbage);
+        let event = log_line(FROM, None, &Message::parse(garbage), garbage);
+        assert_eq!(event.field("syslog.bytes"), Some(&Json::U64(18)));
         assert_eq!(
-            line,
+            event.text,
             "syslog 10.0.0.5 mac=- machine=- unparsed (no valid <PRI> in front), 18 bytes: \
              \"\\x00\\x01GET / HTTP/1.1\\r\\n\""
         );

@@ -49,7 +49,7 @@ pub enum NameRefusal {
 }
 
 /// Smee appends a W3C traceparent to iPXE binary names (`ipxe.efi-00-<32 hex>-<16 hex>-01`).
-fn strip_traceparent(name: &str) -> &str {
+pub fn strip_traceparent(name: &str) -> &str {
     const SUFFIX_LEN: usize = 1 + 2 + 1 + 32 + 1 + 16 + 1 + 2; // "-00-…-…-01"
     let Some(split) = name.len().checked_sub(SUFFIX_LEN) else {
         return name;

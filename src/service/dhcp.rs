@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{debug, log, log_enabled, warn, Level};
+use log::{debug, log_enabled, warn, Level};
 
 use crate::config::{Config, Dhcp};
 use crate::inventory::InventoryStore;
@@ -24,6 +24,7 @@ use crate::io::packet::{PacketSocket, DROP_ALL};
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::dhcp::{classify, decide, screen, Destination, Port, Reply, Source, Verdict};
+use crate::policy::event::Event;
 use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
@@ -249,28 +250,49 @@ impl DhcpService {
             client.kind,
             self.cfg.mode.as_str()
         );
-        let line = match verdict {
+        let mut event = Event::new(String::new())
+            .str("msg_type", &msg_type)
+            .str("xid", format!("{:#010x}", msg.xid))
+            .str("mac", &mac)
+            .str("arch", &arch)
+            .str("client", client.kind)
+            .str("mode", self.cfg.mode.as_str());
+        match arrival.port {
+            Port::BootServer { source } => event = event.num("port", 4011).str("from", source),
+            Port::Dhcp if !msg.giaddr.is_unspecified() => event = event.str("relay", msg.giaddr),
+            Port::Dhcp => {}
+        }
+        event.text = match verdict {
             Ok(r) => {
                 let mut answer = format!("{}", r.message_type());
+                event = event.str("verdict", r.message_type());
                 if !r.message.yiaddr.is_unspecified() {
                     answer += &format!(" {}", r.message.yiaddr);
+                    event = event.str("yiaddr", r.message.yiaddr);
                 }
                 if let Some(boot) = &r.boot {
                     answer += &format!(" file={} next-server={}", boot.file, boot.next_server);
+                    event = event
+                        .str("file", &boot.file)
+                        .str("next_server", boot.next_server);
                 }
+                event = event.str("to", r.to);
                 format!("{head} -> {answer} to {}", r.to)
             }
-            Err(why) => format!("{head} -> silent: {why}"),
+            Err(why) => {
+                event = event.str("verdict", "silent").str("reason", why);
+                format!("{head} -> silent: {why}")
+            }
         };
         // An ACK is a machine getting its lease or boot file: always written. Every other
         // line is one a client can cause at will, within the log budget.
         if matches!(verdict, Ok(r) if r.message_type() == MessageType::Ack) {
-            log!(level, "{line}");
+            self.log.always(level, &event);
         } else {
             let origin = msg
                 .mac()
                 .map_or(Origin::Ip(arrival.source.ip.into()), Origin::Mac);
-            self.log.line(Kind::Dhcp, origin, level, &line);
+            self.log.line(Kind::Dhcp, origin, level, &event);
         }
     }
 

@@ -8,10 +8,12 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use log::{log, log_enabled, warn, Level};
+use log::{log_enabled, warn, Level};
 
 use crate::config::Config;
+use crate::io::logger;
 use crate::policy::budget::{Kind, Limits, LogBudget, Origin, Suppressed};
+use crate::policy::event::Event;
 use crate::service::metrics::Metrics;
 use crate::service::Service;
 
@@ -41,26 +43,34 @@ impl LogGate {
         self.budget.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `text` at `level` if the budget allows; returns whether it was written (a line
-    /// the log level leaves out costs nothing). `text` is built by the caller only when the
-    /// level is enabled: see [`LogGate::enabled`].
-    pub fn line(&self, kind: Kind, origin: Origin, level: Level, text: &str) -> bool {
+    /// Writes `event` at `level` if the budget allows; returns whether it was written (a
+    /// line the log level leaves out costs nothing). The event is built by the caller only
+    /// when the level is enabled: see [`LogGate::enabled`].
+    pub fn line(&self, kind: Kind, origin: Origin, level: Level, event: &Event) -> bool {
         if !log_enabled!(level) {
             return false;
         }
         let admission = self
             .budget()
-            .admit(kind, origin, text.len(), Instant::now());
+            .admit(kind, origin, event.text.len(), Instant::now());
         if let Some(report) = admission.report {
             self.report(&report);
         }
         if admission.log {
-            log!(level, "{text}");
+            logger::event(level, event);
         } else {
             self.metrics
                 .inc("netbootd_log_suppressed_total", &[("kind", kind.name())]);
         }
         admission.log
+    }
+
+    /// Writes `event` at `level` whatever the budget: a line no client can cause at will (a
+    /// machine getting its lease, a finished transfer, a boot file served).
+    pub fn always(&self, level: Level, event: &Event) {
+        if log_enabled!(level) {
+            logger::event(level, event);
+        }
     }
 
     /// Whether a line at `level` would be looked at (so the caller can skip building it).

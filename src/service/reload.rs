@@ -39,11 +39,44 @@ enum Request {
 /// A good inventory, and (added, removed, changed) against the one in service.
 type Compared = (inventory::Loaded, (usize, usize, usize));
 
+/// Where the inventory comes from and how it is read: the hardware file (none with the noop
+/// backend: no machines at all), the config file's boot profiles, and `--strict`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InventorySource {
+    pub path: Option<PathBuf>,
+    pub profiles: Profiles,
+    pub strict: bool,
+}
+
+impl InventorySource {
+    pub fn of(config: &Config) -> InventorySource {
+        InventorySource {
+            path: config.hardware_file().map(Path::to_path_buf),
+            profiles: config.profiles.clone(),
+            strict: config.strict,
+        }
+    }
+
+    /// For messages: the file, or what stands in for it.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "(none: --backend-noop-enabled)".into(),
+        }
+    }
+
+    fn signature(&self) -> Signature {
+        match &self.path {
+            Some(path) => Signature::of(path),
+            None => Signature::default(),
+        }
+    }
+}
+
 /// An inventory read in the background, ready to go into service (or refused).
 struct InventoryLoad {
     why: &'static str,
-    path: PathBuf,
-    profiles: Profiles,
+    source: InventorySource,
     /// Taken just before the file was read.
     signature: Signature,
     /// How long reading, parsing, validating and comparing took (on the job's thread).
@@ -75,13 +108,15 @@ pub struct Reloader {
     source: ConfigSource,
     settings: Settings,
     config: Config,
-    path: PathBuf,
-    profiles: Profiles,
+    source_of_truth: InventorySource,
     store: Arc<InventoryStore>,
-    watch: FileWatch,
+    /// `None` with no hardware file.
+    watch: Option<FileWatch>,
     jobs: Background<Done>,
     /// Asked for while a job ran.
     queued: Option<Request>,
+    /// Records the inventory in service left out for errors.
+    refused: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -101,24 +136,22 @@ fn count_load(metrics: &Metrics, result: &str) {
 /// a refused reload, so that the last good inventory stays in service.
 fn load(
     why: &'static str,
-    path: &Path,
-    profiles: &Profiles,
+    source: &InventorySource,
     current: &Inventory,
     state_dir: &Path,
 ) -> InventoryLoad {
     let started = Instant::now();
-    let signature = Signature::of(path);
-    let attempt = || load_and_keep(path, profiles, state_dir);
+    let signature = source.signature();
+    let attempt = || load_and_keep(source, state_dir);
     let (result, not_kept) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
-        .unwrap_or_else(|_| (Err(vec![reader_bug(path)]), None));
+        .unwrap_or_else(|_| (Err(vec![reader_bug(source)]), None));
     let result = result.map(|loaded| {
         let diff = loaded.inventory.diff(current);
         (loaded, diff)
     });
     InventoryLoad {
         why,
-        path: path.to_path_buf(),
-        profiles: profiles.clone(),
+        source: source.clone(),
         signature,
         took: started.elapsed(),
         not_kept,
@@ -130,16 +163,19 @@ fn load(
 /// state directory (to start from after a crash that left the file half-written). Returns why
 /// the copy could not be kept, if it could not.
 fn load_and_keep(
-    path: &Path,
-    profiles: &Profiles,
+    source: &InventorySource,
     state_dir: &Path,
 ) -> (Result<inventory::Loaded, Vec<Problem>>, Option<String>) {
+    let Some(path) = &source.path else {
+        return (Ok(inventory::Loaded::default()), None);
+    };
     let text = match files::read_inventory(path) {
         Ok(text) => text,
         Err(problems) => return (Err(problems), None),
     };
     let format = inventory::Format::for_path(path);
-    let loaded = inventory::load_str(&text, format, &path.display().to_string(), profiles);
+    let loaded = inventory::load_str(&text, format, &path.display().to_string(), &source.profiles)
+        .and_then(|loaded| loaded.strict(source.strict));
     let not_kept = match &loaded {
         Ok(_) if state_dir.is_dir() => {
             let snapshot = files::snapshot_path(state_dir, path);
@@ -155,16 +191,18 @@ fn load_and_keep(
 /// Start-up with a hardware file that cannot be used: the last good copy from the state
 /// directory, when there is one and it loads, with a loud warning. `None`: there is none.
 fn start_from_last_good(
-    path: &Path,
-    profiles: &Profiles,
+    source: &InventorySource,
     state_dir: &Path,
     problems: &[Problem],
 ) -> Option<inventory::Loaded> {
+    let path = source.path.as_deref()?;
     let snapshot = files::snapshot_path(state_dir, path);
     if !snapshot.exists() {
         return None;
     }
-    let loaded = files::load_inventory(&snapshot, profiles).ok()?;
+    let loaded = files::load_inventory(&snapshot, &source.profiles)
+        .and_then(|loaded| loaded.strict(source.strict))
+        .ok()?;
     for p in problems {
         error!("inventory: {p}");
     }
@@ -178,9 +216,9 @@ fn start_from_last_good(
     Some(loaded)
 }
 
-fn reader_bug(path: &Path) -> Problem {
+fn reader_bug(source: &InventorySource) -> Problem {
     Problem {
-        file: path.display().to_string(),
+        file: source.name(),
         line: 0,
         mac: None,
         field: None,
@@ -206,42 +244,41 @@ fn first_of(problems: &[Problem], more_word: &str) -> String {
 fn reload_config(
     source: &ConfigSource,
     running: (&Settings, &Config),
-    path: &Path,
-    profiles: &Profiles,
-    current: &Inventory,
+    truth: &InventorySource,
+    (current, refused_now): (&Inventory, usize),
 ) -> Done {
     let state_dir = &running.1.state_dir;
     let (settings, config) = match source() {
         Ok(loaded) => loaded,
         Err(why) => {
-            let inventory = load("SIGHUP", path, profiles, current, state_dir);
+            let inventory = load("SIGHUP", truth, current, state_dir);
             return Done::ConfigRefused { why, inventory };
         }
     };
     let reconciled = reconcile(running.0, running.1, &settings, config);
-    let next = &reconciled.config;
-    let (next_path, next_profiles) = (next.hardware_file(), &next.profiles);
-    if next_path == path && next_profiles == profiles {
-        let inventory = load("SIGHUP", path, profiles, current, state_dir);
+    let next = InventorySource::of(&reconciled.config);
+    if next == *truth {
+        let inventory = load("SIGHUP", truth, current, state_dir);
         return Done::Config {
             settings: Box::new(settings),
             reconciled: Box::new(reconciled),
             inventory,
         };
     }
-    let inventory = load(
-        "configuration reloaded",
-        next_path,
-        next_profiles,
-        current,
-        state_dir,
-    );
-    if let Err(problems) = &inventory.result {
+    let inventory = load("configuration reloaded", &next, current, state_dir);
+    // A configuration that would leave more records out (a profile still in use removed) is
+    // refused whole, like one whose hardware file cannot be used.
+    let problems = match &inventory.result {
+        Err(problems) => Some(problems.as_slice()),
+        Ok((loaded, _)) if loaded.refused > refused_now => Some(loaded.errors.as_slice()),
+        Ok(_) => None,
+    };
+    if let Some(problems) = problems {
         let why = format!(
             "with it the inventory has errors: {}",
             first_of(problems, "")
         );
-        let inventory = load("SIGHUP", path, profiles, current, state_dir);
+        let inventory = load("SIGHUP", truth, current, state_dir);
         return Done::ConfigRefused { why, inventory };
     }
     Done::Config {
@@ -249,6 +286,15 @@ fn reload_config(
         reconciled: Box::new(reconciled),
         inventory,
     }
+}
+
+/// A started reloader, with what its first load found: warnings, and the errors of the
+/// records it left out.
+pub struct Started {
+    pub reloader: Reloader,
+    pub warnings: Vec<Problem>,
+    pub errors: Vec<Problem>,
+    pub refused: usize,
 }
 
 impl Reloader {
@@ -260,10 +306,9 @@ impl Reloader {
         source: ConfigSource,
         metrics: Arc<Metrics>,
         now: Instant,
-    ) -> Result<(Reloader, Vec<Problem>), Vec<Problem>> {
-        let path = config.hardware_file().to_path_buf();
-        let profiles = config.profiles.clone();
-        let signature = Signature::of(&path);
+    ) -> Result<Started, Vec<Problem>> {
+        let truth = InventorySource::of(&config);
+        let signature = truth.signature();
         let state_dir = config.state_dir.clone();
         if !state_dir.is_dir() {
             warn!(
@@ -271,7 +316,7 @@ impl Reloader {
                 state_dir.display()
             );
         }
-        let loaded = match load_and_keep(&path, &profiles, &state_dir) {
+        let loaded = match load_and_keep(&truth, &state_dir) {
             (Ok(loaded), not_kept) => {
                 if let Some(why) = not_kept {
                     warn!("inventory: the last good copy could not be kept: {why}");
@@ -279,14 +324,16 @@ impl Reloader {
                 loaded
             }
             (Err(problems), _) => {
-                start_from_last_good(&path, &profiles, &state_dir, &problems).ok_or(problems)?
+                start_from_last_good(&truth, &state_dir, &problems).ok_or(problems)?
             }
         };
         count_load(&metrics, "ok");
+        count_records(&metrics, &loaded);
+        let (warnings, errors, refused) = (loaded.warnings, loaded.errors, loaded.refused);
         let store = Arc::new(InventoryStore::new(loaded.inventory));
         let jobs = Background::new("reload").map_err(|e| {
             vec![Problem {
-                file: path.display().to_string(),
+                file: truth.name(),
                 line: 0,
                 mac: None,
                 field: None,
@@ -305,15 +352,23 @@ impl Reloader {
             source,
             settings,
             config,
-            watch: FileWatch::new(&path, signature, now),
-            path,
-            profiles,
+            watch: truth
+                .path
+                .as_deref()
+                .map(|path| FileWatch::new(path, signature, now)),
+            source_of_truth: truth,
             store,
             jobs,
             queued: None,
+            refused,
             metrics,
         };
-        Ok((reloader, loaded.warnings))
+        Ok(Started {
+            reloader,
+            warnings,
+            errors,
+            refused,
+        })
     }
 
     pub fn store(&self) -> Arc<InventoryStore> {
@@ -322,25 +377,27 @@ impl Reloader {
 
     /// True when the hardware file is watched with inotify (false: looked at on a timer).
     pub fn watches_with_inotify(&self) -> bool {
-        self.watch.uses_inotify()
+        self.watch.as_ref().is_none_or(FileWatch::uses_inotify)
     }
 
     /// The descriptors to poll: the background job's wake-up, then the file watch's.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds = vec![self.jobs.fd()];
-        fds.extend(self.watch.fd());
+        fds.extend(self.watch.as_ref().and_then(FileWatch::fd));
         fds
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
-        self.watch.next_deadline()
+        self.watch.as_ref().and_then(FileWatch::next_deadline)
     }
 
     /// Descriptor `index` of [`Self::fds`] is readable. Returns the configuration for the
     /// services when a reload changed something they use.
     pub fn on_readable(&mut self, index: usize, now: Instant) -> Option<Config> {
         if index > 0 {
-            self.watch.on_readable(now);
+            if let Some(watch) = &mut self.watch {
+                watch.on_readable(now);
+            }
             return None;
         }
         let done = self.jobs.take()?;
@@ -353,9 +410,12 @@ impl Reloader {
 
     /// Call on every pass: the file watch's looks.
     pub fn on_timer(&mut self, now: Instant) {
-        if let Some(signature) = self.watch.poll(now) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if let Some(signature) = watch.poll(now) {
             // Recorded as loaded now: a bad file is not retried until it changes again.
-            self.watch.loaded(signature);
+            watch.loaded(signature);
             self.request(Request::FileChanged);
         }
     }
@@ -374,31 +434,29 @@ impl Reloader {
     }
 
     fn begin(&mut self, request: Request) {
-        let (path, profiles, current) = (
-            self.path.clone(),
-            self.profiles.clone(),
-            self.store.snapshot(),
-        );
+        let (truth, current) = (self.source_of_truth.clone(), self.store.snapshot());
+        let refused_now = self.refused;
         let state_dir = self.config.state_dir.clone();
-        let fallback_path = path.clone();
+        let fallback = truth.clone();
         let started = match request {
             Request::FileChanged => self.jobs.start(
-                move || {
-                    Done::Inventory(load("file changed", &path, &profiles, &current, &state_dir))
-                },
-                move || Done::Inventory(bug_load("file changed", &fallback_path)),
+                move || Done::Inventory(load("file changed", &truth, &current, &state_dir)),
+                move || Done::Inventory(bug_load("file changed", &fallback)),
             ),
             Request::Sighup => {
                 let source = self.source.clone();
                 let (settings, config) = (self.settings.clone(), self.config.clone());
-                self.watch.loaded(Signature::of(&self.path));
+                if let Some(watch) = &mut self.watch {
+                    watch.loaded(truth.signature());
+                }
                 self.jobs.start(
                     move || {
-                        reload_config(&source, (&settings, &config), &path, &profiles, &current)
+                        let current = (current.as_ref(), refused_now);
+                        reload_config(&source, (&settings, &config), &truth, current)
                     },
                     move || Done::ConfigRefused {
                         why: "the reload failed unexpectedly (a netbootd bug)".into(),
-                        inventory: bug_load("SIGHUP", &fallback_path),
+                        inventory: bug_load("SIGHUP", &fallback),
                     },
                 )
             }
@@ -438,10 +496,10 @@ impl Reloader {
     ) -> Option<Config> {
         self.metrics
             .inc("netbootd_config_reloads_total", &[("result", "ok")]);
-        if inventory.path != self.path || inventory.profiles != self.profiles {
-            self.watch = FileWatch::new(&inventory.path, inventory.signature, Instant::now());
-            self.path = inventory.path.clone();
-            self.profiles = inventory.profiles.clone();
+        if inventory.source != self.source_of_truth {
+            let (path, signature) = (inventory.source.path.as_deref(), inventory.signature);
+            self.watch = path.map(|path| FileWatch::new(path, signature, Instant::now()));
+            self.source_of_truth = inventory.source.clone();
         }
         self.put_in_service(inventory);
         log_changes(&reconciled);
@@ -470,9 +528,12 @@ impl Reloader {
             }
         };
         count_load(&self.metrics, "ok");
+        count_records(&self.metrics, &loaded);
+        self.refused = loaded.refused;
         for warning in &loaded.warnings {
             warn!("inventory: {warning}");
         }
+        log_refused(&loaded.errors, loaded.refused, loaded.inventory.len());
         if let Some(why) = &load.not_kept {
             warn!("inventory: the last good copy could not be kept: {why}");
         }
@@ -482,24 +543,57 @@ impl Reloader {
         // to parsing, which never happens on this thread.
         drop(old);
         info!(
-            "inventory reloaded ({why}) from {}: {machines} machines ({netboot} netboot), {added} added, {removed} removed, {changed} changed, {} warnings; loaded in {:.3}s",
-            load.path.display(),
+            "inventory reloaded ({why}) from {}: {machines} machines ({netboot} netboot), {added} added, {removed} removed, {changed} changed, {} warnings{}; loaded in {:.3}s",
+            load.source.name(),
             loaded.warnings.len(),
+            left_out(loaded.refused),
             load.took.as_secs_f64()
         );
     }
 }
 
 /// The result of a job whose thread panicked: a refused load.
-fn bug_load(why: &'static str, path: &Path) -> InventoryLoad {
+fn bug_load(why: &'static str, source: &InventorySource) -> InventoryLoad {
     InventoryLoad {
         why,
-        path: path.to_path_buf(),
-        profiles: Profiles::new(),
-        signature: Signature::of(path),
+        source: source.clone(),
+        signature: source.signature(),
         took: Duration::ZERO,
         not_kept: None,
-        result: Err(vec![reader_bug(path)]),
+        result: Err(vec![reader_bug(source)]),
+    }
+}
+
+/// `netbootd_inventory_records{state}`: records in service and records left out for an error.
+fn count_records(metrics: &Metrics, loaded: &inventory::Loaded) {
+    let served = loaded.inventory.len() as u64;
+    metrics.set("netbootd_inventory_records", &[("state", "served")], served);
+    let refused = loaded.refused as u64;
+    metrics.set(
+        "netbootd_inventory_records",
+        &[("state", "refused")],
+        refused,
+    );
+}
+
+/// ", N records left out" when any were (the inventory's summary lines).
+pub fn left_out(refused: usize) -> String {
+    match refused {
+        0 => String::new(),
+        1 => ", 1 record left out for errors".into(),
+        n => format!(", {n} records left out for errors"),
+    }
+}
+
+/// Each error that left a record out, at ERROR: the machine it names gets no answer.
+pub fn log_refused(errors: &[Problem], refused: usize, serving: usize) {
+    for problem in errors {
+        error!("inventory: {problem} (record left out)");
+    }
+    if refused > 0 {
+        error!(
+            "inventory: {refused} records left out for errors; the other {serving} machines serve (--strict refuses the whole file instead)"
+        );
     }
 }
 

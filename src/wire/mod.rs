@@ -1,11 +1,13 @@
 //! The wire layer: pure parsing and emitting of what crosses the network.
 //! Nothing here opens a socket, reads a clock or a file, or panics on any input.
 //! [`dhcp`] is the DHCPv4 codec, [`frame`] the Ethernet/IPv4/UDP framing for packet sockets;
-//! [`tftp`], [`http`] (request heads) and [`syslog`] (RFC 5424 and RFC 3164) the rest.
+//! [`tftp`], [`http`] (request heads) and [`syslog`] (RFC 5424 and RFC 3164) the rest;
+//! [`json`] writes the JSON log lines.
 
 pub mod dhcp;
 pub mod frame;
 pub mod http;
+pub mod json;
 mod mac;
 pub mod pxe;
 pub mod syslog;

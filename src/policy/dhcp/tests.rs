@@ -77,6 +77,7 @@ fn cfg(mode: DhcpMode) -> Dhcp {
         iface: None,
         ip_for_packet: SERVER,
         syslog_ip: SERVER,
+        syslog_host: SERVER.to_string(),
         tftp_ip: SERVER,
         tftp_port: 69,
         ipxe_binary_base: base(8080, "/ipxe/"),
@@ -339,6 +340,41 @@ fn script_url_options() {
     assert_eq!(script_url(None, mac, &c), "http://10.77.0.1/auto.ipxe");
     c.ipxe_script_url = Some("https://boot.example/x.ipxe".into());
     assert_eq!(script_url(None, mac, &c), "https://boot.example/x.ipxe");
+    // Smee puts the MAC before the last path element, of a whole URL too.
+    c.ipxe_script_prepend_mac = true;
+    c.ipxe_script_url = Some("http://h:7171/auto.ipxe".into());
+    assert_eq!(
+        script_url(None, mac, &c),
+        "http://h:7171/02:77:00:00:00:50/auto.ipxe"
+    );
+    c.ipxe_script_url = None;
+    c.ipxe_script_base.path = "/smee/auto.ipxe".into();
+    assert_eq!(
+        script_url(None, mac, &c),
+        "http://10.77.0.1/smee/02:77:00:00:00:50/auto.ipxe"
+    );
+}
+
+#[test]
+fn mac_goes_before_the_last_path_element() {
+    let mac: MacAddr = CLI_MAC.parse().unwrap();
+    let cases = [
+        ("http://h/auto.ipxe", "http://h/02:77:00:00:00:50/auto.ipxe"),
+        (
+            "http://h/a//b/./s.ipxe?x=/y#f",
+            "http://h/a/b/02:77:00:00:00:50/s.ipxe?x=/y#f",
+        ),
+        ("http://h:1/a/b/", "http://h:1/a/02:77:00:00:00:50/b"),
+        ("http://h", "http://h/02:77:00:00:00:50"),
+        ("http://h/", "http://h/02:77:00:00:00:50"),
+        (
+            "tftp://10.0.0.1/boot.ipxe",
+            "tftp://10.0.0.1/02:77:00:00:00:50/boot.ipxe",
+        ),
+    ];
+    for (url, want) in cases {
+        assert_eq!(insert_mac(url, mac), want, "{url}");
+    }
 }
 
 #[test]
@@ -346,6 +382,7 @@ fn long_boot_url_goes_to_option_67() {
     let mut c = cfg(DhcpMode::Reservation);
     let long = format!("http://10.77.0.1/{}.ipxe", "a".repeat(140));
     c.ipxe_script_url = Some(long.clone());
+    c.ipxe_script_prepend_mac = false;
     let r = reply(decide(
         &ipxe(request(CLI_MAC, MessageType::Discover)),
         Port::Dhcp,

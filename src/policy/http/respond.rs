@@ -170,7 +170,7 @@ fn answer(
 fn script(cfg: &Config, machine: Option<&Machine>, host: Option<&str>) -> Plan {
     let settings = ScriptSettings {
         http: &cfg.http,
-        syslog_ip: cfg.dhcp.syslog_ip,
+        syslog_host: &cfg.dhcp.syslog_host,
         base_url: format!("http://{}", authority(cfg, host)),
     };
     let mut plan = match script_for(machine, &settings) {

@@ -1,6 +1,8 @@
 //! Routing, client identity and script rendering.
 
 use super::*;
+use std::net::Ipv4Addr;
+
 use crate::inventory::{Boot, BootProfile, Netboot};
 
 fn mac(s: &str) -> MacAddr {
@@ -35,6 +37,32 @@ fn routes() {
         route("//ipxe//ipxe.efi"),
         Route::IpxeBinary("ipxe.efi".into())
     );
+    // Smee: any path ending in auto.ipxe, the MAC (if any) just before it.
+    for path in [
+        "/a/b/02:00:00:00:00:01/auto.ipxe",
+        "/smee/02-00-00-00-00-01/auto.ipxe",
+        "//02:00:00:00:00:01/auto.ipxe",
+        "/x/./020000000001//auto.ipxe",
+    ] {
+        assert_eq!(route(path), Route::ScriptByMac(m), "{path}");
+    }
+    for path in [
+        "/foo/auto.ipxe",
+        "/zz/auto.ipxe",
+        "/a/b/auto.ipxe",
+        "//auto.ipxe",
+    ] {
+        assert_eq!(route(path), Route::ScriptByIp, "{path}");
+    }
+    // Smee's traceparent suffix, as over TFTP.
+    assert_eq!(
+        route(&format!(
+            "/ipxe/ipxe.efi-00-{}-{}-01",
+            "a".repeat(32),
+            "b".repeat(16)
+        )),
+        Route::IpxeBinary("ipxe.efi".into())
+    );
     assert_eq!(route("/assets/a/./b%20c"), Route::Asset("a/b c".into()));
     assert_eq!(route("/healthcheck"), Route::Health);
     assert_eq!(route("/metrics"), Route::Metrics);
@@ -45,7 +73,6 @@ fn routes() {
         "/ipxe/../../etc/passwd",
         "/assets/a%00b",
         "/assets/a%5c..%5cb",
-        "/zz/auto.ipxe",
         "/assets/",
         "/",
         "/etc/passwd",
@@ -102,6 +129,7 @@ fn http() -> Http {
         tink_server_insecure_tls: false,
         ipxe_script_retries: 0,
         ipxe_script_retry_delay: 2,
+        unknown_script: UnknownScript::NotFound,
     }
 }
 
@@ -120,7 +148,7 @@ fn machine() -> Machine {
 fn settings(http: &Http) -> ScriptSettings<'_> {
     ScriptSettings {
         http,
-        syslog_ip: Ipv4Addr::new(10, 77, 0, 1),
+        syslog_host: "10.77.0.1",
         base_url: "http://10.77.0.1:8080".into(),
     }
 }
@@ -235,4 +263,93 @@ fn the_hook_script_matches_the_golden_file() {
         },
     });
     assert_eq!(script_for(Some(&m), &s).unwrap().0, ScriptKind::Profile);
+}
+
+/// auto-proxy: a machine with no record gets Smee's static script (the golden file is what
+/// Smee renders for these settings), or `--auto-proxy-profile`; outside auto-proxy a 404.
+#[test]
+fn unknown_machines_get_the_static_script_only_in_auto_proxy() {
+    let mut h = http();
+    h.osie_url = Some("http://10.77.0.1:8080/hook".into());
+    h.tink_server = Some("tink.example.test:42113".into());
+    h.tink_server_tls = true;
+    h.extra_kernel_args = "tink_worker_image=quay.io/tinkerbell/tink-worker:v0.12 debug".into();
+    h.ipxe_script_retry_delay = 0;
+    assert_eq!(
+        script_for(None, &settings(&h)),
+        Err(NoScript::UnknownMachine)
+    );
+    h.unknown_script = UnknownScript::StaticHook;
+    let (kind, text) = script_for(None, &settings(&h)).unwrap();
+    assert_eq!(kind, ScriptKind::Static);
+    let want = include_str!("../../../tests/fixtures/http/static.ipxe");
+    assert_eq!(text, want, "rendered:\n{text}");
+    // No --osie-url: nothing to boot (Smee would serve a script that cannot load a kernel).
+    h.osie_url = None;
+    assert_eq!(
+        script_for(None, &settings(&h)),
+        Err(NoScript::NothingToBoot)
+    );
+    // A record still decides for its machine.
+    let mut m = machine();
+    m.netboot.allow_pxe = false;
+    assert_eq!(
+        script_for(Some(&m), &settings(&h)),
+        Err(NoScript::NotAllowed)
+    );
+    // --auto-proxy-profile: the profile, with iPXE's ${mac} naming the machine.
+    let profile = BootProfile {
+        kernel: "rescue/vmlinuz".into(),
+        initrd: vec!["rescue/initrd".into()],
+        cmdline: "console=ttyS0".into(),
+    };
+    h.unknown_script = UnknownScript::Profile("rescue".into(), profile);
+    let (kind, text) = script_for(None, &settings(&h)).unwrap();
+    assert_eq!(kind, ScriptKind::Profile);
+    assert!(
+        text.starts_with("#!ipxe\n# netbootd: boot profile rescue for ${mac}\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "kernel http://10.77.0.1:8080/assets/rescue/vmlinuz console=ttyS0 initrd=initrd"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_hook_arch_keeps_unknown_names_and_normalises_arm64() {
+    let mut h = http();
+    h.osie_url = Some("http://h/hook".into());
+    let mut m = machine();
+    for (arch, want) in [
+        (None, "x86_64"),
+        (Some("riscv64"), "riscv64"),
+        (Some("arm64"), "aarch64"),
+        (Some("AARCH64"), "aarch64"),
+        (Some("x86_64"), "x86_64"),
+    ] {
+        m.arch = arch.map(String::from);
+        let text = script_for(Some(&m), &settings(&h)).unwrap().1;
+        assert!(text.contains(&format!("\nset arch {want}\n")), "{arch:?}");
+    }
+}
+
+#[test]
+fn a_host_name_cannot_chain_a_command_into_a_profile_script() {
+    let h = http();
+    let mut m = machine();
+    m.hostname = Some("node1;shell".into());
+    m.boot = Some(Boot {
+        profile: None,
+        resolved: BootProfile {
+            kernel: "k".into(),
+            ..Default::default()
+        },
+    });
+    assert!(matches!(
+        script_for(Some(&m), &settings(&h)),
+        Err(NoScript::Unsafe("hostname", _))
+    ));
 }

@@ -8,11 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use log::{info, Level};
+use log::Level;
 
 use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
 use crate::io::files::{open_served, send_file, Content};
 use crate::policy::budget::{Kind, Origin};
+use crate::policy::event::Event;
 use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
 use crate::wire::http::{
     emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
@@ -230,19 +231,26 @@ impl<'a> Connection<'a> {
         }
         let (method, path) = method_and_target_for_log(raw);
         let mac = plan.mac.as_deref().unwrap_or("-");
-        let line = format!(
-            "http {} {method} {path} -> {} {bytes} bytes in {:.3}s mac={mac} {}",
-            self.peer,
-            plan.status,
-            started.elapsed().as_secs_f64(),
-            plan.note
-        );
+        let secs = started.elapsed().as_secs_f64();
+        let event = Event::new(format!(
+            "http {} {method} {path} -> {} {bytes} bytes in {secs:.3}s mac={mac} {}",
+            self.peer, plan.status, plan.note
+        ))
+        .str("client", self.peer)
+        .str("method", &method)
+        .str("path", &path)
+        .num("status", u64::from(plan.status))
+        .num("bytes", bytes)
+        .secs("secs", secs)
+        .str("mac", mac)
+        .str("route", plan.route)
+        .str("note", &plan.note);
         let boot =
             matches!(plan.status, 200 | 206) && matches!(plan.route, "script" | "ipxe" | "assets");
         if boot {
-            info!("{line}");
+            gate.always(Level::Info, &event);
         } else {
-            gate.line(Kind::Http, Origin::Ip(self.peer.ip()), Level::Info, &line);
+            gate.line(Kind::Http, Origin::Ip(self.peer.ip()), Level::Info, &event);
         }
     }
 
@@ -250,9 +258,10 @@ impl<'a> Connection<'a> {
         let s = self.shared;
         let inventory = s.store.snapshot();
         format!(
-            "{{\"git_rev\":\"{}\",\"uptime\":{:.3},\"version\":\"{}\",\"machines\":{},\"inventory_generation\":{},\"http_connections\":{},\"http_downloads\":{}}}\n",
+            "{{\"git_rev\":\"{}\",\"uptime\":{:.3},\"goroutines\":{},\"version\":\"{}\",\"machines\":{},\"inventory_generation\":{},\"http_connections\":{},\"http_downloads\":{}}}\n",
             option_env!("NETBOOTD_GIT_REV").unwrap_or("unknown"),
             s.started.elapsed().as_secs_f64(),
+            crate::io::limits::thread_count(),
             env!("CARGO_PKG_VERSION"),
             inventory.len(),
             s.store.generation(),

@@ -43,6 +43,7 @@ use socket2::{Domain, Socket, Type};
 use crate::config::Config;
 use crate::inventory::InventoryStore;
 use crate::policy::budget::{Kind, Origin};
+use crate::policy::event::Event;
 use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Service};
@@ -202,12 +203,18 @@ impl HttpService {
             .get(&peer.ip())
             .copied()
             .unwrap_or(0);
-        let line = format!(
+        let event = Event::new(format!(
             "http {peer}: refused, {open} connections open, {per_source} from this address (caps {MAX_CONNECTIONS} and {})",
             self.max_per_client
-        );
+        ))
+        .str("client", peer)
+        .str("verdict", "refused")
+        .num("open", open as u64)
+        .num("from_this_address", per_source as u64);
         let origin = Origin::Ip(peer.ip());
-        self.shared.log.line(Kind::Http, origin, Level::Warn, &line);
+        self.shared
+            .log
+            .line(Kind::Http, origin, Level::Warn, &event);
         self.shared
             .metrics
             .inc("netbootd_http_connections_refused_total", &[]);

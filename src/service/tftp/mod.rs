@@ -26,6 +26,7 @@ use crate::io::files::{open_served, Served};
 use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
+use crate::policy::event::Event;
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
     admit, blksize_cap, interpret_name, negotiate, netascii_fits, Admission, Admit, Limits,
@@ -226,13 +227,21 @@ impl TftpService {
     fn refuse(&self, rx: &Received, op: &str, name: &str, code: ErrorCode, why: &str) {
         self.shared.counters.refused.add(1);
         if self.shared.log.enabled(Level::Info) {
-            let line = format!(
+            let event = Event::new(format!(
                 "tftp {} {op} {name:?}: refused, error {} ({why})",
                 rx.from,
                 code.value()
-            );
+            ))
+            .str("client", rx.from)
+            .str("op", op)
+            .str("file", name)
+            .str("verdict", "refused")
+            .num("error", u64::from(code.value()))
+            .str("reason", why);
             let origin = Origin::Ip((*rx.from.ip()).into());
-            self.shared.log.line(Kind::Tftp, origin, Level::Info, &line);
+            self.shared
+                .log
+                .line(Kind::Tftp, origin, Level::Info, &event);
         }
         self.send_error(rx, code, why);
     }

@@ -12,11 +12,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, log, Level};
+use log::{debug, Level};
 
 use super::Shared;
 use crate::io::files::Content;
 use crate::policy::budget::{Kind, Origin};
+use crate::policy::event::Event;
 use crate::policy::tftp::{Outcome, Transfer, Transmit};
 use crate::wire::tftp::{
     emit_data_header, emit_error, ErrorCode, Packet, DATA_HEADER_LEN, MAX_REQUEST_LEN,
@@ -346,7 +347,7 @@ impl Worker {
             }
         };
         let secs = elapsed.as_secs_f64();
-        let line = format!(
+        let event = Event::new(format!(
             "tftp {} RRQ {:?} ({}): {outcome}, {bytes} bytes in {secs:.3}s ({:.1} MB/s), blksize {}, windowsize {}, {retransmissions} retransmissions",
             self.client,
             self.name,
@@ -354,14 +355,23 @@ impl Worker {
             bytes as f64 / secs.max(1e-6) / 1e6,
             self.transfer.blksize(),
             self.transfer.windowsize(),
-        );
+        ))
+        .str("client", self.client)
+        .str("file", &self.name)
+        .str("path", self.path.display())
+        .str("outcome", &outcome)
+        .num("bytes", bytes)
+        .secs("secs", secs)
+        .num("blksize", u64::from(self.transfer.blksize()))
+        .num("windowsize", u64::from(self.transfer.windowsize()))
+        .num("retransmissions", retransmissions);
         // A finished transfer is a machine booting: always written. The rest a client can
         // cause at will (requests never acknowledged, errors sent back), within the budget.
         if matches!(end, End::Protocol(Outcome::Complete)) {
-            log!(level, "{line}");
+            self.shared.log.always(level, &event);
         } else {
             let origin = Origin::Ip((*self.client.ip()).into());
-            self.shared.log.line(Kind::Tftp, origin, level, &line);
+            self.shared.log.line(Kind::Tftp, origin, level, &event);
         }
     }
 }
