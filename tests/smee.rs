@@ -494,7 +494,13 @@ fn json_logs_parse_for_every_line_kind() {
         &syslog_s,
     ]);
     server.wait_for("syslog receiver on UDP 127.0.0.1", LIMIT);
-    // HTTP: a script and a 404.
+    // HTTP: Smee's traceparent suffix on an iPXE binary name, a script and a 404.
+    let traced = format!(
+        "/ipxe/ipxe.efi-00-{}-{}-01",
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    );
+    let (status, body) = get(&format!("http://127.0.0.1:{http}{traced}"));
+    assert_eq!((status, body.len()), (200, 700));
     assert_eq!(
         get(&format!("http://127.0.0.1:{http}/{M1}/auto.ipxe")).0,
         200

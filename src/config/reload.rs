@@ -12,7 +12,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
-use super::{Config, DhcpMode, Key, Settings};
+use super::{Config, DhcpMode, Key, LogFormat, LogOutput, Settings};
 use crate::value;
 
 /// One option whose value differs between the running and the reloaded configuration.
@@ -70,6 +70,18 @@ shown_by_display!(bool, u16, Ipv4Addr, SocketAddrV4);
 impl Shown for DhcpMode {
     fn shown(&self) -> String {
         self.as_str().to_string()
+    }
+}
+
+impl Shown for LogFormat {
+    fn shown(&self) -> String {
+        format!("{self:?}").to_ascii_lowercase()
+    }
+}
+
+impl Shown for LogOutput {
+    fn shown(&self) -> String {
+        format!("{self:?}").to_ascii_lowercase()
     }
 }
 
@@ -131,6 +143,8 @@ restart_only! {
     user => user;
     group => group;
     state_dir => state_dir;
+    log_format => log_format;
+    log_output => log_output;
 }
 
 /// Compares `new` with what is running. Restart-only values in `new` are put back to the
