@@ -82,7 +82,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
   unset RUSTFLAGS   # cargo-fuzz sets its own; -D warnings does not apply to libFuzzer's glue
   timeout 600 cargo +nightly fuzz build -s none -O
   mkdir -p ../target
-  for target in dhcp tftp http syslog inventory; do
+  for target in dhcp tftp http syslog inventory response; do
     max_len=$([ "$target" = inventory ] && echo "-max_len=512" || true)
     log=../target/fuzz-$target.log
     if ! timeout 300 cargo +nightly fuzz run -s none -O "$target" "corpus/$target" -- \

@@ -3,9 +3,12 @@
 //! a pollable descriptor ([`signals`]), the raw packet socket with its BPF filter ([`packet`])
 //! UDP sockets with per-datagram interface control ([`udp`]) and giving up root once they are
 //! bound ([`privileges`]), background jobs whose results wake the poll loop
-//! ([`background`]), and the logger that writes text or JSON lines ([`logger`]).
+//! ([`background`]), the logger that writes text or JSON lines ([`logger`]), and the HTTP client
+//! of the remote sources ([`fetch`], feature `remote`).
 
 pub mod background;
+#[cfg(feature = "remote")]
+pub mod fetch;
 pub mod files;
 pub mod limits;
 pub mod logger;

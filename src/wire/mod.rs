@@ -2,7 +2,8 @@
 //! Nothing here opens a socket, reads a clock or a file, or panics on any input.
 //! [`dhcp`] is the DHCPv4 codec, [`frame`] the Ethernet/IPv4/UDP framing for packet sockets;
 //! [`tftp`], [`http`] (request heads) and [`syslog`] (RFC 5424 and RFC 3164) the rest;
-//! [`json`] writes the JSON log lines.
+//! [`json`] writes the JSON log lines; [`response`] is HTTP as a client reads it (the remote
+//! sources, feature `remote`).
 
 pub mod dhcp;
 pub mod frame;
@@ -10,6 +11,8 @@ pub mod http;
 pub mod json;
 mod mac;
 pub mod pxe;
+#[cfg(feature = "remote")]
+pub mod response;
 pub mod syslog;
 pub mod tftp;
 

@@ -1,0 +1,439 @@
+//! A small synchronous HTTP/1.1 client for the remote inventory sources, run on background
+//! threads only (never on the loop's): one GET with a connect timeout, a read timeout, a
+//! deadline for the whole exchange, a cap on the body, a bounded number of redirects, an
+//! optional bearer token and `If-None-Match` (a 304 comes back as [`Fetched::NotModified`]).
+//! Bodies may be framed by length, chunked or by the close. Plain HTTP only for now: an
+//! `https://` URL is refused with [`FetchError::TlsUnavailable`] (TLS is issue 17's next step).
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::wire::http::head_end;
+use crate::wire::response::{Chunked, Framing, ResponseHead, Scheme, Target, MAX_HEAD};
+
+/// The bounds of one fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub connect: Duration,
+    /// Longest wait for any bytes.
+    pub read: Duration,
+    /// The whole exchange, redirects included.
+    pub total: Duration,
+    pub max_body: usize,
+    pub max_redirects: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+            max_body: 64 << 20,
+            max_redirects: 3,
+        }
+    }
+}
+
+/// One GET.
+#[derive(Clone, Debug, Default)]
+pub struct Request<'a> {
+    pub url: &'a str,
+    /// The ETag of the copy held: a 304 means it is still current.
+    pub etag: Option<&'a str>,
+    pub bearer: Option<&'a str>,
+    pub accept: Option<&'a str>,
+}
+
+/// A response read whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Fresh(Response),
+    NotModified,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    Url(String),
+    TlsUnavailable,
+    Connect(String),
+    /// What was being waited for.
+    Timeout(&'static str),
+    Io(String),
+    /// The server broke the protocol (bad head, bad chunk, wrong length).
+    Protocol(String),
+    /// The body would be larger than [`Limits::max_body`].
+    TooLarge(usize),
+    /// The connection closed before the body its head announced.
+    Truncated {
+        got: usize,
+    },
+    TooManyRedirects(u8),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Url(why) => write!(f, "bad URL: {why}"),
+            FetchError::TlsUnavailable => f.write_str("https is not available in this build yet"),
+            FetchError::Connect(why) => write!(f, "cannot connect: {why}"),
+            FetchError::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            FetchError::Io(why) => write!(f, "read failed: {why}"),
+            FetchError::Protocol(why) => write!(f, "bad response: {why}"),
+            FetchError::TooLarge(max) => write!(f, "body larger than {max} bytes"),
+            FetchError::Truncated { got } => {
+                write!(f, "connection closed after {got} bytes of the body")
+            }
+            FetchError::TooManyRedirects(n) => write!(f, "more than {n} redirects"),
+        }
+    }
+}
+
+/// GETs `req.url`, following up to `limits.max_redirects` redirects.
+pub fn get(req: &Request, limits: &Limits) -> Result<Fetched, FetchError> {
+    let deadline = Instant::now() + limits.total;
+    let mut target = Target::parse(req.url).map_err(FetchError::Url)?;
+    for _ in 0..=limits.max_redirects {
+        let (head, body) = exchange(&target, req, limits, deadline)?;
+        match head.status {
+            301 | 302 | 303 | 307 | 308 => {
+                let location = head
+                    .header("location")
+                    .ok_or_else(|| FetchError::Protocol("redirect without Location".into()))?;
+                target = target.resolve(location).map_err(FetchError::Url)?;
+            }
+            304 => return Ok(Fetched::NotModified),
+            status => {
+                return Ok(Fetched::Fresh(Response {
+                    status,
+                    content_type: head.header("content-type").map(str::to_string),
+                    etag: head.header("etag").map(str::to_string),
+                    body,
+                }))
+            }
+        }
+    }
+    Err(FetchError::TooManyRedirects(limits.max_redirects))
+}
+
+fn remaining(deadline: Instant, what: &'static str) -> Result<Duration, FetchError> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or(FetchError::Timeout(what))
+}
+
+fn connect(target: &Target, limits: &Limits, deadline: Instant) -> Result<TcpStream, FetchError> {
+    if target.scheme == Scheme::Https {
+        return Err(FetchError::TlsUnavailable);
+    }
+    let addrs: Vec<_> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| FetchError::Connect(format!("{}: {e}", target.host)))?
+        .collect();
+    let mut last = FetchError::Connect(format!("{}: no address", target.host));
+    for addr in addrs {
+        let wait = remaining(deadline, "the connection")?.min(limits.connect);
+        match TcpStream::connect_timeout(&addr, wait) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = FetchError::Timeout("the connection")
+            }
+            Err(e) => last = FetchError::Connect(format!("{addr}: {e}")),
+        }
+    }
+    Err(last)
+}
+
+/// Reads into `buf` within the read timeout and the deadline; 0 at the end of the stream.
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    limits: &Limits,
+    deadline: Instant,
+    what: &'static str,
+) -> Result<usize, FetchError> {
+    let wait = remaining(deadline, what)?.min(limits.read);
+    stream
+        .set_read_timeout(Some(wait))
+        .map_err(|e| FetchError::Io(e.to_string()))?;
+    match stream.read(buf) {
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(FetchError::Timeout(what))
+        }
+        Err(e) => Err(FetchError::Io(e.to_string())),
+    }
+}
+
+/// One request and its whole response (head and decoded body).
+fn exchange(
+    target: &Target,
+    req: &Request,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<(ResponseHead, Vec<u8>), FetchError> {
+    let mut stream = connect(target, limits, deadline)?;
+    let bearer = req.bearer.map(|t| format!("Bearer {t}"));
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(etag) = req.etag {
+        extra.push(("If-None-Match", etag));
+    }
+    if let Some(auth) = &bearer {
+        extra.push(("Authorization", auth));
+    }
+    if let Some(accept) = req.accept {
+        extra.push(("Accept", accept));
+    }
+    let wait = remaining(deadline, "the request to be sent")?;
+    stream
+        .set_write_timeout(Some(wait.min(limits.read)))
+        .map_err(|e| FetchError::Io(e.to_string()))?;
+    stream
+        .write_all(&target.get_request(&extra))
+        .map_err(|e| FetchError::Io(e.to_string()))?;
+
+    // The head.
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let head_len = loop {
+        if let Some(end) = head_end(&buf) {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(FetchError::Protocol(format!("head over {MAX_HEAD} bytes")));
+        }
+        let n = read_some(
+            &mut stream,
+            &mut chunk,
+            limits,
+            deadline,
+            "the response head",
+        )?;
+        if n == 0 {
+            return Err(FetchError::Protocol(
+                "connection closed before a whole head".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = ResponseHead::parse(&buf[..head_len]).map_err(FetchError::Protocol)?;
+    let framing = head.framing().map_err(FetchError::Protocol)?;
+    let first = buf[head_len..].to_vec();
+    let body = read_body(&mut stream, framing, first, limits, deadline, &mut chunk)?;
+    Ok((head, body))
+}
+
+fn read_body(
+    stream: &mut TcpStream,
+    framing: Framing,
+    first: Vec<u8>,
+    limits: &Limits,
+    deadline: Instant,
+    chunk: &mut [u8],
+) -> Result<Vec<u8>, FetchError> {
+    let max = limits.max_body;
+    match framing {
+        Framing::None => Ok(Vec::new()),
+        Framing::Length(len) => {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or(FetchError::TooLarge(max))?;
+            let mut body = first;
+            body.truncate(len);
+            while body.len() < len {
+                let n = read_some(stream, chunk, limits, deadline, "the body")?;
+                if n == 0 {
+                    return Err(FetchError::Truncated { got: body.len() });
+                }
+                let take = n.min(len - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(body)
+        }
+        Framing::Close => {
+            let mut body = first;
+            loop {
+                if body.len() > max {
+                    return Err(FetchError::TooLarge(max));
+                }
+                let n = read_some(stream, chunk, limits, deadline, "the body")?;
+                if n == 0 {
+                    return Ok(body);
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = Chunked::default();
+            let mut body = Vec::new();
+            decoder
+                .feed(&first, &mut body)
+                .map_err(FetchError::Protocol)?;
+            while !decoder.is_done() {
+                if body.len() > max {
+                    return Err(FetchError::TooLarge(max));
+                }
+                let n = read_some(stream, chunk, limits, deadline, "the body")?;
+                if n == 0 {
+                    return Err(FetchError::Truncated { got: body.len() });
+                }
+                decoder
+                    .feed(&chunk[..n], &mut body)
+                    .map_err(FetchError::Protocol)?;
+            }
+            if body.len() > max {
+                return Err(FetchError::TooLarge(max));
+            }
+            Ok(body)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-shot server on loopback: answers the first connection with `reply` (written in
+    /// pieces, `pause` apart), then closes. Returns its URL.
+    fn serve(replies: Vec<Vec<u8>>, pause: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for reply in replies {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    return;
+                };
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                for piece in reply.chunks(7) {
+                    if conn.write_all(piece).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        format!("http://127.0.0.1:{port}/x")
+    }
+
+    fn quick() -> Limits {
+        Limits {
+            connect: Duration::from_secs(2),
+            read: Duration::from_millis(300),
+            total: Duration::from_secs(3),
+            max_body: 1000,
+            max_redirects: 2,
+        }
+    }
+
+    fn fetch(replies: &[&[u8]]) -> Result<Fetched, FetchError> {
+        let url = serve(replies.iter().map(|r| r.to_vec()).collect(), Duration::ZERO);
+        get(
+            &Request {
+                url: &url,
+                ..Request::default()
+            },
+            &quick(),
+        )
+    }
+
+    #[test]
+    fn lengths_chunks_and_closes_give_the_body() {
+        let ok = |r: Result<Fetched, FetchError>| match r {
+            Ok(Fetched::Fresh(resp)) => resp,
+            other => panic!("{other:?}"),
+        };
+        let r = ok(fetch(&[b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \"v1\"\r\nContent-Length: 2\r\n\r\n{}"]));
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.etag.as_deref()),
+            (200, &b"{}"[..], Some("\"v1\""))
+        );
+        let r = ok(fetch(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"]));
+        assert_eq!(r.body, b"abcde");
+        let r = ok(fetch(&[b"HTTP/1.0 503 Busy\r\n\r\n{\"status\":503}"]));
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (503, &b"{\"status\":503}"[..])
+        );
+        assert_eq!(
+            fetch(&[b"HTTP/1.1 304 Not Modified\r\n\r\n"]),
+            Ok(Fetched::NotModified)
+        );
+        // A redirect to a path on the same server (the second connection).
+        let r = ok(fetch(&[
+            b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
+        ]));
+        assert_eq!(r.body, b"z");
+    }
+
+    #[test]
+    fn bad_short_huge_and_slow_responses_are_errors() {
+        assert_eq!(
+            fetch(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]),
+            Err(FetchError::Truncated { got: 3 })
+        );
+        assert_eq!(
+            fetch(&[b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"]),
+            Err(FetchError::TooLarge(1000))
+        );
+        let big = [b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), vec![b'x'; 5000]].concat();
+        assert_eq!(fetch(&[&big]), Err(FetchError::TooLarge(1000)));
+        assert!(matches!(
+            fetch(&[b"SSH-2.0-OpenSSH\r\n\r\n"]),
+            Err(FetchError::Protocol(_))
+        ));
+        assert!(matches!(
+            fetch(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]),
+            Err(FetchError::Protocol(_))
+        ));
+        let loop_ = b"HTTP/1.1 302 Found\r\nLocation: /again\r\n\r\n";
+        assert_eq!(
+            fetch(&[loop_, loop_, loop_, loop_]),
+            Err(FetchError::TooManyRedirects(2))
+        );
+        // A server that stalls mid-body: the read timeout ends it.
+        let url = serve(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabcdefghijklmn".to_vec()],
+            Duration::from_millis(800),
+        );
+        let started = Instant::now();
+        let r = get(
+            &Request {
+                url: &url,
+                ..Request::default()
+            },
+            &quick(),
+        );
+        assert!(matches!(r, Err(FetchError::Timeout(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            get(
+                &Request {
+                    url: "https://127.0.0.1/",
+                    ..Request::default()
+                },
+                &quick()
+            ),
+            Err(FetchError::TlsUnavailable)
+        );
+    }
+}
