@@ -181,6 +181,14 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
+    /// The IPv4 netmask of the prefix (`/16` → 0xffff0000); 0 for IPv6 networks.
+    pub fn mask_bits(&self) -> u32 {
+        match self.addr {
+            IpAddr::V4(_) => u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0),
+            IpAddr::V6(_) => 0,
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

@@ -817,7 +817,7 @@ impl<'a> Checker<'a> {
 }
 
 /// Why a MAC can be no machine's: broadcast, multicast (group bit set) or all zeros.
-fn not_a_machine_mac(mac: MacAddr) -> Option<&'static str> {
+pub(super) fn not_a_machine_mac(mac: MacAddr) -> Option<&'static str> {
     match mac.0 {
         [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] => Some("is the broadcast address"),
         [0, 0, 0, 0, 0, 0] => Some("is all zeros"),
@@ -827,7 +827,7 @@ fn not_a_machine_mac(mac: MacAddr) -> Option<&'static str> {
 }
 
 /// Why an address can be no host's: multicast, reserved, "this network", limited broadcast.
-fn not_a_host_address(ip: Ipv4Addr) -> Option<&'static str> {
+pub(super) fn not_a_host_address(ip: Ipv4Addr) -> Option<&'static str> {
     if ip.is_broadcast() {
         Some("is the limited broadcast address")
     } else if ip.is_multicast() {

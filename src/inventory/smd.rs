@@ -1,0 +1,393 @@
+//! OpenCHAMI SMD (the State Management Database) as a source of machines, pure: the two public
+//! collections SMD serves, `GET /hsm/v2/Inventory/EthernetInterfaces` (a JSON array) and
+//! `GET /hsm/v2/State/Components` (`{"Components":[...]}`), joined by `ComponentID` into the
+//! same [`Machine`] model the hardware file gives, with the settings SMD does not hold (mask,
+//! gateway, DNS, domain, lease time) taken from per-subnet [`SmdRules`].
+//!
+//! A body of the wrong shape (not JSON, an RFC 7807 problem object, no `Components` array) is
+//! an error for the whole snapshot: the caller keeps the one it has. An entry with an error is
+//! left out and named, as a bad record of the hardware file is. Rules, as coresmd's and better:
+//! an interface needs a component (else it is no machine SMD knows), at least one address, and
+//! an address in a configured subnet (the first such address is offered; coresmd takes the
+//! first address whatever it is); a component with `Enabled: false` is known and never answered;
+//! only nodes get boot information (BMCs and switches get an address only); a node with a NID is
+//! `nid0001`-style, anything else is named by its xname.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+
+use super::record::{not_a_host_address, not_a_machine_mac};
+use super::{Inventory, Loaded, Machine, Netboot, Problem, DEFAULT_LEASE_TIME};
+use crate::value::Cidr;
+use crate::wire::MacAddr;
+
+/// Settings for the machines of one subnet (SMD holds only addresses).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmdSubnet {
+    pub cidr: Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    pub name_servers: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_time: Option<u32>,
+}
+
+/// What SMD does not say, from the configuration.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SmdRules {
+    pub subnets: Vec<SmdSubnet>,
+    /// The domain of every machine (a subnet's own wins).
+    pub domain: Option<String>,
+}
+
+/// Component types that get boot information; every other type (BMCs, switches, PDUs) gets
+/// an address only.
+const BOOTABLE: &[&str] = &["Node", "VirtualNode"];
+
+/// One component of `/hsm/v2/State/Components`, as far as a DHCP server needs it.
+#[derive(Clone, Debug, PartialEq)]
+struct Component {
+    kind: String,
+    nid: Option<u64>,
+    enabled: bool,
+    arch: Option<String>,
+}
+
+/// The name `file` gives the bodies in messages.
+const INTERFACES: &str = "EthernetInterfaces";
+const COMPONENTS: &str = "Components";
+
+fn problem(file: &str, index: usize, mac: Option<String>, field: &str, message: String) -> Problem {
+    Problem {
+        file: file.to_string(),
+        line: index + 1,
+        mac,
+        field: (!field.is_empty()).then(|| field.to_string()),
+        message,
+    }
+}
+
+/// A collection body as JSON, or why it is not one (the first bytes of a problem body
+/// included, so that SMD's own reason reaches the log).
+fn parse_body(name: &str, body: &[u8]) -> Result<Value, Problem> {
+    serde_json::from_slice(body).map_err(|e| problem(name, 0, None, "", format!("not JSON ({e})")))
+}
+
+fn shape_error(name: &str, what: &str, v: &Value) -> Problem {
+    let detail = v
+        .get("detail")
+        .or_else(|| v.get("title"))
+        .and_then(Value::as_str)
+        .map(|d| format!(" (the server says: {d:.200})"))
+        .unwrap_or_default();
+    problem(name, 0, None, "", format!("expected {what}{detail}"))
+}
+
+/// The field `name` of an SMD object, whatever its letter case (SMD writes `ID`, `Type`, ...).
+fn field<'v>(object: &'v Value, name: &str) -> Option<&'v Value> {
+    let map = object.as_object()?;
+    map.get(name).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+fn components(
+    body: &[u8],
+    problems: &mut Vec<Problem>,
+) -> Result<HashMap<String, Component>, Problem> {
+    let v = parse_body(COMPONENTS, body)?;
+    let list = field(&v, "Components")
+        .and_then(Value::as_array)
+        .ok_or_else(|| shape_error(COMPONENTS, "an object with a Components array", &v))?;
+    let mut out = HashMap::new();
+    for (i, c) in list.iter().enumerate() {
+        let Some(id) = field(c, "ID").and_then(Value::as_str) else {
+            problems.push(problem(COMPONENTS, i, None, "ID", "missing".into()));
+            continue;
+        };
+        let component = Component {
+            kind: field(c, "Type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            nid: field(c, "NID").and_then(Value::as_u64),
+            enabled: field(c, "Enabled").and_then(Value::as_bool).unwrap_or(true),
+            arch: field(c, "Arch").and_then(Value::as_str).map(str::to_string),
+        };
+        out.insert(id.to_ascii_lowercase(), component);
+    }
+    Ok(out)
+}
+
+/// SMD's `Arch` as the Hook file names want it: `ARM` is `aarch64`; `X86` and the rest are
+/// the default (`x86_64`).
+fn arch(smd: Option<&str>) -> Option<String> {
+    smd.filter(|a| a.eq_ignore_ascii_case("ARM"))
+        .map(|_| "aarch64".to_string())
+}
+
+/// A host name SMD's names give: letters, digits and dashes only (xnames are).
+fn host_name(text: &str) -> Option<String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then(|| text.to_ascii_lowercase())
+}
+
+/// Joins the two collections into machines under `rules`.
+pub fn load(
+    interfaces: &[u8],
+    components_body: &[u8],
+    rules: &SmdRules,
+) -> Result<Loaded, Vec<Problem>> {
+    let mut errors = Vec::new();
+    let components = components(components_body, &mut errors).map_err(|p| vec![p])?;
+    let v = parse_body(INTERFACES, interfaces).map_err(|p| vec![p])?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| vec![shape_error(INTERFACES, "a JSON array of interfaces", &v)])?;
+    let mut machines: Vec<Machine> = Vec::new();
+    let mut by_mac: HashMap<MacAddr, usize> = HashMap::new();
+    let mut by_ip: HashMap<Ipv4Addr, MacAddr> = HashMap::new();
+    let mut refused = 0;
+    for (i, entry) in list.iter().enumerate() {
+        let text = field(entry, "MACAddress")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut refuse = |field: &str, mac: Option<String>, message: String| {
+            errors.push(problem(INTERFACES, i, mac, field, message));
+        };
+        let Some(mac) = MacAddr::parse(text.trim()) else {
+            refuse(
+                "MACAddress",
+                None,
+                format!("{text:.40?} is not a MAC address"),
+            );
+            refused += 1;
+            continue;
+        };
+        let mac_text = Some(mac.to_string());
+        if let Some(why) = not_a_machine_mac(mac) {
+            refuse("MACAddress", mac_text, format!("{mac} {why}"));
+            refused += 1;
+            continue;
+        }
+        if by_mac.contains_key(&mac) {
+            refuse("MACAddress", mac_text, "given by two interfaces".into());
+            refused += 1;
+            continue;
+        }
+        let id = field(entry, "ComponentID")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let Some(component) = components.get(&id.to_ascii_lowercase()) else {
+            refuse(
+                "ComponentID",
+                mac_text,
+                format!("{id:.60?} is not among the components"),
+            );
+            refused += 1;
+            continue;
+        };
+        let addresses: Vec<&str> = field(entry, "IPAddresses")
+            .and_then(Value::as_array)
+            .map(|ips| {
+                ips.iter()
+                    .filter_map(|ip| field(ip, "IPAddress").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if addresses.is_empty() {
+            refuse("IPAddresses", mac_text, "no address".into());
+            refused += 1;
+            continue;
+        }
+        // The first address that lies in a configured subnet.
+        let chosen = addresses.iter().find_map(|a| {
+            let ip: Ipv4Addr = a.parse().ok()?;
+            let subnet = rules.subnets.iter().find(|s| s.cidr.contains(ip.into()))?;
+            Some((ip, subnet))
+        });
+        let Some((ip, subnet)) = chosen else {
+            refuse(
+                "IPAddresses",
+                mac_text,
+                format!("none of {addresses:?} is in a configured subnet"),
+            );
+            refused += 1;
+            continue;
+        };
+        if let Some(why) = not_a_host_address(ip) {
+            refuse("IPAddresses", mac_text, format!("{ip} {why}"));
+            refused += 1;
+            continue;
+        }
+        if let Some(owner) = by_ip.get(&ip) {
+            refuse(
+                "IPAddresses",
+                mac_text,
+                format!("{ip} is already given to {owner}"),
+            );
+            refused += 1;
+            continue;
+        }
+        let node = BOOTABLE
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&component.kind));
+        let hostname = match component.nid {
+            Some(nid) if node => Some(format!("nid{nid:04}")),
+            _ => host_name(id),
+        };
+        let mask = Ipv4Addr::from(subnet.cidr.mask_bits());
+        by_ip.insert(ip, mac);
+        by_mac.insert(mac, machines.len());
+        machines.push(Machine {
+            mac,
+            ip_address: Some(ip),
+            subnet_mask: Some(mask),
+            default_gateway: subnet.gateway,
+            name_servers: subnet.name_servers.clone(),
+            hostname,
+            domain_name: subnet.domain.clone().or_else(|| rules.domain.clone()),
+            lease_time: subnet.lease_time.unwrap_or(DEFAULT_LEASE_TIME),
+            arch: arch(component.arch.as_deref()),
+            disabled: !component.enabled,
+            netboot: Netboot {
+                allow_pxe: node,
+                ..Netboot::default()
+            },
+            ..Machine::default()
+        });
+    }
+    Ok(Loaded {
+        inventory: Inventory::new(machines),
+        warnings: Vec::new(),
+        errors,
+        refused,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPONENTS_BODY: &str = include_str!("../../tests/fixtures/openchami/components.json");
+    const INTERFACES_BODY: &str =
+        include_str!("../../tests/fixtures/openchami/ethernet-interfaces.json");
+
+    fn rules() -> SmdRules {
+        SmdRules {
+            subnets: vec![SmdSubnet {
+                cidr: Cidr::parse("10.254.0.0/16").unwrap(),
+                gateway: Some("10.254.0.1".parse().unwrap()),
+                name_servers: vec!["10.254.0.2".parse().unwrap()],
+                domain: None,
+                lease_time: Some(3600),
+            }],
+            domain: Some("cluster.example".into()),
+        }
+    }
+
+    /// SMD's own recorded bodies: the interface belongs to a BMC whose component is not in
+    /// the recorded components, so it is left out and named.
+    #[test]
+    fn smd_recorded_bodies_join_by_component() {
+        let loaded = load(
+            INTERFACES_BODY.as_bytes(),
+            COMPONENTS_BODY.as_bytes(),
+            &rules(),
+        )
+        .unwrap();
+        assert_eq!((loaded.inventory.len(), loaded.refused), (0, 1));
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            "EthernetInterfaces:1: a4:bf:01:38:ee:65: ComponentID: \"x3000c0s26b0\" is not among the components"
+        );
+    }
+
+    #[test]
+    fn nodes_boot_bmcs_get_an_address_and_disabled_ones_are_known() {
+        let interfaces = r#"[
+          {"MACAddress":"a4:bf:01:38:ee:01","ComponentID":"x0c0s27b0n0","IPAddresses":[{"IPAddress":"192.0.2.9"},{"IPAddress":"10.254.1.10"}]},
+          {"MACAddress":"A4-BF-01-38-EE-02","ComponentID":"x0c0s27b0","IPAddresses":[{"IPAddress":"10.254.2.14"}]},
+          {"MACAddress":"a4:bf:01:38:ee:03","ComponentID":"x0c0s28b0n0","IPAddresses":[{"IPAddress":"10.254.1.11"}]},
+          {"MACAddress":"a4:bf:01:38:ee:04","ComponentID":"x0c0s27b0n0","IPAddresses":[]},
+          {"MACAddress":"a4:bf:01:38:ee:05","ComponentID":"x0c0s27b0","IPAddresses":[{"IPAddress":"172.16.0.1"}]},
+          {"MACAddress":"ff:ff:ff:ff:ff:ff","ComponentID":"x0c0s27b0","IPAddresses":[{"IPAddress":"10.254.2.99"}]},
+          {"MACAddress":"a4:bf:01:38:ee:06","ComponentID":"x0c0s27b0","IPAddresses":[{"IPAddress":"10.254.2.14"}]}
+        ]"#;
+        let components = r#"{"Components":[
+          {"ID":"x0c0s27b0","Type":"NodeBMC","Enabled":true,"Arch":"X86"},
+          {"ID":"x0c0s27b0n0","Type":"Node","Enabled":true,"NID":864,"Arch":"ARM"},
+          {"ID":"x0c0s28b0n0","Type":"Node","Enabled":false,"NID":865}
+        ]}"#;
+        let loaded = load(interfaces.as_bytes(), components.as_bytes(), &rules()).unwrap();
+        let inv = &loaded.inventory;
+        assert_eq!((inv.len(), loaded.refused), (3, 4), "{:?}", loaded.errors);
+        let node = inv.by_mac("a4:bf:01:38:ee:01".parse().unwrap()).unwrap();
+        assert_eq!(
+            node.ip_address,
+            Some("10.254.1.10".parse().unwrap()),
+            "the address in a configured subnet"
+        );
+        assert_eq!(node.subnet_mask, Some("255.255.0.0".parse().unwrap()));
+        assert_eq!(node.hostname.as_deref(), Some("nid0864"));
+        assert_eq!(
+            (node.arch.as_deref(), node.netboot.allow_pxe),
+            (Some("aarch64"), true)
+        );
+        assert_eq!(
+            (node.lease_time, node.domain_name.as_deref()),
+            (3600, Some("cluster.example"))
+        );
+        let bmc = inv.by_mac("a4:bf:01:38:ee:02".parse().unwrap()).unwrap();
+        assert_eq!(
+            (bmc.hostname.as_deref(), bmc.netboot.allow_pxe),
+            (Some("x0c0s27b0"), false)
+        );
+        let off = inv.by_mac("a4:bf:01:38:ee:03".parse().unwrap()).unwrap();
+        assert!(off.disabled && !off.netboots());
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            errors[0].ends_with("a4:bf:01:38:ee:04: IPAddresses: no address"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("none of [\"172.16.0.1\"] is in a configured subnet"),
+            "{errors:?}"
+        );
+        assert!(errors[2].contains("is the broadcast address"), "{errors:?}");
+        assert!(
+            errors[3].contains("10.254.2.14 is already given to a4:bf:01:38:ee:02"),
+            "{errors:?}"
+        );
+    }
+
+    /// What keeps the snapshot in service: a problem body, the wrong shape, no JSON at all.
+    #[test]
+    fn bodies_of_the_wrong_shape_refuse_the_snapshot() {
+        let problem = include_str!("../../tests/fixtures/openchami/problem-503.json");
+        let err = load(INTERFACES_BODY.as_bytes(), problem.as_bytes(), &rules()).unwrap_err();
+        assert!(
+            err[0]
+                .to_string()
+                .contains("the server says: HSM's database is unhealthy"),
+            "{err:?}"
+        );
+        let err = load(problem.as_bytes(), COMPONENTS_BODY.as_bytes(), &rules()).unwrap_err();
+        assert!(
+            err[0]
+                .to_string()
+                .contains("expected a JSON array of interfaces"),
+            "{err:?}"
+        );
+        assert!(load(b"[{\"MACAddress\":", COMPONENTS_BODY.as_bytes(), &rules()).is_err());
+        // An empty collection is a valid (empty) snapshot here; whether to install it is the
+        // cache's decision (issue 17: not over a snapshot that had machines).
+        let empty = load(b"[]", b"{\"Components\":[]}", &rules()).unwrap();
+        assert_eq!(empty.inventory.len(), 0);
+    }
+}
