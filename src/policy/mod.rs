@@ -4,12 +4,14 @@
 //!
 //! [`dhcp`] decides DHCP and ProxyDHCP answers, [`tftp`] negotiates and drives transfers,
 //! [`http`] routes requests and renders scripts, [`syslog`] turns messages into log lines;
-//! [`event`] is what a decision's log line says, as text and as fields.
+//! [`event`] is what a decision's log line says, as text and as fields; [`source`] decides when
+//! a remote inventory source is fetched and whether a result replaces the snapshot in service.
 
 pub mod budget;
 pub mod dhcp;
 pub mod event;
 pub mod http;
 pub mod served;
+pub mod source;
 pub mod syslog;
 pub mod tftp;
