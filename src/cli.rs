@@ -130,8 +130,10 @@ pub fn load_config(
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = Settings::resolve(flags, env, file.as_ref());
-    let profiles = file.map(|f| f.profiles).unwrap_or_default();
-    let mut config = Config::from_settings(&settings, profiles, &SystemHost).map_err(|e| e.0)?;
+    let (profiles, subnets) = file.map(|f| (f.profiles, f.subnets)).unwrap_or_default();
+    let mut config = Config::from_settings(&settings, profiles, &SystemHost)
+        .and_then(|c| c.with_subnets(subnets))
+        .map_err(|e| e.0)?;
     for var in Settings::unknown_env(env) {
         config.warnings.push(format!(
             "environment variable {var} names no option; ignored"
@@ -155,10 +157,18 @@ fn check(config: &Config) -> i32 {
         println!("warning: {w}");
     }
     let Some(path) = config.hardware_file() else {
-        println!(
-            "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
-            config.warnings.len()
-        );
+        match config.smd() {
+            Some(smd) => println!(
+                "ok: machines come from SMD at {} ({} subnets configured; check does not fetch it yet), {} warnings",
+                smd.url,
+                config.subnets.len(),
+                config.warnings.len()
+            ),
+            None => println!(
+                "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
+                config.warnings.len()
+            ),
+        }
         return 0;
     };
     match files::load_inventory(path, &config.profiles) {
@@ -216,13 +226,26 @@ type Registration = (&'static str, fn(&Config) -> bool, Start);
 /// The services, in start order. Adding a service is one line here (and its [`Service`]
 /// implementation).
 #[rustfmt::skip]
-const SERVICES: [Registration; 5] = [
+const SERVICES: [Registration; 6] = [
     ("DHCP", |c| c.dhcp.enabled, |c, x| Ok(Box::new(DhcpService::start(c, x)?))),
     ("TFTP", |c| c.tftp.enabled, |c, x| Ok(Box::new(TftpService::start(c, x)?))),
     ("HTTP", |c| c.http.enabled(), |c, x| Ok(Box::new(HttpService::start(c, x)?))),
     ("syslog", |c| c.syslog.enabled, |c, x| Ok(Box::new(SyslogService::start(c, x)?))),
     ("log budget", |_| true, |_, x| Ok(Box::new(LogGateService(x.log.clone())))),
+    ("SMD", |c| c.smd().is_some(), start_smd),
 ];
+
+#[cfg(feature = "remote")]
+fn start_smd(config: &Config, ctx: &Context) -> std::io::Result<Box<dyn Service>> {
+    Ok(Box::new(crate::service::smd::SmdService::start(
+        config, ctx,
+    )?))
+}
+
+#[cfg(not(feature = "remote"))]
+fn start_smd(_: &Config, _: &Context) -> std::io::Result<Box<dyn Service>> {
+    Err(std::io::Error::other("this build has no remote sources"))
+}
 
 /// Starts every service the configuration turns on, logging each; `None` when one fails
 /// (the caller exits 1).
@@ -348,6 +371,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         inventory: reloader.store(),
         log: Arc::new(LogGate::new(limits_of(&config), metrics.clone())),
         metrics,
+        source: Default::default(),
     };
     let Some(services) = start_services(&config, &ctx) else {
         return 1;

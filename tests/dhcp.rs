@@ -918,3 +918,109 @@ print(len(offers))
         }
     }
 }
+
+/// An OpenCHAMI SMD machine gets its lease from a real client (issue 17): netbootd reads SMD
+/// (the stand-in of tests/tools/smd_standin.py, in the server's namespace: the real SMD cannot
+/// be installed here) and the config file's subnet settings; a node gets its address, mask,
+/// router, DNS, domain, lease time and `nid`-style host name; a MAC SMD does not know gets
+/// nothing in reservation mode.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn an_smd_node_gets_its_lease_from_udhcpc() {
+    need_root_and("smd dhcp", &["busybox", "ip", "python3", "curl"]);
+    let dir = TempDir::new("smd-dhcp");
+    let lab = Lab::new(CLI_MAC);
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/smd_standin.py");
+    let mut standin = lab
+        .srv
+        .command(&["python3", tool.to_str().unwrap(), "27779"]);
+    let mut standin = standin
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the SMD stand-in runs");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(standin.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    /// Stops the stand-in (a process we started) however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _standin = Stop(standin);
+    let post = |path: &str, body: &str| {
+        let url = format!("http://127.0.0.1:27779{path}");
+        let out = lab
+            .srv
+            .run(&["curl", "-sS", "-X", "POST", "-d", body, &url]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    post(
+        "/hsm/v2/State/Components",
+        r#"{"Components":[{"ID":"x1000c0s7b0n0","Type":"Node","State":"Ready","Enabled":true,"NID":7}]}"#,
+    );
+    post(
+        "/hsm/v2/Inventory/EthernetInterfaces",
+        &format!(
+            r#"{{"MACAddress":"{CLI_MAC}","ComponentID":"x1000c0s7b0n0","IPAddresses":[{{"IPAddress":"10.77.0.57"}}]}}"#
+        ),
+    );
+    let config = dir.write(
+        "netbootd.toml",
+        "[subnets.lab]\ncidr = \"10.77.0.0/16\"\ngateway = \"10.77.0.1\"\ndns = [\"10.77.0.1\"]\ndomain = \"cluster.example\"\nlease-time = 600\n",
+    );
+    let mut cmd = lab.srv.command(&[BIN]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--backend-smd-url",
+            "http://127.0.0.1:27779",
+            "--dhcp-iface",
+            "s0",
+            "--tftp-enabled=false",
+            "--syslog-enabled=false",
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+        ]);
+    let mut server = Server::spawn(cmd);
+    server.wait_for("smd: snapshot in service: 1 machines (1 netboot)", LIMIT);
+    let hook = write_hook(&dir);
+    let out = lab
+        .cli
+        .run_for(Duration::from_secs(20), &udhcpc_args(&hook));
+    let env = hook_env(&dir);
+    assert!(
+        out.status.success(),
+        "no lease: {}\n{env}",
+        text(&out.stderr)
+    );
+    for want in [
+        "ip=10.77.0.57",
+        "subnet=255.255.0.0",
+        "router=10.77.0.1",
+        "dns=10.77.0.1",
+        "hostname=nid0007",
+        "domain=cluster.example",
+        "lease=600",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "udhcpc lacks {want}:\n{env}"
+        );
+    }
+    server.wait_for("ACK 10.77.0.57", LIMIT);
+    // A MAC SMD does not know: silence in reservation mode.
+    lab.set_client_mac(UNKNOWN_MAC);
+    let out = lab
+        .cli
+        .run_for(Duration::from_secs(20), &udhcpc_args(&hook));
+    assert!(!out.status.success());
+    server.wait_for("mac=02:77:00:00:00:99", LIMIT);
+}

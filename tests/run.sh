@@ -96,4 +96,4 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
 )
 
 say "footprint budget (benches/footprint.sh)"
-timeout 300 benches/footprint.sh
+timeout 900 benches/footprint.sh

@@ -1,13 +1,16 @@
 //! The operator's files: any text loads or is refused with named problems, never a panic, as
 //! a hardware file in YAML and in TOML and as a config file. What loads is consistent: no MAC
 //! twice, no address twice, and no address a host cannot have; a record left out has an error.
+//! The same bytes as SMD's two collections: joined or refused, never a panic.
 #![no_main]
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use netbootd::inventory::{load_str, Format, Profiles};
+use netbootd::inventory::smd::{self, SmdRules};
+use netbootd::inventory::{load_str, Format, Profiles, SubnetSettings};
+use netbootd::value::Cidr;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -30,4 +33,24 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = netbootd::config::file::parse(&text, Path::new("fuzz.toml"));
+    // SMD's two collections (remote input): any bytes, split in two, load or are refused.
+    let (interfaces, components) = data.split_at(data.len() / 2);
+    let rules = SmdRules {
+        subnets: vec![SubnetSettings {
+            cidr: Cidr::parse("10.0.0.0/8").unwrap(),
+            gateway: None,
+            name_servers: vec![],
+            domain: None,
+            lease_time: None,
+        }],
+        domain: None,
+    };
+    if let Ok(loaded) = smd::load(interfaces, components, &rules) {
+        assert!(loaded.refused == 0 || !loaded.errors.is_empty());
+        assert!(loaded.errors.len() <= 101);
+        let mut macs = HashSet::new();
+        for m in loaded.inventory.machines() {
+            assert!(macs.insert(m.mac), "MAC {} twice", m.mac);
+        }
+    }
 });

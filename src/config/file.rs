@@ -1,6 +1,7 @@
 //! The TOML configuration file. Keys are option names (`dhcp-mode = "proxy"`), or the same
 //! names split into tables (`[dhcp]` then `mode = "proxy"`); `_` and `-` are alike. Boot
-//! profiles live in `[profiles.NAME]` tables. Unknown keys are errors, with their line.
+//! profiles live in `[profiles.NAME]` tables, the settings of a remote source's subnets in
+//! `[subnets.NAME]` tables. Unknown keys are errors, with their line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use toml::Spanned;
 
 use super::options;
 use crate::inventory::doc::LineIndex;
-use crate::inventory::{self, Profiles};
+use crate::inventory::doc::{normalize_key, Node, Value};
+use crate::inventory::{self, Profiles, SubnetSettings, Subnets};
+use crate::value;
 
 /// One option's value as the file gives it.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +30,7 @@ pub struct ConfigFile {
     /// By option name (`dhcp-mode`).
     pub values: BTreeMap<String, FileValue>,
     pub profiles: Profiles,
+    pub subnets: Subnets,
 }
 
 struct Reader<'a> {
@@ -74,6 +78,9 @@ impl Reader<'_> {
             match value.get_ref() {
                 DeValue::Table(inner) if path.is_empty() && key.get_ref() == "profiles" => {
                     self.profiles(inner)
+                }
+                DeValue::Table(inner) if path.is_empty() && key.get_ref() == "subnets" => {
+                    self.subnets(inner)
                 }
                 DeValue::Table(inner) => self.table(inner, &key_path),
                 _ => self.option(value, &key_path, line),
@@ -139,6 +146,96 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// `[subnets.NAME]`: `cidr` (required), `gateway`, `dns` (a list), `domain`, `lease-time`.
+    fn subnets(&mut self, table: &DeTable<'_>) {
+        for (name, value) in table.iter() {
+            let name = name.get_ref().to_string();
+            let node = inventory::toml::node(value, &self.index);
+            match self.subnet(&name, &node) {
+                Ok(subnet) => {
+                    self.out.subnets.insert(name, subnet);
+                }
+                Err(errors) => self.errors.extend(errors),
+            }
+        }
+    }
+
+    fn subnet(&self, name: &str, node: &Node) -> Result<SubnetSettings, Vec<String>> {
+        let at = |line: usize, key: &str, why: String| {
+            format!("{}:{line}: subnets.{name}.{key}: {why}", self.file)
+        };
+        let Value::Map(entries) = &node.value else {
+            return Err(vec![at(node.line, "", "expected a table".into())]);
+        };
+        let mut errors = Vec::new();
+        let mut cidr = None;
+        let (mut gateway, mut name_servers, mut domain, mut lease_time) =
+            (None, vec![], None, None);
+        for entry in entries {
+            let line = entry.value.line;
+            let texts: Vec<&str> = match &entry.value.value {
+                Value::Text(t) => vec![t.as_str()],
+                Value::List(items) => items
+                    .iter()
+                    .filter_map(|i| match &i.value {
+                        Value::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let one = texts.first().copied().unwrap_or("");
+            let key = entry.key.as_str();
+            let result = match normalize_key(key).as_str() {
+                "cidr" => value::Cidr::parse(one)
+                    .and_then(|c| match c.addr {
+                        std::net::IpAddr::V4(_) => Ok(c),
+                        _ => Err("an IPv4 network is needed".into()),
+                    })
+                    .map(|c| cidr = Some(c)),
+                "gateway" => value::ipv4(one).map(|ip| gateway = Some(ip)),
+                "dns" | "nameservers" => texts
+                    .iter()
+                    .map(|t| value::ipv4(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|ips| name_servers = ips),
+                "domain" => value::host(one).map(|d| domain = Some(d)),
+                "leasetime" => one
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(|s| lease_time = Some(s))
+                    .ok_or_else(|| "expected seconds, 1 or more".to_string()),
+                _ => Err("unknown key (cidr, gateway, dns, domain, lease-time)".into()),
+            };
+            if let Err(why) = result {
+                errors.push(at(line, key, why));
+            }
+        }
+        let Some(cidr) = cidr else {
+            errors.push(at(node.line, "cidr", "required".into()));
+            return Err(errors);
+        };
+        if let Some(gw) = gateway {
+            // A /31 or /32 is a routed point-to-point link: the gateway is outside (RFC 3021).
+            if !cidr.contains(gw.into()) && cidr.prefix < 31 {
+                errors.push(at(node.line, "gateway", format!("{gw} is outside {cidr}")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SubnetSettings {
+            cidr,
+            gateway,
+            name_servers,
+            domain,
+            lease_time,
+        })
+    }
+}
+
 fn scalar_text(value: &Spanned<DeValue<'_>>, index: &LineIndex) -> Option<String> {
     match inventory::toml::node(value, index).value {
         inventory::doc::Value::Text(text) => Some(text),
@@ -179,6 +276,34 @@ mod tests {
         assert!(err[0].starts_with("n.toml:1: "), "{err:?}");
         let err = parse("config = \"x\"\n", Path::new("n.toml")).unwrap_err();
         assert!(err[0].contains("cannot be set"), "{err:?}");
+    }
+
+    #[test]
+    fn subnets_are_read_and_checked() {
+        let text = "[subnets.compute]\ncidr = \"10.100.0.0/16\"\ngateway = \"10.100.0.1\"\ndns = [\"10.100.0.2\", \"10.100.0.3\"]\ndomain = \"cluster.example\"\nlease-time = 3600\n[subnets.bmc]\ncidr = \"10.254.0.0/16\"\n";
+        let file = parse(text, Path::new("n.toml")).unwrap();
+        let compute = &file.subnets["compute"];
+        assert_eq!(compute.cidr.to_string(), "10.100.0.0/16");
+        assert_eq!(compute.name_servers.len(), 2);
+        assert_eq!(
+            (compute.lease_time, compute.domain.as_deref()),
+            (Some(3600), Some("cluster.example"))
+        );
+        assert_eq!(file.subnets["bmc"].gateway, None);
+        let err = parse(
+            "[subnets.x]\ngateway = \"10.0.0.1\"\n[subnets.y]\ncidr = \"10.1.0.0/16\"\ngateway = \"10.2.0.1\"\nrouters = 1\n",
+            Path::new("n.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.iter().any(|e| e.contains("subnets.x.cidr: required")),
+            "{err:?}"
+        );
+        assert!(
+            err.iter()
+                .any(|e| e.contains("n.toml:6: subnets.y.routers: unknown key")),
+            "{err:?}"
+        );
     }
 
     #[test]

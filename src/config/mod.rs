@@ -22,7 +22,7 @@ pub use crate::value::Cidr;
 pub use file::ConfigFile;
 pub use options::{Flags, Key, OptionSpec, OPTIONS};
 
-use crate::inventory::Profiles;
+use crate::inventory::{Profiles, Subnets};
 
 /// Used when `--config` is not given, if the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netbootd/netbootd.toml";
@@ -312,6 +312,19 @@ pub enum Backend {
     },
     /// `--backend-noop-enabled`: no inventory; every machine is unknown.
     Noop,
+    /// `--backend-smd-url`: machines from OpenCHAMI SMD, refreshed in the background.
+    Smd(SmdSource),
+}
+
+/// How the SMD source is reached and refreshed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmdSource {
+    pub url: String,
+    pub refresh: Duration,
+    pub timeout: Duration,
+    pub allow_empty: bool,
+    pub max_stale: Option<Duration>,
+    pub token_file: Option<PathBuf>,
 }
 
 /// `--log-format`.
@@ -348,6 +361,8 @@ pub struct Config {
     pub user: Option<String>,
     pub group: Option<String>,
     pub profiles: Profiles,
+    /// The config file's `[subnets.NAME]`: what a remote source holding only addresses lacks.
+    pub subnets: Subnets,
     /// `--log-budget-lines`, `--log-budget-bytes`: a second's client-caused log lines.
     pub log_budget_lines: u32,
     pub log_budget_bytes: u64,
@@ -691,8 +706,20 @@ impl Config {
             user: r.text(Key::user).filter(|u| u != "auto"),
             group: r.text(Key::group),
             profiles,
+            subnets: Subnets::new(),
             warnings,
         })
+    }
+
+    /// Adds the config file's subnets; a remote source that holds only addresses needs them.
+    pub fn with_subnets(mut self, subnets: Subnets) -> Result<Config, ConfigError> {
+        if matches!(self.backend, Backend::Smd(_)) && subnets.is_empty() {
+            return Err(ConfigError(
+                "--backend-smd-url needs [subnets.NAME] tables in the config file (cidr, gateway, dns, domain, lease-time): SMD holds addresses only".into(),
+            ));
+        }
+        self.subnets = subnets;
+        Ok(self)
     }
 
     /// The file backend is netbootd's default. Smee's Kubernetes backend is accepted as a
@@ -707,6 +734,14 @@ impl Config {
         let kube_on = r.flag(Key::backend_kube_enabled)?;
         let kube_asked = kube_on && !kube.is_default();
         let noop = r.settings.get(Key::backend_noop_enabled);
+        if let Some(smd) = Self::smd_source(r)? {
+            if file_asked || kube_asked || r.flag(Key::backend_noop_enabled)? {
+                return Err(ConfigError(
+                    "--backend-smd-url and another backend are both set: combining the hardware file with SMD is not available yet; choose one".into(),
+                ));
+            }
+            return Ok(Backend::Smd(smd));
+        }
         if r.flag(Key::backend_noop_enabled)? {
             if file_asked || kube_asked {
                 return Err(ConfigError(format!(
@@ -756,8 +791,64 @@ impl Config {
     pub fn hardware_file(&self) -> Option<&Path> {
         match &self.backend {
             Backend::File { path } => Some(path),
-            Backend::Noop => None,
+            Backend::Noop | Backend::Smd(_) => None,
         }
+    }
+
+    /// The SMD source, when it is the backend.
+    pub fn smd(&self) -> Option<&SmdSource> {
+        match &self.backend {
+            Backend::Smd(smd) => Some(smd),
+            _ => None,
+        }
+    }
+
+    /// `--backend-smd-url` and its settings, or `None` when it is not set.
+    fn smd_source(r: &Reader) -> Result<Option<SmdSource>, ConfigError> {
+        if r.text(Key::backend_smd_url).is_none() {
+            return Ok(None);
+        }
+        let origin = r.settings.get(Key::backend_smd_url).origin();
+        if !cfg!(feature = "remote") {
+            return Err(ConfigError(format!(
+                "{origin}: this build has no remote sources (built without the 'remote' feature)"
+            )));
+        }
+        let url = r.get(Key::backend_smd_url, |t| value::url(t, &["http", "https"]))?;
+        if url.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "{origin}: https is not available yet (put SMD behind plain HTTP on a trusted network, or wait for TLS)"
+            )));
+        }
+        let bounded = |key, min: Duration, max: Duration| {
+            r.get(key, |t| match value::duration(t)? {
+                d if d < min || d > max => Err(format!("outside {min:?}..{max:?}")),
+                d => Ok(d),
+            })
+        };
+        Ok(Some(SmdSource {
+            url: url.trim_end_matches('/').to_string(),
+            refresh: bounded(
+                Key::backend_smd_refresh,
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )?,
+            timeout: bounded(
+                Key::backend_smd_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(600),
+            )?,
+            allow_empty: r.flag(Key::backend_smd_allow_empty)?,
+            max_stale: match r.text(Key::backend_smd_max_stale) {
+                None => None,
+                Some(_) => Some(bounded(
+                    Key::backend_smd_max_stale,
+                    Duration::from_secs(1),
+                    Duration::from_secs(30 * 86400),
+                )?),
+            },
+            token_file: r.path(Key::backend_smd_token_file),
+        }))
     }
 
     /// What machines with no record get from `/auto.ipxe`: in auto-proxy mode (as Smee decides

@@ -105,6 +105,20 @@ impl Machine {
 /// Named boot profiles from the config file, shared by many machines.
 pub type Profiles = BTreeMap<String, BootProfile>;
 
+/// What a remote source that holds only addresses (SMD) does not say about a subnet: the
+/// config file's `[subnets.NAME]` tables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubnetSettings {
+    pub cidr: crate::value::Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    pub name_servers: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_time: Option<u32>,
+}
+
+/// By name (`[subnets.NAME]`).
+pub type Subnets = BTreeMap<String, SubnetSettings>;
+
 /// A message about the inventory, naming where it applies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
@@ -134,6 +148,9 @@ pub struct Inventory {
     machines: Vec<Machine>,
     by_mac: HashMap<MacAddr, usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
+    /// A remote source has no usable snapshot (none yet, or too old to answer from): a MAC
+    /// that is not here may be known there, so it is not treated as unknown.
+    pending: bool,
 }
 
 impl Inventory {
@@ -153,7 +170,21 @@ impl Inventory {
             machines,
             by_mac,
             by_ip,
+            pending: false,
         }
+    }
+
+    /// An empty inventory standing in for a remote source that has no usable snapshot.
+    pub fn pending() -> Inventory {
+        Inventory {
+            pending: true,
+            ..Inventory::default()
+        }
+    }
+
+    /// True when a MAC not found here may still be a known machine (see [`Inventory::pending`]).
+    pub fn is_pending(&self) -> bool {
+        self.pending
     }
 
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Machine> {

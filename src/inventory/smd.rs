@@ -2,7 +2,7 @@
 //! collections SMD serves, `GET /hsm/v2/Inventory/EthernetInterfaces` (a JSON array) and
 //! `GET /hsm/v2/State/Components` (`{"Components":[...]}`), joined by `ComponentID` into the
 //! same [`Machine`] model the hardware file gives, with the settings SMD does not hold (mask,
-//! gateway, DNS, domain, lease time) taken from per-subnet [`SmdRules`].
+//! gateway, DNS, domain, lease time) taken from the config file's subnets ([`SmdRules`]).
 //!
 //! A body of the wrong shape (not JSON, an RFC 7807 problem object, no `Components` array) is
 //! an error for the whole snapshot: the caller keeps the one it has. An entry with an error is
@@ -19,26 +19,26 @@ use std::net::Ipv4Addr;
 use serde_json::Value;
 
 use super::record::{not_a_host_address, not_a_machine_mac};
-use super::{Inventory, Loaded, Machine, Netboot, Problem, DEFAULT_LEASE_TIME};
-use crate::value::Cidr;
+use super::{Inventory, Loaded, Machine, Netboot, Problem, SubnetSettings, DEFAULT_LEASE_TIME};
 use crate::wire::MacAddr;
-
-/// Settings for the machines of one subnet (SMD holds only addresses).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SmdSubnet {
-    pub cidr: Cidr,
-    pub gateway: Option<Ipv4Addr>,
-    pub name_servers: Vec<Ipv4Addr>,
-    pub domain: Option<String>,
-    pub lease_time: Option<u32>,
-}
 
 /// What SMD does not say, from the configuration.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct SmdRules {
-    pub subnets: Vec<SmdSubnet>,
+    /// Settings by subnet; an address takes those of the most specific subnet holding it.
+    pub subnets: Vec<SubnetSettings>,
     /// The domain of every machine (a subnet's own wins).
     pub domain: Option<String>,
+}
+
+impl SmdRules {
+    /// The most specific subnet that holds `ip`.
+    fn subnet_of(&self, ip: Ipv4Addr) -> Option<&SubnetSettings> {
+        self.subnets
+            .iter()
+            .filter(|s| s.cidr.contains(ip.into()))
+            .max_by_key(|s| s.cidr.prefix)
+    }
 }
 
 /// Component types that get boot information; every other type (BMCs, switches, PDUs) gets
@@ -54,6 +54,9 @@ struct Component {
     arch: Option<String>,
 }
 
+/// Errors named one by one; the rest are counted in one more message.
+const MAX_ERRORS: usize = 100;
+
 /// The name `file` gives the bodies in messages.
 const INTERFACES: &str = "EthernetInterfaces";
 const COMPONENTS: &str = "Components";
@@ -68,10 +71,116 @@ fn problem(file: &str, index: usize, mac: Option<String>, field: &str, message: 
     }
 }
 
-/// A collection body as JSON, or why it is not one (the first bytes of a problem body
-/// included, so that SMD's own reason reaches the log).
-fn parse_body(name: &str, body: &[u8]) -> Result<Value, Problem> {
-    serde_json::from_slice(body).map_err(|e| problem(name, 0, None, "", format!("not JSON ({e})")))
+/// Entries read from one collection at most: ten times a large site. A body with more is an
+/// error for the snapshot (a 20 MB list of tiny entries must not cost a gigabyte of memory).
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Reads a collection body element by element: the JSON array itself, or (`key`) the array
+/// under that key of a JSON object. Each element is handed to `each` as a small JSON tree and
+/// dropped, so memory follows what `each` keeps, not the body. Anything else (a problem body,
+/// no such key, more than [`MAX_ENTRIES`] elements, not JSON) is an error naming what came.
+fn for_each_entry(
+    name: &str,
+    body: &[u8],
+    key: Option<&str>,
+    each: &mut dyn FnMut(usize, Value),
+) -> Result<(), Problem> {
+    use serde::de::{
+        DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+    use std::fmt;
+
+    struct Elements<'f> {
+        each: &'f mut dyn FnMut(usize, Value),
+    }
+    impl<'de> Visitor<'de> for Elements<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while let Some(v) = seq.next_element::<Value>()? {
+                if n == MAX_ENTRIES {
+                    return Err(A::Error::custom(format!("more than {MAX_ENTRIES} entries")));
+                }
+                (self.each)(n, v);
+                n += 1;
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Elements<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    /// An object: the array under `key` goes to `each`; the other members are skipped, kept
+    /// only (shortened) when they are strings, to explain a problem body.
+    struct Object<'f> {
+        key: &'f str,
+        each: &'f mut dyn FnMut(usize, Value),
+        detail: &'f mut Option<String>,
+    }
+    impl<'de> Visitor<'de> for Object<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut found = false;
+            while let Some(k) = map.next_key::<String>()? {
+                if !found && k.eq_ignore_ascii_case(self.key) {
+                    map.next_value_seed(Elements {
+                        each: &mut *self.each,
+                    })?;
+                    found = true;
+                } else if k == "detail" || k == "title" {
+                    let v: Value = map.next_value()?;
+                    if self.detail.is_none() || k == "detail" {
+                        *self.detail = v.as_str().map(|d| d.chars().take(200).collect());
+                    }
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    let fail = |why: String| problem(name, 0, None, "", why);
+    let mut d = serde_json::Deserializer::from_slice(body);
+    match key {
+        None => {
+            // A problem body is an object: say what the server said.
+            if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+                let v: Value =
+                    serde_json::from_slice(body).map_err(|e| fail(format!("not JSON ({e})")))?;
+                return Err(shape_error(name, "a JSON array of interfaces", &v));
+            }
+            Elements { each }
+                .deserialize(&mut d)
+                .map_err(|e| fail(format!("expected a JSON array of interfaces ({e})")))?;
+        }
+        Some(key) => {
+            let mut detail = None;
+            let found = d
+                .deserialize_map(Object {
+                    key,
+                    each,
+                    detail: &mut detail,
+                })
+                .map_err(|e| fail(format!("expected an object with a {key} array ({e})")))?;
+            if !found {
+                let said = detail
+                    .map(|d| format!(" (the server says: {d})"))
+                    .unwrap_or_default();
+                return Err(fail(format!("expected an object with a {key} array{said}")));
+            }
+        }
+    }
+    d.end().map_err(|e| fail(format!("not JSON ({e})")))
 }
 
 fn shape_error(name: &str, what: &str, v: &Value) -> Problem {
@@ -98,27 +207,63 @@ fn components(
     body: &[u8],
     problems: &mut Vec<Problem>,
 ) -> Result<HashMap<String, Component>, Problem> {
-    let v = parse_body(COMPONENTS, body)?;
-    let list = field(&v, "Components")
-        .and_then(Value::as_array)
-        .ok_or_else(|| shape_error(COMPONENTS, "an object with a Components array", &v))?;
     let mut out = HashMap::new();
-    for (i, c) in list.iter().enumerate() {
-        let Some(id) = field(c, "ID").and_then(Value::as_str) else {
-            problems.push(problem(COMPONENTS, i, None, "ID", "missing".into()));
-            continue;
+    for_each_entry(COMPONENTS, body, Some("Components"), &mut |i, c| {
+        let Some(id) = field(&c, "ID").and_then(Value::as_str) else {
+            if problems.len() < MAX_ERRORS {
+                problems.push(problem(COMPONENTS, i, None, "ID", "missing".into()));
+            }
+            return;
         };
         let component = Component {
-            kind: field(c, "Type")
+            kind: field(&c, "Type")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            nid: field(c, "NID").and_then(Value::as_u64),
-            enabled: field(c, "Enabled").and_then(Value::as_bool).unwrap_or(true),
-            arch: field(c, "Arch").and_then(Value::as_str).map(str::to_string),
+            nid: field(&c, "NID").and_then(Value::as_u64),
+            enabled: field(&c, "Enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            arch: field(&c, "Arch")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
         out.insert(id.to_ascii_lowercase(), component);
-    }
+    })?;
+    Ok(out)
+}
+
+/// One interface of `/hsm/v2/Inventory/EthernetInterfaces`, as far as a DHCP server needs it.
+struct Interface {
+    mac: String,
+    component: String,
+    addresses: Vec<String>,
+}
+
+fn interfaces(body: &[u8]) -> Result<Vec<Interface>, Problem> {
+    let mut out = Vec::new();
+    for_each_entry(INTERFACES, body, None, &mut |_, entry| {
+        let text = |name: &str| {
+            field(&entry, name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let addresses = field(&entry, "IPAddresses")
+            .and_then(Value::as_array)
+            .map(|ips| {
+                ips.iter()
+                    .filter_map(|ip| field(ip, "IPAddress").and_then(Value::as_str))
+                    .map(|a| a.chars().take(64).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Interface {
+            mac: text("MACAddress").chars().take(64).collect(),
+            component: text("ComponentID").chars().take(128).collect(),
+            addresses,
+        });
+    })?;
     Ok(out)
 }
 
@@ -139,26 +284,23 @@ fn host_name(text: &str) -> Option<String> {
 
 /// Joins the two collections into machines under `rules`.
 pub fn load(
-    interfaces: &[u8],
+    interfaces_body: &[u8],
     components_body: &[u8],
     rules: &SmdRules,
 ) -> Result<Loaded, Vec<Problem>> {
     let mut errors = Vec::new();
     let components = components(components_body, &mut errors).map_err(|p| vec![p])?;
-    let v = parse_body(INTERFACES, interfaces).map_err(|p| vec![p])?;
-    let list = v
-        .as_array()
-        .ok_or_else(|| vec![shape_error(INTERFACES, "a JSON array of interfaces", &v)])?;
+    let list = interfaces(interfaces_body).map_err(|p| vec![p])?;
     let mut machines: Vec<Machine> = Vec::new();
     let mut by_mac: HashMap<MacAddr, usize> = HashMap::new();
     let mut by_ip: HashMap<Ipv4Addr, MacAddr> = HashMap::new();
     let mut refused = 0;
     for (i, entry) in list.iter().enumerate() {
-        let text = field(entry, "MACAddress")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let text = entry.mac.as_str();
         let mut refuse = |field: &str, mac: Option<String>, message: String| {
-            errors.push(problem(INTERFACES, i, mac, field, message));
+            if errors.len() < MAX_ERRORS {
+                errors.push(problem(INTERFACES, i, mac, field, message));
+            }
         };
         let Some(mac) = MacAddr::parse(text.trim()) else {
             refuse(
@@ -180,9 +322,7 @@ pub fn load(
             refused += 1;
             continue;
         }
-        let id = field(entry, "ComponentID")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let id = entry.component.as_str();
         let Some(component) = components.get(&id.to_ascii_lowercase()) else {
             refuse(
                 "ComponentID",
@@ -192,14 +332,7 @@ pub fn load(
             refused += 1;
             continue;
         };
-        let addresses: Vec<&str> = field(entry, "IPAddresses")
-            .and_then(Value::as_array)
-            .map(|ips| {
-                ips.iter()
-                    .filter_map(|ip| field(ip, "IPAddress").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let addresses = &entry.addresses;
         if addresses.is_empty() {
             refuse("IPAddresses", mac_text, "no address".into());
             refused += 1;
@@ -208,7 +341,7 @@ pub fn load(
         // The first address that lies in a configured subnet.
         let chosen = addresses.iter().find_map(|a| {
             let ip: Ipv4Addr = a.parse().ok()?;
-            let subnet = rules.subnets.iter().find(|s| s.cidr.contains(ip.into()))?;
+            let subnet = rules.subnet_of(ip)?;
             Some((ip, subnet))
         });
         let Some((ip, subnet)) = chosen else {
@@ -262,6 +395,16 @@ pub fn load(
             ..Machine::default()
         });
     }
+    if refused > errors.len() {
+        let more = refused - errors.len();
+        errors.push(problem(
+            INTERFACES,
+            list.len(),
+            None,
+            "",
+            format!("{more} more entries left out, not shown"),
+        ));
+    }
     Ok(Loaded {
         inventory: Inventory::new(machines),
         warnings: Vec::new(),
@@ -280,8 +423,8 @@ mod tests {
 
     fn rules() -> SmdRules {
         SmdRules {
-            subnets: vec![SmdSubnet {
-                cidr: Cidr::parse("10.254.0.0/16").unwrap(),
+            subnets: vec![SubnetSettings {
+                cidr: crate::value::Cidr::parse("10.254.0.0/16").unwrap(),
                 gateway: Some("10.254.0.1".parse().unwrap()),
                 name_servers: vec!["10.254.0.2".parse().unwrap()],
                 domain: None,
@@ -385,6 +528,23 @@ mod tests {
             "{err:?}"
         );
         assert!(load(b"[{\"MACAddress\":", COMPONENTS_BODY.as_bytes(), &rules()).is_err());
+        // More entries than any site has: refused before they cost memory.
+        let many = format!("[{}{{}}]", "{},".repeat(MAX_ENTRIES));
+        let err = load(many.as_bytes(), COMPONENTS_BODY.as_bytes(), &rules()).unwrap_err();
+        assert!(
+            err[0].to_string().contains("more than 100000 entries"),
+            "{err:?}"
+        );
+        let err = load(
+            INTERFACES_BODY.as_bytes(),
+            b"{\"title\":\"Forbidden\",\"status\":403}",
+            &rules(),
+        )
+        .unwrap_err();
+        assert!(
+            err[0].to_string().contains("(the server says: Forbidden)"),
+            "{err:?}"
+        );
         // An empty collection is a valid (empty) snapshot here; whether to install it is the
         // cache's decision (issue 17: not over a snapshot that had machines).
         let empty = load(b"[]", b"{\"Components\":[]}", &rules()).unwrap();

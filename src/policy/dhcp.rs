@@ -133,6 +133,8 @@ pub enum Silence {
     NoMessageType,
     UnexpectedType(MessageType),
     UnknownMachine,
+    /// Not found while the remote source has no usable snapshot: maybe known there.
+    SourcePending,
     Disabled,
     NoReservedAddress,
     NotPxe,
@@ -165,6 +167,7 @@ impl Silence {
             Silence::NoMessageType => "bootp",
             Silence::UnexpectedType(_) => "unexpected_type",
             Silence::UnknownMachine => "unknown_machine",
+            Silence::SourcePending => "source_pending",
             Silence::Disabled => "disabled",
             Silence::NoReservedAddress => "no_reserved_address",
             Silence::NotPxe => "not_pxe",
@@ -214,6 +217,9 @@ impl fmt::Display for Silence {
             Silence::NoMessageType => f.write_str("no DHCP message type (BOOTP is not served)"),
             Silence::UnexpectedType(t) => write!(f, "{t} is not answered"),
             Silence::UnknownMachine => f.write_str("unknown MAC"),
+            Silence::SourcePending => f.write_str(
+                "MAC not found and the remote inventory has no usable snapshot (not treated as unknown)",
+            ),
             Silence::Disabled => f.write_str("machine is disabled"),
             Silence::NoReservedAddress => f.write_str("machine has no ipAddress"),
             Silence::NotPxe => f.write_str("not a PXE client (proxy mode)"),
@@ -345,6 +351,9 @@ pub fn decide(msg: &Message, port: Port, inventory: &Inventory, cfg: &Dhcp) -> V
     let msg_type = msg.message_type().ok_or(Silence::NoMessageType)?;
     let client = classify(msg, cfg);
     let machine = inventory.by_mac(mac);
+    if machine.is_none() && inventory.is_pending() {
+        return Err(Silence::SourcePending);
+    }
     match port {
         Port::BootServer { source } => boot_server(msg, msg_type, source, &client, machine, cfg),
         Port::Dhcp if cfg.mode == DhcpMode::Reservation => {

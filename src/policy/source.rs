@@ -128,6 +128,18 @@ impl SourceCache {
         (!self.in_flight).then_some(self.next_fetch)
     }
 
+    /// When the snapshot in service becomes too old to answer from (`max_stale`), if ever.
+    pub fn stale_at(&self) -> Option<Instant> {
+        Some(self.fetched_at? + self.settings.max_stale?)
+    }
+
+    /// New settings (a reloaded configuration): the next fetch is due no later than one new
+    /// refresh interval from `now`.
+    pub fn set_settings(&mut self, settings: Settings, now: Instant) {
+        self.settings = settings;
+        self.next_fetch = self.next_fetch.min(now + settings.refresh);
+    }
+
     /// Starts a fetch when one is due.
     pub fn on_timer(&mut self, now: Instant) -> Option<FetchOrder> {
         if self.in_flight || now < self.next_fetch {

@@ -14,11 +14,13 @@ pub mod http;
 pub mod log_gate;
 pub mod metrics;
 pub mod reload;
+#[cfg(feature = "remote")]
+pub mod smd;
 pub mod syslog;
 pub mod tftp;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use log::{error, info};
@@ -38,6 +40,20 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The one budget for log lines that clients can cause.
     pub log: Arc<log_gate::LogGate>,
+    /// The remote inventory source's state (`None` without one), for `/healthcheck`.
+    pub source: Arc<Mutex<Option<SourceStatus>>>,
+}
+
+/// Where a remote inventory source stands, as `/healthcheck` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceStatus {
+    pub name: &'static str,
+    /// `starting`, `ok`, `stale` or `failing` ([`crate::policy::source::State`]).
+    pub state: &'static str,
+    pub fetched_at: Option<Instant>,
+    pub machines: usize,
+    pub last_error: Option<String>,
+    pub refresh_seconds: Option<f64>,
 }
 
 /// One service in the poll loop.

@@ -40,12 +40,14 @@ enum Request {
 type Compared = (inventory::Loaded, (usize, usize, usize));
 
 /// Where the inventory comes from and how it is read: the hardware file (none with the noop
-/// backend: no machines at all), the config file's boot profiles, and `--strict`.
+/// backend: no machines at all), the config file's boot profiles, and `--strict`. With a
+/// remote source the inventory is that source's service's to keep: the reloader leaves it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InventorySource {
     pub path: Option<PathBuf>,
     pub profiles: Profiles,
     pub strict: bool,
+    pub remote: bool,
 }
 
 impl InventorySource {
@@ -54,6 +56,7 @@ impl InventorySource {
             path: config.hardware_file().map(Path::to_path_buf),
             profiles: config.profiles.clone(),
             strict: config.strict,
+            remote: config.smd().is_some(),
         }
     }
 
@@ -61,6 +64,7 @@ impl InventorySource {
     pub fn name(&self) -> String {
         match &self.path {
             Some(path) => path.display().to_string(),
+            None if self.remote => "(SMD)".into(),
             None => "(none: --backend-noop-enabled)".into(),
         }
     }
@@ -167,7 +171,18 @@ fn load_and_keep(
     state_dir: &Path,
 ) -> (Result<inventory::Loaded, Vec<Problem>>, Option<String>) {
     let Some(path) = &source.path else {
-        return (Ok(inventory::Loaded::default()), None);
+        // Noop: no machines, every one unknown. Remote: nothing until its service loads a
+        // snapshot, and a MAC not found is not known to be unknown.
+        let inventory = if source.remote {
+            Inventory::pending()
+        } else {
+            Inventory::default()
+        };
+        let loaded = inventory::Loaded {
+            inventory,
+            ..inventory::Loaded::default()
+        };
+        return (Ok(loaded), None);
     };
     let text = match files::read_inventory(path) {
         Ok(text) => text,
@@ -511,6 +526,10 @@ impl Reloader {
     }
 
     fn put_in_service(&mut self, load: InventoryLoad) {
+        if load.source.remote {
+            // The remote source's service keeps that inventory current.
+            return;
+        }
         let why = load.why;
         let (loaded, (added, removed, changed)) = match load.result {
             Ok(ok) => ok,

@@ -133,14 +133,15 @@ fn answer(
                 IpAddr::V4(v4) => inventory.by_ip(v4),
                 IpAddr::V6(_) => None,
             };
-            let mut plan = script(cfg, machine, head.header("host"));
+            let mut plan = script(cfg, machine, head.header("host"), inventory.is_pending());
             if plan.mac.is_none() {
                 plan.note = format!("{} (client {ip})", plan.note);
             }
             plan
         }
         Route::ScriptByMac(mac) => {
-            let mut plan = script(cfg, inventory.by_mac(*mac), head.header("host"));
+            let machine = inventory.by_mac(*mac);
+            let mut plan = script(cfg, machine, head.header("host"), inventory.is_pending());
             plan.mac.get_or_insert_with(|| mac.to_string());
             plan
         }
@@ -167,7 +168,15 @@ fn answer(
     }
 }
 
-fn script(cfg: &Config, machine: Option<&Machine>, host: Option<&str>) -> Plan {
+/// `pending`: the inventory stands in for a remote source with no usable snapshot, so a
+/// machine not found is not known to be unknown (no static script for it).
+fn script(cfg: &Config, machine: Option<&Machine>, host: Option<&str>, pending: bool) -> Plan {
+    if machine.is_none() && pending {
+        return Plan::status(
+            404,
+            "not found, and the remote inventory has no usable snapshot",
+        );
+    }
     let settings = ScriptSettings {
         http: &cfg.http,
         syslog_host: &cfg.dhcp.syslog_host,

@@ -257,8 +257,15 @@ impl<'a> Connection<'a> {
     fn health(&self) -> String {
         let s = self.shared;
         let inventory = s.store.snapshot();
+        let source = s
+            .source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(source_json)
+            .unwrap_or_default();
         format!(
-            "{{\"git_rev\":\"{}\",\"uptime\":{:.3},\"goroutines\":{},\"version\":\"{}\",\"machines\":{},\"inventory_generation\":{},\"http_connections\":{},\"http_downloads\":{}}}\n",
+            "{{\"git_rev\":\"{}\",\"uptime\":{:.3},\"goroutines\":{},\"version\":\"{}\",\"machines\":{},\"inventory_generation\":{},\"http_connections\":{},\"http_downloads\":{}{source}}}\n",
             option_env!("NETBOOTD_GIT_REV").unwrap_or("unknown"),
             s.started.elapsed().as_secs_f64(),
             crate::io::limits::thread_count(),
@@ -269,6 +276,23 @@ impl<'a> Connection<'a> {
             s.downloads.load(Ordering::Relaxed),
         )
     }
+}
+
+/// `,"source":{...}`: a remote source's state, its snapshot's age in seconds (null: none yet),
+/// its machines and its last error.
+fn source_json(status: &crate::service::SourceStatus) -> String {
+    let mut error = String::new();
+    match &status.last_error {
+        Some(e) => crate::wire::json::string_into(&mut error, e),
+        None => error.push_str("null"),
+    }
+    let age = status.fetched_at.map_or("null".to_string(), |at| {
+        format!("{:.3}", at.elapsed().as_secs_f64())
+    });
+    format!(
+        ",\"source\":{{\"name\":\"{}\",\"state\":\"{}\",\"age\":{age},\"machines\":{},\"last_error\":{error}}}",
+        status.name, status.state, status.machines
+    )
 }
 
 /// The bytes of a plan whose body was decided by the policy.

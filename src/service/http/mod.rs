@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     pub(crate) downloads: AtomicUsize,
     pub(crate) log: Arc<LogGate>,
+    /// The remote inventory source's state, for `/healthcheck`.
+    pub(crate) source: Arc<Mutex<Option<crate::service::SourceStatus>>>,
     /// Open connections by source address.
     per_source: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -122,6 +124,7 @@ impl HttpService {
             connections: AtomicUsize::new(0),
             downloads: AtomicUsize::new(0),
             log: ctx.log.clone(),
+            source: ctx.source.clone(),
             per_source: Mutex::new(HashMap::new()),
         });
         let open = shared.clone();

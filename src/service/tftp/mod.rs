@@ -442,6 +442,7 @@ mod tests {
                 metrics.clone(),
             )),
             metrics,
+            source: Default::default(),
         };
         TftpService::start(&config, &ctx).unwrap()
     }

@@ -1,0 +1,506 @@
+//! The OpenCHAMI SMD source as a service of the loop (feature `remote`). It owns no socket
+//! that clients reach: a timer and a background fetch. [`SourceCache`] decides when to fetch
+//! and whether a result goes into service; the fetch (both collections, parsed and validated
+//! into an inventory by [`crate::inventory::smd`]) runs on a thread of its own, so a slow or
+//! dead SMD never delays a DHCP answer; the loop only swaps the finished inventory in.
+//!
+//! The last good snapshot is written to `--state-dir` (`smd.last-good.json`, atomically, off
+//! the loop) and loaded at start, so a restart while SMD is down serves the machines it last
+//! knew. Until a first snapshot exists the inventory is "pending": a MAC not found is not
+//! treated as unknown. Past `--backend-smd-max-stale` the snapshot stops being answered.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use serde_json::Value;
+
+use crate::config::{Config, SmdSource};
+use crate::inventory::smd::{self as smd_inventory, SmdRules};
+use crate::inventory::{Inventory, InventoryStore, Loaded, Problem};
+use crate::io::background::Background;
+use crate::io::fetch::{self, Fetched, Limits, Request};
+use crate::io::files;
+use crate::policy::source::{Decision, Outcome, Settings, SourceCache, State};
+use crate::service::metrics::Metrics;
+use crate::service::{Context, Service, SourceStatus};
+
+const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
+const COMPONENTS_PATH: &str = "/hsm/v2/State/Components";
+/// A whole snapshot of 10,000 machines is about 3 MB; twenty times that is refused.
+const MAX_BODY: usize = 64 << 20;
+const SNAPSHOT_FILE: &str = "smd.last-good.json";
+
+/// A fetch's result, handed back to the loop.
+struct Fetch {
+    outcome: Outcome,
+    /// The validated inventory and the two bodies, for a 200 JSON answer that parsed.
+    loaded: Option<(Loaded, Vec<u8>, Vec<u8>)>,
+    took: Duration,
+}
+
+/// Background work: a fetch, or writing the last good snapshot.
+enum Done {
+    Fetched(Box<Fetch>),
+    Kept(Result<(), String>),
+}
+
+pub struct SmdService {
+    source: SmdSource,
+    rules: SmdRules,
+    state_dir: PathBuf,
+    cache: SourceCache,
+    jobs: Background<Done>,
+    /// Bodies waiting to be written once the running job is back.
+    to_keep: Option<Vec<u8>>,
+    store: Arc<InventoryStore>,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Option<SourceStatus>>>,
+    /// The errors of the entries left out last time, so that a refresh that finds the same
+    /// bad entries does not log them again.
+    last_left_out: Vec<String>,
+    /// The snapshot was withdrawn for being older than `--backend-smd-max-stale`.
+    withdrawn: bool,
+}
+
+fn settings_of(source: &SmdSource) -> Settings {
+    Settings {
+        refresh: source.refresh,
+        allow_empty: source.allow_empty,
+        max_stale: source.max_stale,
+        retry_first: Duration::from_secs(1),
+    }
+}
+
+fn rules_of(config: &Config) -> SmdRules {
+    SmdRules {
+        subnets: config.subnets.values().cloned().collect(),
+        domain: None,
+    }
+}
+
+impl SmdService {
+    pub fn start(config: &Config, ctx: &Context) -> std::io::Result<SmdService> {
+        let source = config
+            .smd()
+            .cloned()
+            .ok_or_else(|| std::io::Error::other("no SMD source configured"))?;
+        let rules = rules_of(config);
+        let now = Instant::now();
+        let snapshot = config.state_dir.join(SNAPSHOT_FILE);
+        let from_disk = match load_kept(&snapshot, &rules) {
+            Ok(Some(loaded)) => {
+                let machines = loaded.inventory.len();
+                warn!(
+                    "smd: serving the last good snapshot {} ({machines} machines) until SMD answers",
+                    snapshot.display()
+                );
+                ctx.inventory.replace(loaded.inventory);
+                Some(machines)
+            }
+            Ok(None) => None,
+            Err(why) => {
+                warn!(
+                    "smd: the kept snapshot {} is not usable: {why}",
+                    snapshot.display()
+                );
+                None
+            }
+        };
+        let service = SmdService {
+            cache: SourceCache::new(settings_of(&source), now, from_disk),
+            source,
+            rules,
+            state_dir: config.state_dir.clone(),
+            jobs: Background::new("smd")?,
+            to_keep: None,
+            store: ctx.inventory.clone(),
+            metrics: ctx.metrics.clone(),
+            status: ctx.source.clone(),
+            last_left_out: Vec::new(),
+            withdrawn: false,
+        };
+        service.publish(now, from_disk.unwrap_or(0), None);
+        let status = service.status.clone();
+        ctx.metrics.observe(
+            "netbootd_source_snapshot_age_seconds{source=\"smd\"}",
+            "gauge",
+            move || {
+                let status = status.lock().unwrap_or_else(|e| e.into_inner());
+                match status.as_ref().and_then(|s| s.fetched_at) {
+                    Some(at) => format!("{:.3}", at.elapsed().as_secs_f64()),
+                    None => "NaN".into(),
+                }
+            },
+        );
+        Ok(service)
+    }
+
+    /// Updates what /healthcheck and /metrics show.
+    fn publish(&self, now: Instant, machines: usize, took: Option<Duration>) {
+        let state = self.cache.state(now);
+        let fetched_at = self.cache.age(now).map(|age| now - age);
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let refresh_seconds = took
+            .map(|t| t.as_secs_f64())
+            .or_else(|| status.as_ref().and_then(|s| s.refresh_seconds));
+        *status = Some(SourceStatus {
+            name: "smd",
+            state: state.name(),
+            fetched_at,
+            machines,
+            last_error: self.cache.last_error().map(str::to_string),
+            refresh_seconds,
+        });
+        for s in [State::Starting, State::Ok, State::Stale, State::Failing] {
+            let labels = [("source", "smd"), ("state", s.name())];
+            self.metrics
+                .set("netbootd_source_state", &labels, u64::from(s == state));
+        }
+        self.metrics.set(
+            "netbootd_source_machines",
+            &[("source", "smd")],
+            machines as u64,
+        );
+        if let Some(t) = took {
+            self.metrics.set(
+                "netbootd_source_refresh_milliseconds",
+                &[("source", "smd")],
+                t.as_millis() as u64,
+            );
+        }
+    }
+
+    fn begin_fetch(&mut self) {
+        let (source, rules) = (self.source.clone(), self.rules.clone());
+        let started = self.jobs.start(
+            move || Done::Fetched(Box::new(fetch_snapshot(&source, &rules))),
+            || {
+                Done::Fetched(Box::new(Fetch {
+                    outcome: Outcome::Failed(
+                        "the fetch failed unexpectedly (a netbootd bug)".into(),
+                    ),
+                    loaded: None,
+                    took: Duration::ZERO,
+                }))
+            },
+        );
+        if let Err(e) = started {
+            error!("smd: no thread for a fetch: {e}");
+            // Counted as a failed fetch: the cache backs off and tries again.
+            let now = Instant::now();
+            self.cache
+                .on_result(Outcome::Failed(format!("no thread: {e}")), now);
+        }
+    }
+
+    fn begin_keep(&mut self, snapshot: Vec<u8>) {
+        let path = self.state_dir.join(SNAPSHOT_FILE);
+        let dir_ok = self.state_dir.is_dir();
+        let started = self.jobs.start(
+            move || {
+                if !dir_ok {
+                    return Done::Kept(Err("the state directory does not exist".into()));
+                }
+                let text = String::from_utf8_lossy(&snapshot);
+                Done::Kept(files::write_atomically(&path, &text).map_err(|e| e.to_string()))
+            },
+            || Done::Kept(Err("the write failed unexpectedly".into())),
+        );
+        if let Err(e) = started {
+            warn!("smd: the last good snapshot is not kept: no thread: {e}");
+        }
+    }
+
+    fn finish(&mut self, fetch: Fetch, now: Instant) {
+        let Fetch {
+            outcome,
+            loaded,
+            took,
+        } = fetch;
+        let (decision, line) = self.cache.on_result(outcome, now);
+        let result = match &decision {
+            Decision::Install => "installed",
+            Decision::Current => "current",
+            Decision::Keep(_) => "kept",
+        };
+        self.metrics.inc(
+            "netbootd_source_refreshes_total",
+            &[("source", "smd"), ("result", result)],
+        );
+        if let Some(line) = line {
+            match decision {
+                Decision::Keep(_) => error!("smd: {line}"),
+                _ => info!("smd: {line}"),
+            }
+        }
+        let machines = self.store.snapshot().len();
+        match (decision, loaded) {
+            (Decision::Install, Some((loaded, interfaces, components))) => {
+                self.log_left_out(&loaded);
+                let (count, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
+                let old = self.store.replace(loaded.inventory);
+                if old.len() != count || self.withdrawn || old.is_pending() {
+                    info!(
+                        "smd: snapshot in service: {count} machines ({netboot} netboot), {} entries left out; fetched in {:.3}s",
+                        loaded.refused,
+                        took.as_secs_f64()
+                    );
+                }
+                self.withdrawn = false;
+                let mut kept = b"{\"EthernetInterfaces\":".to_vec();
+                kept.extend_from_slice(&interfaces);
+                kept.extend_from_slice(b",\"Components\":");
+                kept.extend_from_slice(&components);
+                kept.push(b'}');
+                self.to_keep = Some(kept);
+                self.publish(now, count, Some(took));
+            }
+            _ => self.publish(now, machines, Some(took)),
+        }
+    }
+
+    /// Each entry left out, at ERROR, when the set changed since the last snapshot.
+    fn log_left_out(&mut self, loaded: &Loaded) {
+        let errors: Vec<String> = loaded.errors.iter().map(Problem::to_string).collect();
+        if errors != self.last_left_out {
+            for e in &errors {
+                error!("smd: {e} (entry left out)");
+            }
+            self.last_left_out = errors;
+        }
+    }
+
+    /// Past `--backend-smd-max-stale`: the snapshot is withdrawn (and comes back with the
+    /// next good fetch).
+    fn check_staleness(&mut self, now: Instant) {
+        if !self.withdrawn && self.cache.state(now) == State::Failing {
+            let machines = self.store.snapshot().len();
+            self.store.replace(Inventory::pending());
+            self.withdrawn = true;
+            error!(
+                "smd: the snapshot of {machines} machines is older than --backend-smd-max-stale: its machines are not answered until SMD answers ({})",
+                self.cache.last_error().unwrap_or("no error recorded")
+            );
+            self.publish(now, 0, None);
+        }
+    }
+}
+
+/// The snapshot kept in the state directory, loaded (`None`: there is none).
+fn load_kept(path: &Path, rules: &SmdRules) -> Result<Option<Loaded>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = files::read_text(path, MAX_BODY as u64)?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let part = |name: &str| {
+        v.get(name)
+            .map(|p| p.to_string().into_bytes())
+            .ok_or_else(|| format!("no {name}"))
+    };
+    let loaded = smd_inventory::load(&part("EthernetInterfaces")?, &part("Components")?, rules)
+        .map_err(|problems| {
+            problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })?;
+    Ok(Some(loaded))
+}
+
+/// The token for `Authorization: Bearer`, read anew for each fetch (a rotated token is used
+/// at the next refresh).
+fn read_token(path: Option<&Path>) -> Result<Option<String>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = files::read_text(path, 64 * 1024)
+        .map_err(|e| format!("token file {}: {e}", path.display()))?;
+    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+/// What a non-200 body says (RFC 7807 `detail`, else `title`), shortened.
+fn problem_detail(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let text = v.get("detail").or_else(|| v.get("title"))?.as_str()?;
+    Some(text.chars().take(200).filter(|c| !c.is_control()).collect())
+}
+
+/// Fetches both collections and validates them (on the job's thread).
+fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
+    let started = Instant::now();
+    let failed = |why: String| Fetch {
+        outcome: Outcome::Failed(why),
+        loaded: None,
+        took: started.elapsed(),
+    };
+    let token = match read_token(source.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(why) => return failed(why),
+    };
+    let limits = Limits {
+        connect: source.timeout,
+        read: source.timeout,
+        total: source.timeout,
+        max_body: MAX_BODY,
+        max_redirects: 3,
+    };
+    let mut bodies = Vec::new();
+    let mut content_type = None;
+    for path in [INTERFACES_PATH, COMPONENTS_PATH] {
+        let url = format!("{}{path}", source.url);
+        let request = Request {
+            url: &url,
+            etag: None,
+            bearer: token.as_deref(),
+            accept: Some("application/json"),
+        };
+        let response = match fetch::get(&request, &limits) {
+            Ok(Fetched::Fresh(response)) => response,
+            // Never asked for (no ETag is sent): a server that says so anyway is wrong.
+            Ok(Fetched::NotModified) => return failed(format!("{path}: 304 to a plain GET")),
+            Err(e) => return failed(format!("{path}: {e}")),
+        };
+        if response.status != 200 {
+            return Fetch {
+                outcome: Outcome::Response {
+                    status: response.status,
+                    content_type: response.content_type,
+                    machines: 0,
+                    etag: None,
+                    detail: problem_detail(&response.body).map(|d| format!("{path}: {d}")),
+                },
+                loaded: None,
+                took: started.elapsed(),
+            };
+        }
+        let json = response
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+        if !json {
+            // A login page or a proxy's error page: the policy names it; nothing to parse.
+            return Fetch {
+                outcome: Outcome::Response {
+                    status: 200,
+                    content_type: response.content_type,
+                    machines: 0,
+                    etag: None,
+                    detail: None,
+                },
+                loaded: None,
+                took: started.elapsed(),
+            };
+        }
+        content_type = response.content_type;
+        bodies.push(response.body);
+    }
+    let components = bodies.pop().unwrap_or_default();
+    let interfaces = bodies.pop().unwrap_or_default();
+    match smd_inventory::load(&interfaces, &components, rules) {
+        Ok(loaded) => Fetch {
+            outcome: Outcome::Response {
+                status: 200,
+                content_type,
+                machines: loaded.inventory.len(),
+                etag: None,
+                detail: None,
+            },
+            loaded: Some((loaded, interfaces, components)),
+            took: started.elapsed(),
+        },
+        Err(problems) => failed(
+            problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "the snapshot did not validate".into()),
+        ),
+    }
+}
+
+impl Service for SmdService {
+    fn name(&self) -> &'static str {
+        "SMD"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "SMD source {} every {:?} ({} subnets; {} timeout{}{})",
+            self.source.url,
+            self.source.refresh,
+            self.rules.subnets.len(),
+            humantime(self.source.timeout),
+            if self.source.allow_empty {
+                "; an empty answer may replace the snapshot"
+            } else {
+                ""
+            },
+            self.source
+                .max_stale
+                .map(|d| format!("; not answered when older than {}", humantime(d)))
+                .unwrap_or_default()
+        )
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.jobs.fd()]
+    }
+
+    fn on_readable(&mut self, fd: RawFd, now: Instant) {
+        if fd != self.jobs.fd().as_raw_fd() {
+            return;
+        }
+        let Some(done) = self.jobs.take() else {
+            return;
+        };
+        match done {
+            Done::Fetched(fetch) => self.finish(*fetch, now),
+            Done::Kept(Err(why)) => warn!("smd: the last good snapshot is not kept: {why}"),
+            Done::Kept(Ok(())) => {}
+        }
+        if let Some(snapshot) = self.to_keep.take() {
+            self.begin_keep(snapshot);
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        if self.jobs.is_running() {
+            return None;
+        }
+        // Just past the moment the snapshot becomes too old to answer from.
+        let stale_at = (!self.withdrawn)
+            .then(|| self.cache.stale_at())
+            .flatten()
+            .map(|at| at + Duration::from_millis(1));
+        [self.cache.poll_at(), stale_at].into_iter().flatten().min()
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        self.check_staleness(now);
+        if self.jobs.is_running() {
+            return;
+        }
+        if self.cache.on_timer(now).is_some() {
+            self.begin_fetch();
+        }
+    }
+
+    fn reconfigure(&mut self, config: &Config) {
+        if let Some(source) = config.smd() {
+            self.source = source.clone();
+            self.cache.set_settings(settings_of(source), Instant::now());
+        }
+        self.rules = rules_of(config);
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

@@ -1,0 +1,385 @@
+//! The OpenCHAMI SMD source against the running binary on loopback (issue 17). The real SMD
+//! cannot be installed here (its Go module is not served: see the issue note), so
+//! `tests/tools/smd_standin.py` serves the two collections netbootd reads, takes new entries
+//! the way SMD does, and misbehaves on request: a 503 problem body, an empty list, a truncated
+//! body, a 30 s stall, a 23 MB body, an HTML page. The snapshot must survive each, a machine
+//! added to SMD must be served after the next refresh, and a restart while SMD is down must
+//! serve the last good snapshot from the state directory.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, need_tools, run, text, Server, TempDir};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+struct Standin {
+    child: Child,
+    base: String,
+}
+
+impl Standin {
+    fn start() -> Standin {
+        let port = free_port();
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smd_standin.py");
+        let mut child = Command::new("python3")
+            .args([tool, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Standin {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn post(&self, path: &str, body: &str) {
+        let out = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &format!("{}{path}", self.base),
+        ]);
+        assert!(out.contains("201"), "{out}");
+    }
+
+    /// A node with a NID and its BMC, as OpenCHAMI's tooling loads them.
+    fn add_node(&self, n: u8) {
+        self.post(
+            "/hsm/v2/State/Components",
+            &format!(
+                r#"{{"Components":[{{"ID":"x1000c0s{n}b0n0","Type":"Node","State":"Ready","Enabled":true,"NID":{n},"Arch":"X86"}},{{"ID":"x1000c0s{n}b0","Type":"NodeBMC","State":"Ready","Enabled":true}}]}}"#
+            ),
+        );
+        self.post(
+            "/hsm/v2/Inventory/EthernetInterfaces",
+            &format!(r#"{{"MACAddress":"02:5D:00:00:00:{n:02X}","ComponentID":"x1000c0s{n}b0n0","IPAddresses":[{{"IPAddress":"10.100.0.{n}"}}]}}"#),
+        );
+        self.post(
+            "/hsm/v2/Inventory/EthernetInterfaces",
+            &format!(r#"{{"MACAddress":"02:5b:00:00:00:{n:02x}","ComponentID":"x1000c0s{n}b0","IPAddresses":[{{"IPAddress":"10.254.0.{n}"}}]}}"#),
+        );
+    }
+
+    fn mode(&self, mode: &str) {
+        let out = curl(&[
+            "-w",
+            "%{http_code}",
+            &format!("{}/control?mode={mode}", self.base),
+        ]);
+        assert!(out.ends_with("200"), "{out}");
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs");
+    text(&out.stdout)
+}
+
+/// Status and body of a GET.
+fn get(url: &str) -> (u16, String) {
+    let out = curl(&[url]);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+const CONFIG: &str = "osie-url = \"http://10.100.0.254:8080/hook\"\n\
+[subnets.compute]\ncidr = \"10.100.0.0/16\"\ngateway = \"10.100.0.254\"\ndns = [\"10.100.0.254\"]\ndomain = \"cluster.example\"\nlease-time = 3600\n\
+[subnets.bmc]\ncidr = \"10.254.0.0/16\"\n";
+
+fn netbootd(dir: &TempDir, smd: &str) -> (Server, String) {
+    let config = dir.write("netbootd.toml", CONFIG);
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let port = free_port().to_string();
+    let mut server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--backend-smd-url",
+        smd,
+        "--backend-smd-refresh",
+        "1s",
+        "--backend-smd-timeout",
+        "1s",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--public-ip-interface",
+        "lo",
+        "--dhcp-enabled=false",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        &port,
+    ]);
+    server.wait_for("HTTP on 127.0.0.1", LIMIT);
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// The note each kind of machine gets from /<mac>/auto.ipxe: a node boots (Hook), a BMC gets
+/// no boot information, a MAC SMD does not know is unknown.
+fn script_status(base: &str, mac: &str) -> u16 {
+    get(&format!("{base}/{mac}/auto.ipxe")).0
+}
+
+#[test]
+fn smd_snapshots_load_refresh_and_survive_bad_answers_and_restarts() {
+    need_tools("smd source", &["python3", "curl"]);
+    let smd = Standin::start();
+    smd.add_node(1);
+    smd.add_node(2);
+    let dir = TempDir::new("smd-source");
+    let (mut server, base) = netbootd(&dir, &smd.base);
+    server.wait_for("smd: snapshot in service: 4 machines (2 netboot)", LIMIT);
+    assert_eq!(script_status(&base, "02:5d:00:00:00:01"), 200);
+    let (_, script) = get(&format!("{base}/02:5d:00:00:00:01/auto.ipxe"));
+    assert!(script.contains("worker_id=02:5d:00:00:00:01"), "{script}");
+    assert_eq!(
+        script_status(&base, "02:5b:00:00:00:01"),
+        404,
+        "a BMC boots nothing"
+    );
+    assert_eq!(script_status(&base, "02:5d:00:00:00:03"), 404);
+    server.wait_for("mac=02:5b:00:00:00:01 allowPxe is false", LIMIT);
+    server.wait_for("mac=02:5d:00:00:00:03 unknown machine", LIMIT);
+    let health = get(&format!("{base}/healthcheck")).1;
+    assert!(
+        health.contains("\"source\":{\"name\":\"smd\",\"state\":\"ok\""),
+        "{health}"
+    );
+
+    // A machine added to SMD is served after the next refresh (1 s here).
+    smd.add_node(3);
+    let started = Instant::now();
+    server.wait_for("smd: snapshot in service: 6 machines", LIMIT);
+    assert_eq!(script_status(&base, "02:5d:00:00:00:03"), 200);
+    eprintln!(
+        "a machine added to SMD was served {:?} later",
+        started.elapsed()
+    );
+
+    // Every bad answer keeps the snapshot; each is logged once, when it starts.
+    for (mode, says) in [
+        (
+            "503",
+            "HTTP 503: /hsm/v2/Inventory/EthernetInterfaces: HSM's database is unhealthy",
+        ),
+        (
+            "empty",
+            "an empty list where the snapshot in service has 6 machines",
+        ),
+        (
+            "truncated",
+            "/hsm/v2/Inventory/EthernetInterfaces: connection closed after",
+        ),
+        ("html", "content type \"text/html\" is not JSON"),
+        (
+            "stall",
+            "/hsm/v2/Inventory/EthernetInterfaces: timed out waiting for",
+        ),
+        ("huge", "more than 100000 entries"),
+    ] {
+        smd.mode(mode);
+        let (line, _) = server.wait_for(says, LIMIT);
+        assert!(
+            line.contains("[ERROR]") && line.contains("keeping the snapshot of 6 machines"),
+            "{line}"
+        );
+        assert_eq!(script_status(&base, "02:5d:00:00:00:02"), 200, "{mode}");
+    }
+    let health = get(&format!("{base}/healthcheck")).1;
+    assert!(health.contains("\"state\":\"stale\""), "{health}");
+    smd.mode("ok");
+    server.wait_for("smd: recovered after", LIMIT);
+    let metrics = get(&format!("{base}/metrics")).1;
+    for series in [
+        "netbootd_source_machines{source=\"smd\"} 6",
+        "netbootd_source_state{source=\"smd\",state=\"ok\"} 1",
+        "netbootd_source_snapshot_age_seconds{source=\"smd\"} ",
+        "netbootd_source_refreshes_total{source=\"smd\",result=\"kept\"} ",
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
+    // A repeated failure is not logged again at every refresh.
+    let repeated = server
+        .seen
+        .iter()
+        .filter(|l| l.contains("HSM's database is unhealthy"))
+        .count();
+    assert_eq!(repeated, 1, "{:?}", server.seen);
+    assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, LIMIT), 0);
+
+    // SMD goes away; netbootd restarts and serves the last good snapshot from disk.
+    drop(smd);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (mut server, base) = netbootd(&dir, &dead);
+    let (line, _) = server.wait_for("serving the last good snapshot", LIMIT);
+    assert!(line.contains("(6 machines)"), "{line}");
+    assert_eq!(script_status(&base, "02:5d:00:00:00:03"), 200);
+    server.wait_for("refresh failed, keeping the snapshot of 6 machines", LIMIT);
+    let health = get(&format!("{base}/healthcheck")).1;
+    assert!(health.contains("\"state\":\"stale\""), "{health}");
+}
+
+/// No snapshot at all (SMD down, nothing on disk): a MAC not found is not "unknown", so
+/// auto-proxy gives it nothing rather than the static script; with --backend-smd-max-stale an
+/// old snapshot stops being answered.
+#[test]
+fn without_a_snapshot_no_machine_is_unknown_and_old_snapshots_expire() {
+    need_tools("smd pending", &["python3", "curl"]);
+    let dir = TempDir::new("smd-pending");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let config = dir.write("netbootd.toml", CONFIG);
+    let port = free_port().to_string();
+    let mut server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--backend-smd-url",
+        &dead,
+        "--backend-smd-refresh",
+        "1s",
+        "--dhcp-mode",
+        "auto-proxy",
+        "--dhcp-enabled=false",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        &port,
+        "--public-ip-interface",
+        "lo",
+    ]);
+    server.wait_for("refresh failed, keeping the snapshot of 0 machines", LIMIT);
+    let (status, _) = get(&format!(
+        "http://127.0.0.1:{port}/02:5d:00:00:00:09/auto.ipxe"
+    ));
+    assert_eq!(status, 404);
+    server.wait_for("the remote inventory has no usable snapshot", LIMIT);
+    let health = get(&format!("http://127.0.0.1:{port}/healthcheck")).1;
+    assert!(health.contains("\"state\":\"starting\""), "{health}");
+    drop(server);
+
+    let smd = Standin::start();
+    smd.add_node(1);
+    let (mut server, base) = netbootd_max_stale(&dir, &smd.base);
+    server.wait_for("smd: snapshot in service: 2 machines", LIMIT);
+    smd.mode("503");
+    server.wait_for("keeping the snapshot of 2 machines", LIMIT);
+    server.wait_for("older than --backend-smd-max-stale", LIMIT);
+    assert_eq!(script_status(&base, "02:5d:00:00:00:01"), 404);
+    smd.mode("ok");
+    server.wait_for("smd: snapshot in service: 2 machines", LIMIT);
+    assert_eq!(script_status(&base, "02:5d:00:00:00:01"), 200);
+}
+
+fn netbootd_max_stale(dir: &TempDir, smd: &str) -> (Server, String) {
+    let config = dir.path("netbootd.toml");
+    let port = free_port().to_string();
+    let mut server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--backend-smd-url",
+        smd,
+        "--backend-smd-refresh",
+        "1s",
+        "--backend-smd-max-stale",
+        "2s",
+        "--dhcp-enabled=false",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        &port,
+        "--public-ip-interface",
+        "lo",
+    ]);
+    server.wait_for("HTTP on 127.0.0.1", LIMIT);
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn smd_settings_are_checked_at_start() {
+    let dir = TempDir::new("smd-settings");
+    let config = dir.write("netbootd.toml", CONFIG);
+    let no_subnets = dir.write("bare.toml", "log-level = \"info\"\n");
+    for (args, says) in [
+        (
+            vec![
+                "--config",
+                no_subnets.to_str().unwrap(),
+                "--backend-smd-url",
+                "http://smd:27779",
+            ],
+            "needs [subnets.NAME] tables",
+        ),
+        (
+            vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-smd-url",
+                "https://smd:27779",
+            ],
+            "https is not available yet",
+        ),
+        (
+            vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-smd-url",
+                "http://smd:27779",
+                "--backend-file-path",
+                "/h.yaml",
+            ],
+            "combining the hardware file with SMD is not available yet",
+        ),
+        (
+            vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-smd-url",
+                "http://smd:27779",
+                "--backend-smd-refresh",
+                "0s",
+            ],
+            "outside 1s..3600s",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.insert(0, "check");
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""A small stand-in for OpenCHAMI SMD (the real one cannot be installed here: its module is not
+served by the Go module proxy), for tests/smd.rs. It serves the two public collections netbootd
+reads, takes new entries the way SMD does (POST of an interface or of {"Components": [...]}),
+and can be told to misbehave:
+
+    GET  /hsm/v2/Inventory/EthernetInterfaces   a JSON array
+    GET  /hsm/v2/State/Components               {"Components": [...]}
+    POST the same paths                          add entries (MACs normalised as SMD does)
+    GET  /control?mode=M                         ok | 503 | empty | truncated | stall | huge | html
+    GET  /control?requests                       how many collection GETs were served
+
+Usage: smd_standin.py PORT [INTERFACES.json COMPONENTS.json]
+"""
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse, parse_qs
+
+STATE = {"interfaces": [], "components": [], "mode": "ok", "requests": 0, "auth": None}
+LOCK = threading.Lock()
+
+PROBLEM_503 = {
+    "type": "about:blank",
+    "title": "Service Unavailable",
+    "detail": "HSM's database is unhealthy: HMSDS handle is not open.",
+    "status": 503,
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body, ctype="application/json", length=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/control":
+            query = parse_qs(url.query)
+            with LOCK:
+                if "mode" in query:
+                    STATE["mode"] = query["mode"][0]
+                body = json.dumps({"mode": STATE["mode"], "requests": STATE["requests"],
+                                   "auth": STATE["auth"]}).encode()
+            return self.send(200, body)
+        if url.path not in ("/hsm/v2/Inventory/EthernetInterfaces", "/hsm/v2/State/Components"):
+            return self.send(404, json.dumps({"title": "Not Found", "status": 404}).encode(),
+                             "application/problem+json")
+        with LOCK:
+            STATE["requests"] += 1
+            STATE["auth"] = self.headers.get("Authorization")
+            mode = STATE["mode"]
+            if url.path.endswith("EthernetInterfaces"):
+                data = [] if mode == "empty" else STATE["interfaces"]
+            else:
+                data = {"Components": [] if mode == "empty" else STATE["components"]}
+        body = json.dumps(data).encode()
+        if mode == "503":
+            return self.send(503, json.dumps(PROBLEM_503).encode(), "application/problem+json")
+        if mode == "html":
+            return self.send(200, b"<html>login</html>", "text/html")
+        if mode == "truncated":
+            return self.send(200, body[: len(body) // 2], length=len(body))
+        if mode == "stall":
+            time.sleep(30)
+            return self.send(200, body)
+        if mode == "huge" and url.path.endswith("EthernetInterfaces"):
+            huge = b"[" + b",".join([b'{"MACAddress":"x"}'] * 1_200_000) + b"]"
+            return self.send(200, huge)
+        self.send(200, body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        entry = json.loads(self.rfile.read(length) or b"null")
+        with LOCK:
+            if self.path == "/hsm/v2/Inventory/EthernetInterfaces":
+                entry["MACAddress"] = entry["MACAddress"].lower().replace("-", ":")
+                entry["ID"] = entry["MACAddress"].replace(":", "")
+                STATE["interfaces"] = [i for i in STATE["interfaces"] if i["ID"] != entry["ID"]]
+                STATE["interfaces"].append(entry)
+            elif self.path == "/hsm/v2/State/Components":
+                ids = {c["ID"] for c in entry["Components"]}
+                STATE["components"] = [c for c in STATE["components"] if c["ID"] not in ids]
+                STATE["components"].extend(entry["Components"])
+            else:
+                return self.send(404, b'{"status":404}', "application/problem+json")
+        self.send(201, b"[]")
+
+
+def main():
+    port = int(sys.argv[1])
+    if len(sys.argv) == 4:
+        with open(sys.argv[2]) as f:
+            STATE["interfaces"] = json.load(f)
+        with open(sys.argv[3]) as f:
+            STATE["components"] = json.load(f)["Components"]
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
