@@ -372,6 +372,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         log: Arc::new(LogGate::new(limits_of(&config), metrics.clone())),
         metrics,
         source: Default::default(),
+        lookups: Default::default(),
     };
     let Some(services) = start_services(&config, &ctx) else {
         return 1;

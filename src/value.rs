@@ -136,6 +136,32 @@ pub fn url(text: &str, schemes: &[&str]) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// The placeholders of `--ipxe-script-url-template`.
+pub const URL_PLACEHOLDERS: &[&str] = &["mac", "mac-hyphen", "ip", "xname", "nid", "arch"];
+
+/// An http(s) URL with `{placeholder}`s from [`URL_PLACEHOLDERS`] and no other braces.
+pub fn url_template(text: &str) -> Result<String, String> {
+    url(text, &["http", "https"])?;
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed {{ at {:?}", &rest[open..]))?;
+        let name = &rest[open + 1..open + close];
+        if !URL_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (known: {})",
+                URL_PLACEHOLDERS.join(", ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("a } without its {".into());
+    }
+    Ok(text.to_string())
+}
+
 /// One line of free text (no newlines or other control characters), e.g. kernel arguments.
 pub fn single_line(text: &str) -> Result<String, String> {
     if text.chars().any(|c| c.is_control()) {

@@ -982,6 +982,8 @@ fn an_smd_node_gets_its_lease_from_udhcpc() {
             config.to_str().unwrap(),
             "--backend-smd-url",
             "http://127.0.0.1:27779",
+            "--ipxe-script-url-template",
+            "http://10.77.0.1:8081/boot/v1/bootscript?mac={mac}&xname={xname}",
             "--dhcp-iface",
             "s0",
             "--tftp-enabled=false",
@@ -1016,6 +1018,59 @@ fn an_smd_node_gets_its_lease_from_udhcpc() {
         );
     }
     server.wait_for("ACK 10.77.0.57", LIMIT);
+    // iPXE (user class "iPXE") gets the BSS script URL from the template.
+    let _ = std::fs::remove_file(dir.path("hook.env"));
+    let mut args = udhcpc_args(&hook);
+    args.extend([
+        "-V",
+        "PXEClient:Arch:00007:UNDI:003001",
+        "-x",
+        "0x5d:0007",
+        "-x",
+        "0x4d:69505845",
+    ]);
+    let out = lab.cli.run_for(Duration::from_secs(20), &args);
+    let env = hook_env(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = "boot_file=http://10.77.0.1:8081/boot/v1/bootscript?mac=02:77:00:00:00:50&xname=x1000c0s7b0n0";
+    assert!(env.lines().any(|l| l == want), "{env}");
+    // Fetch on miss: a node added to SMD while netbootd runs (refresh every 30 s, the
+    // default) gets its lease at the client's retransmission: its unknown DISCOVER starts a
+    // look-up of that MAC.
+    const NEW_MAC: &str = "02:77:00:00:00:58";
+    post(
+        "/hsm/v2/State/Components",
+        r#"{"Components":[{"ID":"x1000c0s8b0n0","Type":"Node","State":"Ready","Enabled":true,"NID":8}]}"#,
+    );
+    post(
+        "/hsm/v2/Inventory/EthernetInterfaces",
+        &format!(
+            r#"{{"MACAddress":"{NEW_MAC}","ComponentID":"x1000c0s8b0n0","IPAddresses":[{{"IPAddress":"10.77.0.58"}}]}}"#
+        ),
+    );
+    lab.set_client_mac(NEW_MAC);
+    let _ = std::fs::remove_file(dir.path("hook.env"));
+    let started = std::time::Instant::now();
+    let out = lab
+        .cli
+        .run_for(Duration::from_secs(20), &udhcpc_args(&hook));
+    let took = started.elapsed();
+    let env = hook_env(&dir);
+    assert!(
+        out.status.success(),
+        "no lease: {}\n{env}",
+        text(&out.stderr)
+    );
+    assert!(env.lines().any(|l| l == "ip=10.77.0.58"), "{env}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a new machine waited {took:?}"
+    );
+    server.wait_for(
+        "02:77:00:00:00:58 found by look-up (x1000c0s8b0n0, 10.77.0.58)",
+        LIMIT,
+    );
+    eprintln!("a machine added to SMD got its lease {took:?} after its first DISCOVER");
     // A MAC SMD does not know: silence in reservation mode.
     lab.set_client_mac(UNKNOWN_MAC);
     let out = lab

@@ -236,6 +236,8 @@ pub struct Dhcp {
     pub syslog_host: String,
     /// Overrides `ipxe_script_base` when set.
     pub ipxe_script_url: Option<String>,
+    /// `--ipxe-script-url-template`: for machines of a remote source (they have an xname).
+    pub ipxe_script_url_template: Option<String>,
     pub ipxe_script_prepend_mac: bool,
     /// iPXE binary file name per client architecture (option 93).
     pub ipxe_binaries: Vec<(u16, String)>,
@@ -424,6 +426,10 @@ impl Reader<'_> {
             )?,
             ipxe_script_url: self
                 .optional_url(Key::dhcp_http_ipxe_script_url, &["http", "https", "tftp"])?,
+            ipxe_script_url_template: match self.text(Key::ipxe_script_url_template) {
+                None => None,
+                Some(_) => Some(self.get(Key::ipxe_script_url_template, value::url_template)?),
+            },
             ipxe_script_prepend_mac: self.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
             ipxe_binaries: self.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
             boot_server_arches: self.get(Key::dhcp_boot_server_arches, value::arch_list)?,

@@ -60,6 +60,10 @@ pub struct Machine {
     pub domain_search: Vec<String>,
     pub vlan_id: Option<u16>,
     pub arch: Option<String>,
+    /// A remote source's own name for the machine (SMD's xname) and number (its NID), for
+    /// `--ipxe-script-url-template`.
+    pub xname: Option<String>,
+    pub nid: Option<u64>,
     pub disabled: bool,
     pub netboot: Netboot,
     /// netbootd's own: what to boot when there is no per-machine iPXE script.
@@ -172,6 +176,28 @@ impl Inventory {
             by_ip,
             pending: false,
         }
+    }
+
+    /// This inventory with `extra` machines added (a remote source's look-up of a MAC that was
+    /// missing). A machine whose MAC or address is already here is not added: returned apart.
+    pub fn with_added(&self, extra: Vec<Machine>) -> (Inventory, Vec<Machine>) {
+        let mut machines = self.machines.clone();
+        let mut refused = Vec::new();
+        for m in extra {
+            let clash = self.by_mac(m.mac).is_some()
+                || m.ip_address.is_some_and(|ip| self.by_ip(ip).is_some())
+                || machines[self.machines.len()..].iter().any(|n| {
+                    n.mac == m.mac || (n.ip_address.is_some() && n.ip_address == m.ip_address)
+                });
+            if clash {
+                refused.push(m);
+            } else {
+                machines.push(m);
+            }
+        }
+        let mut inventory = Inventory::new(machines);
+        inventory.pending = self.pending;
+        (inventory, refused)
     }
 
     /// An empty inventory standing in for a remote source that has no usable snapshot.

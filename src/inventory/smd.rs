@@ -267,6 +267,18 @@ fn interfaces(body: &[u8]) -> Result<Vec<Interface>, Problem> {
     Ok(out)
 }
 
+/// The component IDs an interfaces body names (for a look-up of their components).
+pub fn component_ids(interfaces_body: &[u8]) -> Result<Vec<String>, Problem> {
+    let mut ids: Vec<String> = interfaces(interfaces_body)?
+        .into_iter()
+        .map(|i| i.component)
+        .filter(|c| host_name(c).is_some())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// SMD's `Arch` as the Hook file names want it: `ARM` is `aarch64`; `X86` and the rest are
 /// the default (`x86_64`).
 fn arch(smd: Option<&str>) -> Option<String> {
@@ -387,6 +399,8 @@ pub fn load(
             domain_name: subnet.domain.clone().or_else(|| rules.domain.clone()),
             lease_time: subnet.lease_time.unwrap_or(DEFAULT_LEASE_TIME),
             arch: arch(component.arch.as_deref()),
+            xname: host_name(id),
+            nid: component.nid,
             disabled: !component.enabled,
             netboot: Netboot {
                 allow_pxe: node,

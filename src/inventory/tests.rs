@@ -58,6 +58,8 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
         domain_search: vec!["lab.example".into(), "example".into()],
         vlan_id: Some(16),
         arch: Some("x86_64".into()),
+        xname: None,
+        nid: None,
         disabled: false,
         netboot: Netboot {
             allow_pxe: true,
@@ -484,4 +486,32 @@ fn values_smee_tolerates_are_warnings() {
         let loaded = load(&text).unwrap();
         assert_eq!((loaded.refused, loaded.inventory.len()), (1, 0), "{bad}");
     }
+}
+
+/// A remote look-up adds machines to a snapshot; one whose MAC or address is taken is not.
+#[test]
+fn machines_found_by_look_up_join_the_snapshot_unless_they_clash() {
+    let base = load("02:00:00:00:00:01:\n  ipAddress: 10.0.0.1\n  subnetMask: 255.0.0.0\n")
+        .unwrap()
+        .inventory;
+    let machine = |m: &str, ip: &str| Machine {
+        mac: mac(m),
+        ip_address: Some(self::ip(ip)),
+        ..Machine::default()
+    };
+    let (merged, refused) = base.with_added(vec![
+        machine("02:00:00:00:00:02", "10.0.0.2"),
+        machine("02:00:00:00:00:01", "10.0.0.3"),
+        machine("02:00:00:00:00:04", "10.0.0.1"),
+        machine("02:00:00:00:00:05", "10.0.0.2"),
+    ]);
+    assert_eq!(merged.len(), 2);
+    assert!(merged
+        .by_ip(ip("10.0.0.2"))
+        .is_some_and(|m| m.mac == mac("02:00:00:00:00:02")));
+    assert_eq!(refused.len(), 3);
+    assert!(!merged.is_pending());
+    let (merged, _) =
+        Inventory::pending().with_added(vec![machine("02:00:00:00:00:02", "10.0.0.2")]);
+    assert!(merged.is_pending() && merged.len() == 1);
 }

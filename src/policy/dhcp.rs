@@ -662,6 +662,13 @@ pub fn script_url(machine: Option<&Machine>, mac: MacAddr, cfg: &Dhcp) -> String
     if let Some(url) = machine.and_then(|m| m.netboot.ipxe_script_url.clone()) {
         return url;
     }
+    // A remote source's machine (it has an xname) and a template (OpenCHAMI BSS).
+    if let (Some(m), Some(template)) = (
+        machine.filter(|m| m.xname.is_some()),
+        &cfg.ipxe_script_url_template,
+    ) {
+        return fill_template(template, m);
+    }
     let url = match &cfg.ipxe_script_url {
         Some(url) => url.clone(),
         None => cfg.ipxe_script_base.to_string(),
@@ -671,6 +678,23 @@ pub fn script_url(machine: Option<&Machine>, mac: MacAddr, cfg: &Dhcp) -> String
     } else {
         url
     }
+}
+
+/// `--ipxe-script-url-template` for `m`: `{mac}` (aa:bb:..), `{mac-hyphen}` (aa-bb-..),
+/// `{ip}`, `{xname}`, `{nid}` and `{arch}` (x86_64 unless the machine says). Every value is a
+/// validated word (no spaces, no quotes), so nothing can break the URL out of its option.
+pub fn fill_template(template: &str, m: &Machine) -> String {
+    let mac = m.mac.to_string();
+    template
+        .replace("{mac-hyphen}", &mac.replace(':', "-"))
+        .replace("{mac}", &mac)
+        .replace(
+            "{ip}",
+            &m.ip_address.map(|ip| ip.to_string()).unwrap_or_default(),
+        )
+        .replace("{xname}", m.xname.as_deref().unwrap_or(""))
+        .replace("{nid}", &m.nid.map(|n| n.to_string()).unwrap_or_default())
+        .replace("{arch}", m.arch.as_deref().unwrap_or("x86_64"))
 }
 
 /// `scheme://host/a/b/file?q` → `scheme://host/a/b/<mac>/file?q`. Like Go's `path.Join`

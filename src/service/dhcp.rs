@@ -53,6 +53,7 @@ pub struct DhcpService {
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
     log: Arc<LogGate>,
+    lookups: Arc<crate::service::Lookups>,
     input: Input,
     boot_server: UdpEndpoint,
     buf: Vec<u8>,
@@ -120,6 +121,7 @@ impl DhcpService {
             store: ctx.inventory.clone(),
             metrics: ctx.metrics.clone(),
             log: ctx.log.clone(),
+            lookups: ctx.lookups.clone(),
             input,
             boot_server,
             buf: vec![0; BUF_LEN],
@@ -187,6 +189,13 @@ impl DhcpService {
         let inventory = self.store.snapshot();
         let verdict = screen(&msg, &arrival.source, &self.cfg)
             .and_then(|()| decide(&msg, arrival.port, &inventory, &self.cfg));
+        // A MAC the inventory does not know: the remote source (if any) looks it up now, so a
+        // machine just added there is answered at the client's next retransmission.
+        if let Some(mac) = msg.mac().filter(|m| inventory.by_mac(*m).is_none()) {
+            if verdict.is_err() || self.cfg.mode != crate::config::DhcpMode::Reservation {
+                self.lookups.request(mac);
+            }
+        }
         self.count(&msg, arrival, &verdict);
         self.log(&msg, arrival, &verdict);
         if let Ok(reply) = verdict {

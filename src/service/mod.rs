@@ -42,6 +42,48 @@ pub struct Context {
     pub log: Arc<log_gate::LogGate>,
     /// The remote inventory source's state (`None` without one), for `/healthcheck`.
     pub source: Arc<Mutex<Option<SourceStatus>>>,
+    /// MACs the DHCP service did not find, for the remote source to look up at once.
+    pub lookups: Arc<Lookups>,
+}
+
+/// MACs to look up in the remote source ("fetch on miss"): the DHCP service asks, the source's
+/// service takes them in the loop. Off (every request ignored) without a remote source; at
+/// most [`Lookups::MAX`] wait, each once.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    enabled: std::sync::atomic::AtomicBool,
+    waiting: Mutex<Vec<crate::wire::MacAddr>>,
+}
+
+impl Lookups {
+    pub const MAX: usize = 64;
+
+    pub fn enable(&self) {
+        self.enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A request from `mac`, which the inventory does not know.
+    pub fn request(&self, mac: crate::wire::MacAddr) {
+        if !self.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.len() < Self::MAX && !waiting.contains(&mac) {
+            waiting.push(mac);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    pub fn take(&self) -> Vec<crate::wire::MacAddr> {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Where a remote inventory source stands, as `/healthcheck` shows it.

@@ -19,13 +19,15 @@ use serde_json::Value;
 
 use crate::config::{Config, SmdSource};
 use crate::inventory::smd::{self as smd_inventory, SmdRules};
-use crate::inventory::{Inventory, InventoryStore, Loaded, Problem};
+use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem};
 use crate::io::background::Background;
 use crate::io::fetch::{self, Fetched, Limits, Request};
 use crate::io::files;
 use crate::policy::source::{Decision, Outcome, Settings, SourceCache, State};
 use crate::service::metrics::Metrics;
-use crate::service::{Context, Service, SourceStatus};
+use crate::service::{Context, Lookups, Service, SourceStatus};
+use crate::wire::MacAddr;
+use std::collections::HashMap;
 
 const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
 const COMPONENTS_PATH: &str = "/hsm/v2/State/Components";
@@ -41,11 +43,28 @@ struct Fetch {
     took: Duration,
 }
 
-/// Background work: a fetch, or writing the last good snapshot.
+/// A look-up of MACs the inventory did not know ("fetch on miss").
+struct Lookup {
+    macs: Vec<MacAddr>,
+    /// The store's generation the merge was built on: stale if a refresh came meanwhile.
+    base: u64,
+    /// The inventory with the machines found added, and what was found.
+    result: Result<(Inventory, Vec<Machine>), String>,
+}
+
+/// Background work: a fetch, a look-up, or writing the last good snapshot.
 enum Done {
     Fetched(Box<Fetch>),
+    Looked(Box<Lookup>),
     Kept(Result<(), String>),
 }
+
+/// A MAC SMD did not know is not asked for again for this long.
+const NOT_FOUND_TTL: Duration = Duration::from_secs(60);
+/// Look-ups at most this often (each asks for every MAC waiting).
+const LOOKUP_GAP: Duration = Duration::from_millis(200);
+/// MACs remembered as not found, at most.
+const NOT_FOUND_MAX: usize = 4096;
 
 pub struct SmdService {
     source: SmdSource,
@@ -63,6 +82,11 @@ pub struct SmdService {
     last_left_out: Vec<String>,
     /// The snapshot was withdrawn for being older than `--backend-smd-max-stale`.
     withdrawn: bool,
+    lookups: Arc<Lookups>,
+    /// MACs SMD did not know, until when they are not asked for again.
+    not_found: HashMap<MacAddr, Instant>,
+    /// The next look-up may start then.
+    lookup_ready_at: Instant,
 }
 
 fn settings_of(source: &SmdSource) -> Settings {
@@ -121,7 +145,11 @@ impl SmdService {
             status: ctx.source.clone(),
             last_left_out: Vec::new(),
             withdrawn: false,
+            lookups: ctx.lookups.clone(),
+            not_found: HashMap::new(),
+            lookup_ready_at: now,
         };
+        ctx.lookups.enable();
         service.publish(now, from_disk.unwrap_or(0), None);
         let status = service.status.clone();
         ctx.metrics.observe(
@@ -193,6 +221,93 @@ impl SmdService {
             let now = Instant::now();
             self.cache
                 .on_result(Outcome::Failed(format!("no thread: {e}")), now);
+        }
+    }
+
+    /// Starts a look-up of the MACs waiting (those not known not to be in SMD).
+    fn begin_lookup(&mut self, now: Instant) {
+        self.not_found.retain(|_, until| *until > now);
+        let current = self.store.snapshot();
+        let macs: Vec<MacAddr> = self
+            .lookups
+            .take()
+            .into_iter()
+            .filter(|m| !self.not_found.contains_key(m) && current.by_mac(*m).is_none())
+            .collect();
+        if macs.is_empty() {
+            return;
+        }
+        let (source, rules) = (self.source.clone(), self.rules.clone());
+        let base = self.store.generation();
+        let job_macs = macs.clone();
+        let started = self.jobs.start(
+            move || {
+                let result = look_up(&source, &rules, &job_macs, &current);
+                Done::Looked(Box::new(Lookup {
+                    macs: job_macs,
+                    base,
+                    result,
+                }))
+            },
+            move || {
+                Done::Looked(Box::new(Lookup {
+                    macs,
+                    base,
+                    result: Err("the look-up failed unexpectedly (a netbootd bug)".into()),
+                }))
+            },
+        );
+        if let Err(e) = started {
+            warn!("smd: no thread for a look-up: {e}");
+        }
+    }
+
+    fn finish_lookup(&mut self, lookup: Lookup, now: Instant) {
+        self.lookup_ready_at = now + LOOKUP_GAP;
+        let (merged, found) = match lookup.result {
+            Ok(ok) => ok,
+            Err(why) => {
+                self.metrics.inc(
+                    "netbootd_source_lookups_total",
+                    &[("source", "smd"), ("result", "failed")],
+                );
+                warn!("smd: look-up of {} MACs failed: {why}", lookup.macs.len());
+                return;
+            }
+        };
+        for mac in lookup
+            .macs
+            .iter()
+            .filter(|m| !found.iter().any(|f| f.mac == **m))
+        {
+            if self.not_found.len() < NOT_FOUND_MAX {
+                self.not_found.insert(*mac, now + NOT_FOUND_TTL);
+            }
+            self.metrics.inc(
+                "netbootd_source_lookups_total",
+                &[("source", "smd"), ("result", "not_found")],
+            );
+        }
+        if found.is_empty() {
+            return;
+        }
+        if self.store.generation() != lookup.base {
+            // A refresh came meanwhile: it holds what SMD has now (the machine included).
+            return;
+        }
+        self.store.replace(merged);
+        for m in &found {
+            self.metrics.inc(
+                "netbootd_source_lookups_total",
+                &[("source", "smd"), ("result", "found")],
+            );
+            info!(
+                "smd: {} found by look-up ({}, {}): answered from now on",
+                m.mac,
+                m.xname.as_deref().unwrap_or("-"),
+                m.ip_address
+                    .map_or("no address".into(), |ip| ip.to_string())
+            );
         }
     }
 
@@ -329,6 +444,70 @@ fn problem_detail(body: &[u8]) -> Option<String> {
     Some(text.chars().take(200).filter(|c| !c.is_control()).collect())
 }
 
+/// GET `path` of the source as JSON: the body of a 200 JSON answer, else why not.
+fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
+    let token = read_token(source.token_file.as_deref())?;
+    let url = format!("{}{path_and_query}", source.url);
+    let limits = Limits {
+        connect: source.timeout,
+        read: source.timeout,
+        total: source.timeout,
+        max_body: MAX_BODY,
+        max_redirects: 3,
+    };
+    let request = Request {
+        url: &url,
+        etag: None,
+        bearer: token.as_deref(),
+        accept: Some("application/json"),
+    };
+    match fetch::get(&request, &limits) {
+        Ok(Fetched::Fresh(r)) if r.status == 200 => Ok(r.body),
+        Ok(Fetched::Fresh(r)) => Err(format!(
+            "HTTP {}{}",
+            r.status,
+            problem_detail(&r.body)
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        )),
+        Ok(Fetched::NotModified) => Err("304 to a plain GET".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Looks `macs` up in SMD (one request for their interfaces, one for their components) and
+/// returns `current` with the machines found added (on the job's thread).
+fn look_up(
+    source: &SmdSource,
+    rules: &SmdRules,
+    macs: &[MacAddr],
+    current: &Inventory,
+) -> Result<(Inventory, Vec<Machine>), String> {
+    let query: Vec<String> = macs.iter().map(|m| format!("MACAddress={m}")).collect();
+    let interfaces = get_json(source, &format!("{INTERFACES_PATH}?{}", query.join("&")))?;
+    let ids = smd_inventory::component_ids(&interfaces).map_err(|p| p.to_string())?;
+    if ids.is_empty() {
+        return Ok((Inventory::default(), Vec::new()));
+    }
+    let query: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
+    let components = get_json(source, &format!("{COMPONENTS_PATH}?{}", query.join("&")))?;
+    let loaded = smd_inventory::load(&interfaces, &components, rules)
+        .map_err(|p| p.first().map(ToString::to_string).unwrap_or_default())?;
+    let found: Vec<Machine> = loaded
+        .inventory
+        .machines()
+        .iter()
+        .filter(|m| macs.contains(&m.mac))
+        .cloned()
+        .collect();
+    let (merged, clashing) = current.with_added(found.clone());
+    let found = found
+        .into_iter()
+        .filter(|m| !clashing.iter().any(|c| c.mac == m.mac))
+        .collect();
+    Ok((merged, found))
+}
+
 /// Fetches both collections and validates them (on the job's thread).
 fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
     let started = Instant::now();
@@ -458,6 +637,7 @@ impl Service for SmdService {
         };
         match done {
             Done::Fetched(fetch) => self.finish(*fetch, now),
+            Done::Looked(lookup) => self.finish_lookup(*lookup, now),
             Done::Kept(Err(why)) => warn!("smd: the last good snapshot is not kept: {why}"),
             Done::Kept(Ok(())) => {}
         }
@@ -475,7 +655,11 @@ impl Service for SmdService {
             .then(|| self.cache.stale_at())
             .flatten()
             .map(|at| at + Duration::from_millis(1));
-        [self.cache.poll_at(), stale_at].into_iter().flatten().min()
+        let lookup_at = (!self.lookups.is_empty()).then_some(self.lookup_ready_at);
+        [self.cache.poll_at(), stale_at, lookup_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_timer(&mut self, now: Instant) {
@@ -485,6 +669,8 @@ impl Service for SmdService {
         }
         if self.cache.on_timer(now).is_some() {
             self.begin_fetch();
+        } else if now >= self.lookup_ready_at && !self.lookups.is_empty() {
+            self.begin_lookup(now);
         }
     }
 

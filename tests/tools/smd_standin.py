@@ -8,7 +8,8 @@ and can be told to misbehave:
     GET  /hsm/v2/State/Components               {"Components": [...]}
     POST the same paths                          add entries (MACs normalised as SMD does)
     GET  /control?mode=M                         ok | 503 | empty | truncated | stall | huge | html
-    GET  /control?requests                       how many collection GETs were served
+    GET  /control                                the mode, collection GETs served, last auth
+    Filters as SMD's: EthernetInterfaces?MACAddress=..(repeated), Components?id=..(repeated)
 
 Usage: smd_standin.py PORT [INTERFACES.json COMPONENTS.json]
 """
@@ -62,10 +63,18 @@ class Handler(BaseHTTPRequestHandler):
             STATE["requests"] += 1
             STATE["auth"] = self.headers.get("Authorization")
             mode = STATE["mode"]
+            query = parse_qs(url.query)
             if url.path.endswith("EthernetInterfaces"):
                 data = [] if mode == "empty" else STATE["interfaces"]
+                if "MACAddress" in query:  # repeated: any of them (SMD's filters)
+                    wanted = {m.lower() for m in query["MACAddress"]}
+                    data = [i for i in data if i["MACAddress"] in wanted]
             else:
-                data = {"Components": [] if mode == "empty" else STATE["components"]}
+                comps = [] if mode == "empty" else STATE["components"]
+                if "id" in query:
+                    wanted = {i.lower() for i in query["id"]}
+                    comps = [c for c in comps if c["ID"].lower() in wanted]
+                data = {"Components": comps}
         body = json.dumps(data).encode()
         if mode == "503":
             return self.send(503, json.dumps(PROBLEM_503).encode(), "application/problem+json")

@@ -83,6 +83,7 @@ fn cfg(mode: DhcpMode) -> Dhcp {
         ipxe_binary_base: base(8080, "/ipxe/"),
         ipxe_script_base: base(8080, "/auto.ipxe"),
         ipxe_script_url: None,
+        ipxe_script_url_template: None,
         ipxe_script_prepend_mac: true,
         ipxe_binaries: crate::value::arch_files(
             crate::config::options::find("dhcp-ipxe-binaries")
@@ -353,6 +354,36 @@ fn script_url_options() {
         script_url(None, mac, &c),
         "http://10.77.0.1/smee/02:77:00:00:00:50/auto.ipxe"
     );
+}
+
+#[test]
+fn remote_machines_get_the_script_url_template() {
+    let mut c = cfg(DhcpMode::Reservation);
+    c.ipxe_script_url_template =
+        Some("http://bss:8081/boot/v1/bootscript?mac={mac}&x={xname}&n={nid}&h={mac-hyphen}&ip={ip}&a={arch}".into());
+    let mac: MacAddr = CLI_MAC.parse().unwrap();
+    let mut m = Machine {
+        mac,
+        ip_address: Some("10.100.0.7".parse().unwrap()),
+        xname: Some("x1000c0s7b0n0".into()),
+        nid: Some(7),
+        ..Machine::default()
+    };
+    assert_eq!(
+        script_url(Some(&m), mac, &c),
+        "http://bss:8081/boot/v1/bootscript?mac=02:77:00:00:00:50&x=x1000c0s7b0n0&n=7&h=02-77-00-00-00-50&ip=10.100.0.7&a=x86_64"
+    );
+    // A file machine (no xname) keeps the usual URL; a machine's own URL wins over both.
+    m.xname = None;
+    assert_eq!(
+        script_url(Some(&m), mac, &c),
+        "http://10.77.0.1:8080/02:77:00:00:00:50/auto.ipxe"
+    );
+    m.netboot.ipxe_script_url = Some("http://own/x.ipxe".into());
+    assert_eq!(script_url(Some(&m), mac, &c), "http://own/x.ipxe");
+    assert!(crate::value::url_template("http://b/{mac}{bogus}").is_err());
+    assert!(crate::value::url_template("http://b/{mac").is_err());
+    assert!(crate::value::url_template("http://b/?mac={mac}").is_ok());
 }
 
 #[test]

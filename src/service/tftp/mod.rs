@@ -443,6 +443,7 @@ mod tests {
             )),
             metrics,
             source: Default::default(),
+            lookups: Default::default(),
         };
         TftpService::start(&config, &ctx).unwrap()
     }
