@@ -157,18 +157,13 @@ fn check(config: &Config) -> i32 {
         println!("warning: {w}");
     }
     let Some(path) = config.hardware_file() else {
-        match config.smd() {
-            Some(smd) => println!(
-                "ok: machines come from SMD at {} ({} subnets configured; check does not fetch it yet), {} warnings",
-                smd.url,
-                config.subnets.len(),
-                config.warnings.len()
-            ),
-            None => println!(
-                "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
-                config.warnings.len()
-            ),
+        if config.smd().is_some() {
+            return check_smd(config);
         }
+        println!(
+            "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
+            config.warnings.len()
+        );
         return 0;
     };
     match files::load_inventory(path, &config.profiles) {
@@ -209,6 +204,27 @@ fn check(config: &Config) -> i32 {
             1
         }
     }
+}
+
+/// `check` with SMD as the source: one fetch, as the service does it.
+#[cfg(feature = "remote")]
+fn check_smd(config: &Config) -> i32 {
+    match crate::service::smd::check(config) {
+        Ok(summary) => {
+            println!("ok: {summary}, {} warnings", config.warnings.len());
+            0
+        }
+        Err(why) => {
+            eprintln!("failed: SMD: {why}");
+            1
+        }
+    }
+}
+
+#[cfg(not(feature = "remote"))]
+fn check_smd(_: &Config) -> i32 {
+    eprintln!("failed: this build has no remote sources");
+    1
 }
 
 fn print_problems(problems: &[Problem]) {

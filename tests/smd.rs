@@ -155,6 +155,26 @@ fn smd_snapshots_load_refresh_and_survive_bad_answers_and_restarts() {
     smd.add_node(1);
     smd.add_node(2);
     let dir = TempDir::new("smd-source");
+    // `check` fetches SMD once and says what it holds.
+    let config = dir.write("netbootd.toml", CONFIG);
+    let out = run(
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--backend-smd-url",
+            &smd.base,
+            "--public-ip-interface",
+            "lo",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(": 4 machines (2 netboot), 0 entries left out"),
+        "{}",
+        text(&out.stdout)
+    );
     let (mut server, base) = netbootd(&dir, &smd.base);
     server.wait_for("smd: snapshot in service: 4 machines (2 netboot)", LIMIT);
     assert_eq!(script_status(&base, "02:5d:00:00:00:01"), 200);
@@ -238,6 +258,25 @@ fn smd_snapshots_load_refresh_and_survive_bad_answers_and_restarts() {
     // SMD goes away; netbootd restarts and serves the last good snapshot from disk.
     drop(smd);
     let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = run(
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--backend-smd-url",
+            &dead,
+            "--public-ip-interface",
+            "lo",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("failed: SMD: /hsm/v2/Inventory/EthernetInterfaces: cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
     let (mut server, base) = netbootd(&dir, &dead);
     let (line, _) = server.wait_for("serving the last good snapshot", LIMIT);
     assert!(line.contains("(6 machines)"), "{line}");

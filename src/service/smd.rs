@@ -404,6 +404,42 @@ impl SmdService {
     }
 }
 
+/// `netbootd check`: fetches SMD once, as the service would, and says what it holds.
+pub fn check(config: &Config) -> Result<String, String> {
+    let source = config.smd().ok_or("no SMD source configured")?;
+    let fetch = fetch_snapshot(source, &rules_of(config));
+    match (fetch.outcome, fetch.loaded) {
+        (_, Some((loaded, _, _))) => {
+            for e in &loaded.errors {
+                println!("warning: smd: {e} (entry left out)");
+            }
+            Ok(format!(
+                "SMD at {}: {} machines ({} netboot), {} entries left out; fetched in {:.3}s",
+                source.url,
+                loaded.inventory.len(),
+                loaded.inventory.netboot_count(),
+                loaded.refused,
+                fetch.took.as_secs_f64()
+            ))
+        }
+        (Outcome::Failed(why), None) => Err(why),
+        (
+            Outcome::Response {
+                status,
+                content_type,
+                detail,
+                ..
+            },
+            None,
+        ) => Err(format!(
+            "HTTP {status} ({}){}",
+            content_type.unwrap_or_default(),
+            detail.map(|d| format!(": {d}")).unwrap_or_default()
+        )),
+        (Outcome::NotModified, None) => Err("304 to a plain GET".into()),
+    }
+}
+
 /// The snapshot kept in the state directory, loaded (`None`: there is none).
 fn load_kept(path: &Path, rules: &SmdRules) -> Result<Option<Loaded>, String> {
     if !path.exists() {
