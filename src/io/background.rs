@@ -11,6 +11,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 
+/// A background job runs at a lower priority than the loop (nice +10 for its thread): on a
+/// small machine, parsing a large snapshot must not take CPU time from a DHCP answer.
+fn yield_to_serving() {
+    // On Linux, PRIO_PROCESS with 0 sets the calling thread's nice value only.
+    // SAFETY: a plain system call with integer arguments; its failure changes nothing.
+    let _ = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 10) };
+}
+
 /// A job's stack: parsing needs some depth (nested YAML), nothing more.
 const JOB_STACK: usize = 1 << 20;
 
@@ -57,6 +65,7 @@ impl<T: Send + 'static> Background<T> {
             .name(self.name.into())
             .stack_size(JOB_STACK)
             .spawn(move || {
+                yield_to_serving();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
                     .unwrap_or_else(|_| on_panic());
                 // The loop may be gone (shutdown): nobody is left to tell.

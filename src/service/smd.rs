@@ -52,6 +52,14 @@ struct Lookup {
     result: Result<(Inventory, Vec<Machine>), String>,
 }
 
+/// What the keep job writes, assembled on its thread; the inventory replaced is dropped there
+/// too (freeing ten thousand machines is not the loop's work).
+struct ToKeep {
+    interfaces: Vec<u8>,
+    components: Vec<u8>,
+    replaced: Arc<Inventory>,
+}
+
 /// Background work: a fetch, a look-up, or writing the last good snapshot.
 enum Done {
     Fetched(Box<Fetch>),
@@ -73,7 +81,7 @@ pub struct SmdService {
     cache: SourceCache,
     jobs: Background<Done>,
     /// Bodies waiting to be written once the running job is back.
-    to_keep: Option<Vec<u8>>,
+    to_keep: Option<ToKeep>,
     store: Arc<InventoryStore>,
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Option<SourceStatus>>>,
@@ -87,6 +95,8 @@ pub struct SmdService {
     not_found: HashMap<MacAddr, Instant>,
     /// The next look-up may start then.
     lookup_ready_at: Instant,
+    /// Inventories taken out of service, freed by the next background job (not on the loop).
+    retired: Vec<Arc<Inventory>>,
 }
 
 fn settings_of(source: &SmdSource) -> Settings {
@@ -148,6 +158,7 @@ impl SmdService {
             lookups: ctx.lookups.clone(),
             not_found: HashMap::new(),
             lookup_ready_at: now,
+            retired: Vec::new(),
         };
         ctx.lookups.enable();
         service.publish(now, from_disk.unwrap_or(0), None);
@@ -203,8 +214,12 @@ impl SmdService {
 
     fn begin_fetch(&mut self) {
         let (source, rules) = (self.source.clone(), self.rules.clone());
+        let retired = std::mem::take(&mut self.retired);
         let started = self.jobs.start(
-            move || Done::Fetched(Box::new(fetch_snapshot(&source, &rules))),
+            move || {
+                drop(retired);
+                Done::Fetched(Box::new(fetch_snapshot(&source, &rules)))
+            },
             || {
                 Done::Fetched(Box::new(Fetch {
                     outcome: Outcome::Failed(
@@ -240,8 +255,10 @@ impl SmdService {
         let (source, rules) = (self.source.clone(), self.rules.clone());
         let base = self.store.generation();
         let job_macs = macs.clone();
+        let retired = std::mem::take(&mut self.retired);
         let started = self.jobs.start(
             move || {
+                drop(retired);
                 let result = look_up(&source, &rules, &job_macs, &current);
                 Done::Looked(Box::new(Lookup {
                     macs: job_macs,
@@ -295,7 +312,7 @@ impl SmdService {
             // A refresh came meanwhile: it holds what SMD has now (the machine included).
             return;
         }
-        self.store.replace(merged);
+        self.retired.push(self.store.replace(merged));
         for m in &found {
             self.metrics.inc(
                 "netbootd_source_lookups_total",
@@ -311,15 +328,26 @@ impl SmdService {
         }
     }
 
-    fn begin_keep(&mut self, snapshot: Vec<u8>) {
+    fn begin_keep(&mut self, keep: ToKeep) {
         let path = self.state_dir.join(SNAPSHOT_FILE);
         let dir_ok = self.state_dir.is_dir();
         let started = self.jobs.start(
             move || {
+                let ToKeep {
+                    interfaces,
+                    components,
+                    replaced,
+                } = keep;
+                drop(replaced);
                 if !dir_ok {
                     return Done::Kept(Err("the state directory does not exist".into()));
                 }
-                let text = String::from_utf8_lossy(&snapshot);
+                // Both bodies parsed as JSON (they were validated), so this is JSON too.
+                let text = format!(
+                    "{{\"EthernetInterfaces\":{},\"Components\":{}}}",
+                    String::from_utf8_lossy(&interfaces),
+                    String::from_utf8_lossy(&components)
+                );
                 Done::Kept(files::write_atomically(&path, &text).map_err(|e| e.to_string()))
             },
             || Done::Kept(Err("the write failed unexpectedly".into())),
@@ -365,12 +393,11 @@ impl SmdService {
                     );
                 }
                 self.withdrawn = false;
-                let mut kept = b"{\"EthernetInterfaces\":".to_vec();
-                kept.extend_from_slice(&interfaces);
-                kept.extend_from_slice(b",\"Components\":");
-                kept.extend_from_slice(&components);
-                kept.push(b'}');
-                self.to_keep = Some(kept);
+                self.to_keep = Some(ToKeep {
+                    interfaces,
+                    components,
+                    replaced: old,
+                });
                 self.publish(now, count, Some(took));
             }
             _ => self.publish(now, machines, Some(took)),
@@ -393,7 +420,7 @@ impl SmdService {
     fn check_staleness(&mut self, now: Instant) {
         if !self.withdrawn && self.cache.state(now) == State::Failing {
             let machines = self.store.snapshot().len();
-            self.store.replace(Inventory::pending());
+            self.retired.push(self.store.replace(Inventory::pending()));
             self.withdrawn = true;
             error!(
                 "smd: the snapshot of {machines} machines is older than --backend-smd-max-stale: its machines are not answered until SMD answers ({})",

@@ -113,6 +113,9 @@ def main():
     if len(sys.argv) == 4:
         with open(sys.argv[2]) as f:
             STATE["interfaces"] = json.load(f)
+        for i in STATE["interfaces"]:  # as SMD stores them
+            i["MACAddress"] = i["MACAddress"].lower().replace("-", ":")
+            i.setdefault("ID", i["MACAddress"].replace(":", ""))
         with open(sys.argv[3]) as f:
             STATE["components"] = json.load(f)["Components"]
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
