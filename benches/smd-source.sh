@@ -55,41 +55,6 @@ ip netns exec "$NS" python3 tests/tools/smd_standin.py 27779 "$WORK/interfaces.j
 SMD_PID=$!
 for _ in $(seq 50); do grep -q ready "$WORK/smd.out" && break; sleep 0.1; done
 
-cat > "$WORK/client.py" <<'PY'
-"""Relayed DISCOVERs at RATE per second for SECONDS (open loop); prints each OFFER's latency
-in microseconds."""
-import random, socket, struct, sys, time
-seconds, machines, rate = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 67))
-s.setblocking(False)
-relay, cookie = socket.inet_aton("127.0.0.1"), bytes([99, 130, 83, 99, 53, 1, 1, 255])
-start = time.perf_counter()
-end = start + seconds
-next_send, xid, pending, out = start, 0, {}, []
-while True:
-    now = time.perf_counter()
-    if now >= end + 1.0 or (now >= end and not pending):
-        break
-    while now >= next_send and next_send < end:
-        i = random.randrange(machines)
-        xid += 1
-        mac = bytes([2, 0x52, 0, 0, i // 256, i % 256])
-        packet = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 1, xid, 0, 0, bytes(4),
-                             bytes(4), bytes(4), relay, mac + bytes(10), bytes(64), bytes(128))
-        pending[xid] = time.perf_counter()
-        s.sendto(packet + cookie, ("127.0.0.1", 1067))
-        next_send += 1.0 / rate
-    while True:
-        try:
-            reply = s.recv(2048)
-        except BlockingIOError:
-            break
-        sent = pending.pop(struct.unpack("!I", reply[4:8])[0], None)
-        if sent is not None:
-            out.append(int((time.perf_counter() - sent) * 1e6))
-print(" ".join(map(str, out)))
-PY
 
 cat > "$WORK/first_offer.py" <<'PY'
 """POSTs a new node to SMD, then sends a relayed DISCOVER for it every 100 ms (a client's
@@ -144,12 +109,12 @@ echo "|---|---|---|---|---|---|"
 serve 3600s
 rss=$(awk '/^VmRSS:/ {printf "%.2f", $2 / 1024}' "/proc/$SERVER_PID/status")
 first=$(grep -o "fetched in [0-9.]*s" "$WORK/netbootd-3600s.log" | head -1 | awk '{print $3}')
-quiet=$(ip netns exec "$NS" python3 "$WORK/client.py" "$SECONDS_PER_PHASE" "$MACHINES" "$RATE" | stats)
+quiet=$(ip netns exec "$NS" python3 benches/dhcp_latency_client.py "$SECONDS_PER_PHASE" "$MACHINES" "$RATE" 52 | stats)
 echo "$quiet" | awk '{printf "| quiet (no refresh) | %d | %d | %d | %d | %d |\n", $1, $2, $3, $4, $5}'
 offer=$(ip netns exec "$NS" python3 "$WORK/first_offer.py")
 stop
 serve 1s
-busy=$(ip netns exec "$NS" python3 "$WORK/client.py" "$SECONDS_PER_PHASE" "$MACHINES" "$RATE" | stats)
+busy=$(ip netns exec "$NS" python3 benches/dhcp_latency_client.py "$SECONDS_PER_PHASE" "$MACHINES" "$RATE" 52 | stats)
 echo "$busy" | awk '{printf "| refreshing every second | %d | %d | %d | %d | %d |\n", $1, $2, $3, $4, $5}'
 stop
 q99=$(echo "$quiet" | awk '{print $2}') b99=$(echo "$busy" | awk '{print $2}')

@@ -8,11 +8,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::need_tools;
-use common::{free_port, text, Server, TempDir};
+use common::{curl, free_port, http_get as get, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -103,25 +103,6 @@ fn site(name: &str, extra: &[&str]) -> Site {
         server,
         base: format!("http://127.0.0.1:{port}"),
     }
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs")
-}
-
-/// Body and status of a GET.
-fn get(url: &str, extra: &[&str]) -> (u16, String) {
-    let mut args = vec!["-w", "\n%{http_code}"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = text(&curl(&args).stdout);
-    let (body, code) = out.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, need_tools, run, text, Server, TempDir};
+use common::{free_port, http_get, need_tools, run, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -44,16 +44,16 @@ impl Standin {
     }
 
     fn post(&self, path: &str, body: &str) {
-        let out = curl(&[
+        let url = format!("{}{path}", self.base);
+        let extra = [
             "-X",
             "POST",
             "-H",
             "Content-Type: application/json",
             "-d",
             body,
-            &format!("{}{path}", self.base),
-        ]);
-        assert!(out.contains("201"), "{out}");
+        ];
+        assert_eq!(http_get(&url, &extra).0, 201);
     }
 
     /// A node with a NID and its BMC, as OpenCHAMI's tooling loads them.
@@ -75,12 +75,7 @@ impl Standin {
     }
 
     fn mode(&self, mode: &str) {
-        let out = curl(&[
-            "-w",
-            "%{http_code}",
-            &format!("{}/control?mode={mode}", self.base),
-        ]);
-        assert!(out.ends_with("200"), "{out}");
+        assert_eq!(get(&format!("{}/control?mode={mode}", self.base)).0, 200);
     }
 }
 
@@ -91,43 +86,26 @@ impl Drop for Standin {
     }
 }
 
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs");
-    text(&out.stdout)
-}
-
 /// Status and body of a GET.
 fn get(url: &str) -> (u16, String) {
-    let out = curl(&[url]);
-    let (body, code) = out.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
+    http_get(url, &[])
 }
 
 const CONFIG: &str = "osie-url = \"http://10.100.0.254:8080/hook\"\n\
 [subnets.compute]\ncidr = \"10.100.0.0/16\"\ngateway = \"10.100.0.254\"\ndns = [\"10.100.0.254\"]\ndomain = \"cluster.example\"\nlease-time = 3600\n\
 [subnets.bmc]\ncidr = \"10.254.0.0/16\"\n";
 
-fn netbootd(dir: &TempDir, smd: &str) -> (Server, String) {
+/// netbootd on the SMD at `smd` (refresh 1 s), HTTP on a free loopback port, with `extra`.
+fn netbootd_with(dir: &TempDir, smd: &str, extra: &[&str]) -> (Server, String) {
     let config = dir.write("netbootd.toml", CONFIG);
-    let state = dir.path("state");
-    std::fs::create_dir_all(&state).unwrap();
     let port = free_port().to_string();
-    let mut server = Server::start(&[
+    let mut args = vec![
         "--config",
         config.to_str().unwrap(),
         "--backend-smd-url",
         smd,
         "--backend-smd-refresh",
         "1s",
-        "--backend-smd-timeout",
-        "1s",
-        "--state-dir",
-        state.to_str().unwrap(),
         "--public-ip-interface",
         "lo",
         "--dhcp-enabled=false",
@@ -137,9 +115,23 @@ fn netbootd(dir: &TempDir, smd: &str) -> (Server, String) {
         "127.0.0.1",
         "--http-port",
         &port,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut server = Server::start(&args);
     server.wait_for("HTTP on 127.0.0.1", LIMIT);
     (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// With a state directory of the test's own (kept across restarts) and a 1 s timeout.
+fn netbootd(dir: &TempDir, smd: &str) -> (Server, String) {
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let state = state.to_str().unwrap().to_string();
+    netbootd_with(
+        dir,
+        smd,
+        &["--backend-smd-timeout", "1s", "--state-dir", &state],
+    )
 }
 
 /// The note each kind of machine gets from /<mac>/auto.ipxe: a node boots (Hook), a BMC gets
@@ -294,40 +286,18 @@ fn without_a_snapshot_no_machine_is_unknown_and_old_snapshots_expire() {
     need_tools("smd pending", &["python3", "curl"]);
     let dir = TempDir::new("smd-pending");
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let config = dir.write("netbootd.toml", CONFIG);
-    let port = free_port().to_string();
-    let mut server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--backend-smd-url",
-        &dead,
-        "--backend-smd-refresh",
-        "1s",
-        "--dhcp-mode",
-        "auto-proxy",
-        "--dhcp-enabled=false",
-        "--tftp-enabled=false",
-        "--syslog-enabled=false",
-        "--http-addr",
-        "127.0.0.1",
-        "--http-port",
-        &port,
-        "--public-ip-interface",
-        "lo",
-    ]);
+    let (mut server, base) = netbootd_with(&dir, &dead, &["--dhcp-mode", "auto-proxy"]);
     server.wait_for("refresh failed, keeping the snapshot of 0 machines", LIMIT);
-    let (status, _) = get(&format!(
-        "http://127.0.0.1:{port}/02:5d:00:00:00:09/auto.ipxe"
-    ));
+    let (status, _) = get(&format!("{base}/02:5d:00:00:00:09/auto.ipxe"));
     assert_eq!(status, 404);
     server.wait_for("the remote inventory has no usable snapshot", LIMIT);
-    let health = get(&format!("http://127.0.0.1:{port}/healthcheck")).1;
+    let health = get(&format!("{base}/healthcheck")).1;
     assert!(health.contains("\"state\":\"starting\""), "{health}");
     drop(server);
 
     let smd = Standin::start();
     smd.add_node(1);
-    let (mut server, base) = netbootd_max_stale(&dir, &smd.base);
+    let (mut server, base) = netbootd_with(&dir, &smd.base, &["--backend-smd-max-stale", "2s"]);
     server.wait_for("smd: snapshot in service: 2 machines", LIMIT);
     smd.mode("503");
     server.wait_for("keeping the snapshot of 2 machines", LIMIT);
@@ -336,32 +306,6 @@ fn without_a_snapshot_no_machine_is_unknown_and_old_snapshots_expire() {
     smd.mode("ok");
     server.wait_for("smd: snapshot in service: 2 machines", LIMIT);
     assert_eq!(script_status(&base, "02:5d:00:00:00:01"), 200);
-}
-
-fn netbootd_max_stale(dir: &TempDir, smd: &str) -> (Server, String) {
-    let config = dir.path("netbootd.toml");
-    let port = free_port().to_string();
-    let mut server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--backend-smd-url",
-        smd,
-        "--backend-smd-refresh",
-        "1s",
-        "--backend-smd-max-stale",
-        "2s",
-        "--dhcp-enabled=false",
-        "--tftp-enabled=false",
-        "--syslog-enabled=false",
-        "--http-addr",
-        "127.0.0.1",
-        "--http-port",
-        &port,
-        "--public-ip-interface",
-        "lo",
-    ]);
-    server.wait_for("HTTP on 127.0.0.1", LIMIT);
-    (server, format!("http://127.0.0.1:{port}"))
 }
 
 #[test]

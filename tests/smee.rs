@@ -8,30 +8,19 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, need_tools, run, text, Server, TempDir};
+use common::{free_port, http_get, need_tools, run, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 const M1: &str = "02:77:00:00:00:61";
 const M2: &str = "02:77:00:00:00:62";
 
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs")
-}
-
-/// Body and status of a GET.
+/// Status and body of a GET.
 fn get(url: &str) -> (u16, String) {
-    let out = text(&curl(&["-w", "\n%{http_code}", url]).stdout);
-    let (body, code) = out.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
+    http_get(url, &[])
 }
 
 /// netbootd on loopback with HTTP on a free port (and `extra`); returns it and its base URL.

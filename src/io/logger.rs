@@ -28,11 +28,7 @@ pub fn init(level: LevelFilter, format: LogFormat, output: LogOutput) {
 /// Writes a decision's line with its fields (they reach JSON lines; the text line is
 /// `event.text`). The caller has checked the level.
 pub fn event(level: Level, event: &Event) {
-    let fields: Vec<(&str, Value)> = event
-        .fields
-        .iter()
-        .map(|(name, value)| (*name, to_value(value)))
-        .collect();
+    let fields = key_values(event);
     let fields = fields.as_slice();
     log::logger().log(
         &Record::builder()
@@ -41,6 +37,15 @@ pub fn event(level: Level, event: &Event) {
             .key_values(&fields)
             .build(),
     );
+}
+
+/// An event's fields as the `log` crate's key-values.
+fn key_values(event: &Event) -> Vec<(&str, Value<'_>)> {
+    event
+        .fields
+        .iter()
+        .map(|(name, value)| (*name, to_value(value)))
+        .collect()
 }
 
 fn to_value(value: &Json) -> Value<'_> {
@@ -154,11 +159,7 @@ mod tests {
             format,
             output: LogOutput::Stderr,
         };
-        let fields: Vec<(&str, Value)> = event
-            .fields
-            .iter()
-            .map(|(name, value)| (*name, to_value(value)))
-            .collect();
+        let fields = key_values(event);
         let fields = fields.as_slice();
         logger.line(
             &Record::builder()

@@ -350,49 +350,21 @@ fn hook_arch(m: &Machine) -> &str {
     }
 }
 
-/// The Tinkerbell Hook script as Smee renders it (see `../shared/reference/smee.md`, HTTP).
-fn hook_script(m: &Machine, osie_url: &str, s: &ScriptSettings) -> Result<String, NoScript> {
-    let h = s.http;
-    safe("osie-url", osie_url, true)?;
-    safe("extra-kernel-args", &h.extra_kernel_args, false)?;
-    let facility = m.netboot.facility.as_deref().unwrap_or("");
-    safe("facility", facility, true)?;
-    let mut args = String::new();
-    if let Some(vlan) = m.vlan_id {
-        args.push_str(&format!(" vlan_id={vlan}"));
-    }
-    for a in h.extra_kernel_args.split_whitespace() {
-        args.push(' ');
-        args.push_str(a);
-    }
-    let mac = m.mac;
-    let retry = |what: &str| {
-        format!(
-            "|| iseq ${{idx}} ${{retries}} && goto {what}-error || inc idx && echo retry in ${{retry_delay}} seconds ; sleep ${{retry_delay}} ; goto retry_{what}"
-        )
-    };
-    Ok(format!(
-        "#!ipxe
+/// Smee's retry clause after a Hook script command: try again up to `${retries}` times.
+fn hook_retry(what: &str) -> String {
+    format!(
+        "|| iseq ${{idx}} ${{retries}} && goto {what}-error || inc idx && echo retry in ${{retry_delay}} seconds ; sleep ${{retry_delay}} ; goto retry_{what}"
+    )
+}
 
-echo Loading the Tinkerbell Hook iPXE script...
-
-set arch {arch}
-set download-url {url}
-set kernel vmlinuz-${{arch}}
-set initrd initramfs-${{arch}}
-set retries:int32 {retries}
-set retry_delay:int32 {delay}
-
-set idx:int32 0
-:retry_kernel
-kernel ${{download-url}}/${{kernel}}{args} \\
-facility={facility} syslog_host={syslog} grpc_authority={tink} tinkerbell_tls={tls} tinkerbell_insecure_tls={insecure} worker_id={mac} hw_addr={mac} \\
-modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt initrd=initramfs-${{arch}} console=tty0 console=ttyS1,115200 && goto download_initrd {retry_kernel}
-
-:download_initrd
+/// What both of Smee's Hook scripts end with, from `:download_initrd` on; `initrd` is the
+/// initrd's file name below `${download-url}`.
+fn hook_tail(initrd: &str) -> String {
+    format!(
+        ":download_initrd
 set idx:int32 0
 :retry_initrd
-initrd ${{download-url}}/${{initrd}} && goto boot {retry_initrd}
+initrd ${{download-url}}/{initrd} && goto boot {retry_initrd}
 
 :boot
 set idx:int32 0
@@ -414,6 +386,46 @@ echo Failed to boot
 imgfree
 exit
 ",
+        retry_initrd = hook_retry("initrd"),
+        retry_boot = hook_retry("boot"),
+    )
+}
+
+/// The Tinkerbell Hook script as Smee renders it (see `../shared/reference/smee.md`, HTTP).
+fn hook_script(m: &Machine, osie_url: &str, s: &ScriptSettings) -> Result<String, NoScript> {
+    let h = s.http;
+    safe("osie-url", osie_url, true)?;
+    safe("extra-kernel-args", &h.extra_kernel_args, false)?;
+    let facility = m.netboot.facility.as_deref().unwrap_or("");
+    safe("facility", facility, true)?;
+    let mut args = String::new();
+    if let Some(vlan) = m.vlan_id {
+        args.push_str(&format!(" vlan_id={vlan}"));
+    }
+    for a in h.extra_kernel_args.split_whitespace() {
+        args.push(' ');
+        args.push_str(a);
+    }
+    let mac = m.mac;
+    Ok(format!(
+        "#!ipxe
+
+echo Loading the Tinkerbell Hook iPXE script...
+
+set arch {arch}
+set download-url {url}
+set kernel vmlinuz-${{arch}}
+set initrd initramfs-${{arch}}
+set retries:int32 {retries}
+set retry_delay:int32 {delay}
+
+set idx:int32 0
+:retry_kernel
+kernel ${{download-url}}/${{kernel}}{args} \\
+facility={facility} syslog_host={syslog} grpc_authority={tink} tinkerbell_tls={tls} tinkerbell_insecure_tls={insecure} worker_id={mac} hw_addr={mac} \\
+modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt initrd=initramfs-${{arch}} console=tty0 console=ttyS1,115200 && goto download_initrd {retry_kernel}
+
+{tail}",
         arch = hook_arch(m),
         url = osie_url.trim_end_matches('/'),
         retries = h.ipxe_script_retries,
@@ -422,9 +434,8 @@ exit
         tink = h.tink_server.as_deref().unwrap_or(""),
         tls = h.tink_server_tls,
         insecure = h.tink_server_insecure_tls,
-        retry_kernel = retry("kernel"),
-        retry_initrd = retry("initrd"),
-        retry_boot = retry("boot"),
+        retry_kernel = hook_retry("kernel"),
+        tail = hook_tail("${initrd}"),
     ))
 }
 
@@ -444,11 +455,6 @@ fn static_hook_script(osie_url: &str, s: &ScriptSettings) -> Result<String, NoSc
         .split(' ')
         .map(|a| format!(" {a}"))
         .collect();
-    let retry = |what: &str| {
-        format!(
-            "|| iseq ${{idx}} ${{retries}} && goto {what}-error || inc idx && echo retry in ${{retry_delay}} seconds ; sleep ${{retry_delay}} ; goto retry_{what}"
-        )
-    };
     Ok(format!(
         "#!ipxe
 
@@ -482,37 +488,12 @@ syslog_host=${{syslog_host}} grpc_authority=${{grpc_authority}} tinkerbell_tls=$
 console=tty1 console=tty2 console=ttyAMA0,115200 console=ttyAMA1,115200 console=ttyS0,115200 console=ttyS1,115200{extra} \\
 intel_iommu=on iommu=pt{extra} initrd=initramfs-${{arch}} && goto download_initrd {retry_kernel}
 
-:download_initrd
-set idx:int32 0
-:retry_initrd
-initrd ${{download-url}}/initramfs-${{arch}} && goto boot {retry_initrd}
-
-:boot
-set idx:int32 0
-:retry_boot
-boot {retry_boot}
-
-:kernel-error
-echo Failed to load kernel
-imgfree
-exit
-
-:initrd-error
-echo Failed to load initrd
-imgfree
-exit
-
-:boot-error
-echo Failed to boot
-imgfree
-exit
-",
+{tail}",
         retries = h.ipxe_script_retries,
         delay = h.ipxe_script_retry_delay,
         syslog = s.syslog_host,
         tls = h.tink_server_tls,
-        retry_kernel = retry("kernel"),
-        retry_initrd = retry("initrd"),
-        retry_boot = retry("boot"),
+        retry_kernel = hook_retry("kernel"),
+        tail = hook_tail("initramfs-${arch}"),
     ))
 }

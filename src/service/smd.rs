@@ -507,17 +507,23 @@ fn problem_detail(body: &[u8]) -> Option<String> {
     Some(text.chars().take(200).filter(|c| !c.is_control()).collect())
 }
 
-/// GET `path` of the source as JSON: the body of a 200 JSON answer, else why not.
-fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
-    let token = read_token(source.token_file.as_deref())?;
-    let url = format!("{}{path_and_query}", source.url);
-    let limits = Limits {
+/// The bounds of each fetch from SMD: `--backend-smd-timeout` for connecting, for each read and
+/// for the whole exchange.
+fn limits_of(source: &SmdSource) -> Limits {
+    Limits {
         connect: source.timeout,
         read: source.timeout,
         total: source.timeout,
         max_body: MAX_BODY,
         max_redirects: 3,
-    };
+    }
+}
+
+/// GET `path` of the source as JSON: the body of a 200 JSON answer, else why not.
+fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
+    let token = read_token(source.token_file.as_deref())?;
+    let url = format!("{}{path_and_query}", source.url);
+    let limits = limits_of(source);
     let request = Request {
         url: &url,
         etag: None,
@@ -579,17 +585,23 @@ fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
         loaded: None,
         took: started.elapsed(),
     };
+    // An answer that is not a snapshot: the policy names it from its status and type.
+    let refused = |status, content_type, detail| Fetch {
+        outcome: Outcome::Response {
+            status,
+            content_type,
+            machines: 0,
+            etag: None,
+            detail,
+        },
+        loaded: None,
+        took: started.elapsed(),
+    };
     let token = match read_token(source.token_file.as_deref()) {
         Ok(token) => token,
         Err(why) => return failed(why),
     };
-    let limits = Limits {
-        connect: source.timeout,
-        read: source.timeout,
-        total: source.timeout,
-        max_body: MAX_BODY,
-        max_redirects: 3,
-    };
+    let limits = limits_of(source);
     let mut bodies = Vec::new();
     let mut content_type = None;
     for path in [INTERFACES_PATH, COMPONENTS_PATH] {
@@ -607,35 +619,16 @@ fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
             Err(e) => return failed(format!("{path}: {e}")),
         };
         if response.status != 200 {
-            return Fetch {
-                outcome: Outcome::Response {
-                    status: response.status,
-                    content_type: response.content_type,
-                    machines: 0,
-                    etag: None,
-                    detail: problem_detail(&response.body).map(|d| format!("{path}: {d}")),
-                },
-                loaded: None,
-                took: started.elapsed(),
-            };
+            let detail = problem_detail(&response.body).map(|d| format!("{path}: {d}"));
+            return refused(response.status, response.content_type, detail);
         }
         let json = response
             .content_type
             .as_deref()
             .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
         if !json {
-            // A login page or a proxy's error page: the policy names it; nothing to parse.
-            return Fetch {
-                outcome: Outcome::Response {
-                    status: 200,
-                    content_type: response.content_type,
-                    machines: 0,
-                    etag: None,
-                    detail: None,
-                },
-                loaded: None,
-                took: started.elapsed(),
-            };
+            // A login page or a proxy's error page: nothing to parse.
+            return refused(200, response.content_type, None);
         }
         content_type = response.content_type;
         bodies.push(response.body);

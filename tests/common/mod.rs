@@ -112,6 +112,26 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("netbootd runs")
 }
 
+/// curl, silent but for errors, 10 s at most.
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs")
+}
+
+/// Status and body of a GET of `url` (with `extra` curl arguments).
+pub fn http_get(url: &str, extra: &[&str]) -> (u16, String) {
+    let mut args = vec!["-w", "\n%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = text(&curl(&args).stdout);
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
