@@ -72,7 +72,7 @@ timeout 900 cargo +"$msrv" check --all-targets --locked
 say "static builds: x86_64, aarch64, armv7, mips, mipsel musl; library tests under qemu-aarch64 and qemu-mips"
 timeout 2400 .ci/cross-check.sh
 
-say "fuzz: every target for ${FUZZ_SECONDS:-60} s on its kept corpus (DHCP, TFTP, HTTP, syslog, inventory)"
+say "fuzz: every target for ${FUZZ_SECONDS:-60} s on its kept corpus (DHCP, TFTP, HTTP, syslog, inventory and SMD bodies, HTTP responses)"
 # A build tool, not a crate dependency: cargo-fuzz (pinned) on the nightly toolchain. Without a
 # sanitizer: the crate is safe Rust, and a panic is what the targets look for.
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
