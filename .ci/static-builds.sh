@@ -15,6 +15,10 @@
 # installs what is missing: rust-src, cargo-zigbuild (cargo install) and zig (the PyPI
 # package ziglang, into target/tools). `cross` with cross.toml is the Docker alternative.
 #
+# The router targets (armv7, mips, mipsel) are built without remote inventory sources
+# (--no-default-features: the router build, within 1.1 MiB); x86_64 and aarch64 with every
+# feature. Library tests (--lib-tests) run with every feature on every target.
+#
 # Results: target/<TARGET>/release/netbootd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,7 +89,9 @@ if [ "${1:-}" = --lib-tests ]; then
   exit
 fi
 for t in "${TARGETS[@]}"; do
-  cargo_for "$t" build --release
+  features=()
+  [ "$(toolchain "$t")" = zig ] && features=(--no-default-features)
+  cargo_for "$t" build --release "${features[@]}"
   bin=target/$t/release/netbootd
   printf '%s: %s bytes, %s\n' "$t" "$(stat -c %s "$bin")" "$(file -b "$bin" | cut -d, -f1-2,4-5)"
 done
