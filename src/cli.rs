@@ -210,7 +210,10 @@ fn check(config: &Config) -> i32 {
 #[cfg(feature = "remote")]
 fn check_smd(config: &Config) -> i32 {
     match crate::service::smd::check(config) {
-        Ok(summary) => {
+        Ok((summary, left_out)) => {
+            for e in &left_out {
+                println!("warning: smd: {e} (entry left out)");
+            }
             println!("ok: {summary}, {} warnings", config.warnings.len());
             0
         }

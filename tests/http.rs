@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::need_tools;
-use common::{curl, free_port, http_get as get, text, Server, TempDir};
+use common::{curl, http_get as get, start_http_only, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -75,34 +75,18 @@ fn site(name: &str, extra: &[&str]) -> Site {
     std::fs::write(dir.path("secret"), "never served\n").unwrap();
     std::os::unix::fs::symlink("../secret", dir.path("assets/escape")).unwrap();
     let hw = dir.write("hardware.yaml", HARDWARE);
-    let port = free_port();
-    let mut args: Vec<String> = [
+    let (ipxe, assets) = (dir.path("ipxe"), dir.path("assets"));
+    let mut args = vec![
         "--backend-file-path",
         hw.to_str().unwrap(),
         "--ipxe-dir",
-        dir.path("ipxe").to_str().unwrap(),
+        ipxe.to_str().unwrap(),
         "--assets-dir",
-        dir.path("assets").to_str().unwrap(),
-        "--dhcp-enabled=false",
-        "--tftp-enabled=false",
-        "--syslog-enabled=false",
-        "--http-addr",
-        "127.0.0.1",
-        "--http-port",
-        &port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = Server::start(&args);
-    server.wait_for("HTTP on 127.0.0.1", LIMIT);
-    Site {
-        dir,
-        server,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+        assets.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (server, base) = start_http_only(&args);
+    Site { dir, server, base }
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, need_tools, run, text, Server, TempDir};
+use common::{free_port, get, http_get, need_tools, run, start_http_only, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -86,11 +86,6 @@ impl Drop for Standin {
     }
 }
 
-/// Status and body of a GET.
-fn get(url: &str) -> (u16, String) {
-    http_get(url, &[])
-}
-
 const CONFIG: &str = "osie-url = \"http://10.100.0.254:8080/hook\"\n\
 [subnets.compute]\ncidr = \"10.100.0.0/16\"\ngateway = \"10.100.0.254\"\ndns = [\"10.100.0.254\"]\ndomain = \"cluster.example\"\nlease-time = 3600\n\
 [subnets.bmc]\ncidr = \"10.254.0.0/16\"\n";
@@ -98,7 +93,6 @@ const CONFIG: &str = "osie-url = \"http://10.100.0.254:8080/hook\"\n\
 /// netbootd on the SMD at `smd` (refresh 1 s), HTTP on a free loopback port, with `extra`.
 fn netbootd_with(dir: &TempDir, smd: &str, extra: &[&str]) -> (Server, String) {
     let config = dir.write("netbootd.toml", CONFIG);
-    let port = free_port().to_string();
     let mut args = vec![
         "--config",
         config.to_str().unwrap(),
@@ -108,18 +102,9 @@ fn netbootd_with(dir: &TempDir, smd: &str, extra: &[&str]) -> (Server, String) {
         "1s",
         "--public-ip-interface",
         "lo",
-        "--dhcp-enabled=false",
-        "--tftp-enabled=false",
-        "--syslog-enabled=false",
-        "--http-addr",
-        "127.0.0.1",
-        "--http-port",
-        &port,
     ];
     args.extend_from_slice(extra);
-    let mut server = Server::start(&args);
-    server.wait_for("HTTP on 127.0.0.1", LIMIT);
-    (server, format!("http://127.0.0.1:{port}"))
+    start_http_only(&args)
 }
 
 /// With a state directory of the test's own (kept across restarts) and a 1 s timeout.

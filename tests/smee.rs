@@ -11,36 +11,18 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, need_tools, run, text, Server, TempDir};
+use common::{free_port, get, need_tools, run, start_http_only, text, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 const M1: &str = "02:77:00:00:00:61";
 const M2: &str = "02:77:00:00:00:62";
 
-/// Status and body of a GET.
-fn get(url: &str) -> (u16, String) {
-    http_get(url, &[])
-}
-
 /// netbootd on loopback with HTTP on a free port (and `extra`); returns it and its base URL.
 fn http_server(extra: &[&str]) -> (Server, String) {
-    let port = free_port().to_string();
-    let mut args = vec![
-        "--dhcp-enabled=false",
-        "--tftp-enabled=false",
-        "--syslog-enabled=false",
-        "--http-addr",
-        "127.0.0.1",
-        "--http-port",
-        &port,
-        "--dhcp-syslog-ip",
-        "10.77.0.1",
-    ];
+    let mut args = vec!["--dhcp-syslog-ip", "10.77.0.1"];
     args.extend_from_slice(extra);
-    let mut server = Server::start(&args);
-    server.wait_for("HTTP on 127.0.0.1", LIMIT);
-    (server, format!("http://127.0.0.1:{port}"))
+    start_http_only(&args)
 }
 
 /// Whether the server has written a line containing `needle` so far.

@@ -43,7 +43,6 @@ fuzz_target!(|data: &[u8]| {
             domain: None,
             lease_time: None,
         }],
-        domain: None,
     };
     if let Ok(loaded) = smd::load(interfaces, components, &rules) {
         assert!(loaded.refused == 0 || !loaded.errors.is_empty());

@@ -27,8 +27,6 @@ use crate::wire::MacAddr;
 pub struct SmdRules {
     /// Settings by subnet; an address takes those of the most specific subnet holding it.
     pub subnets: Vec<SubnetSettings>,
-    /// The domain of every machine (a subnet's own wins).
-    pub domain: Option<String>,
 }
 
 impl SmdRules {
@@ -396,7 +394,7 @@ pub fn load(
             default_gateway: subnet.gateway,
             name_servers: subnet.name_servers.clone(),
             hostname,
-            domain_name: subnet.domain.clone().or_else(|| rules.domain.clone()),
+            domain_name: subnet.domain.clone(),
             lease_time: subnet.lease_time.unwrap_or(DEFAULT_LEASE_TIME),
             arch: arch(component.arch.as_deref()),
             xname: host_name(id),
@@ -441,10 +439,9 @@ mod tests {
                 cidr: crate::value::Cidr::parse("10.254.0.0/16").unwrap(),
                 gateway: Some("10.254.0.1".parse().unwrap()),
                 name_servers: vec!["10.254.0.2".parse().unwrap()],
-                domain: None,
+                domain: Some("cluster.example".into()),
                 lease_time: Some(3600),
             }],
-            domain: Some("cluster.example".into()),
         }
     }
 

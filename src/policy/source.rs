@@ -10,6 +10,11 @@
 
 use std::time::{Duration, Instant};
 
+/// Whether a content type names JSON (`application/json`, `application/problem+json`, ...).
+pub fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|t| t.to_ascii_lowercase().contains("json"))
+}
+
 /// How a source is refreshed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -162,10 +167,7 @@ impl SourceCache {
                 "HTTP {status}{}",
                 detail.map(|d| format!(": {d}")).unwrap_or_default()
             )),
-            Outcome::Response { content_type, .. }
-                if !content_type
-                    .as_deref()
-                    .is_some_and(|t| t.to_ascii_lowercase().contains("json")) =>
+            Outcome::Response { content_type, .. } if !is_json(content_type.as_deref()) =>
             {
                 Err(format!(
                     "content type {:?} is not JSON",
@@ -238,6 +240,11 @@ impl SourceCache {
     /// Whether the source's machines are answered now (not past `max_stale`).
     pub fn serves(&self, now: Instant) -> bool {
         self.state(now) != State::Failing
+    }
+
+    /// When the snapshot in service was fetched or confirmed (`None`: never).
+    pub fn fetched_at(&self) -> Option<Instant> {
+        self.fetched_at
     }
 
     /// Seconds since the snapshot in service was fetched or confirmed (`None`: never).

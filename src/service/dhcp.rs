@@ -192,9 +192,7 @@ impl DhcpService {
         // A MAC the inventory does not know: the remote source (if any) looks it up now, so a
         // machine just added there is answered at the client's next retransmission.
         if let Some(mac) = msg.mac().filter(|m| inventory.by_mac(*m).is_none()) {
-            if verdict.is_err() || self.cfg.mode != crate::config::DhcpMode::Reservation {
-                self.lookups.request(mac);
-            }
+            self.lookups.request(mac);
         }
         self.count(&msg, arrival, &verdict);
         self.log(&msg, arrival, &verdict);

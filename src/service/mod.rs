@@ -20,6 +20,7 @@ pub mod syslog;
 pub mod tftp;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::config::Config;
 use crate::inventory::InventoryStore;
 use crate::io::signals::{Request, Signals};
+use crate::wire::MacAddr;
 use metrics::Metrics;
 use reload::Reloader;
 
@@ -51,21 +53,20 @@ pub struct Context {
 /// most [`Lookups::MAX`] wait, each once.
 #[derive(Debug, Default)]
 pub struct Lookups {
-    enabled: std::sync::atomic::AtomicBool,
-    waiting: Mutex<Vec<crate::wire::MacAddr>>,
+    enabled: AtomicBool,
+    waiting: Mutex<Vec<MacAddr>>,
 }
 
 impl Lookups {
     pub const MAX: usize = 64;
 
     pub fn enable(&self) {
-        self.enabled
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.enabled.store(true, Ordering::Relaxed);
     }
 
     /// A request from `mac`, which the inventory does not know.
-    pub fn request(&self, mac: crate::wire::MacAddr) {
-        if !self.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+    pub fn request(&self, mac: MacAddr) {
+        if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +82,7 @@ impl Lookups {
             .is_empty()
     }
 
-    pub fn take(&self) -> Vec<crate::wire::MacAddr> {
+    pub fn take(&self) -> Vec<MacAddr> {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

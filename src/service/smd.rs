@@ -9,6 +9,7 @@
 //! knew. Until a first snapshot exists the inventory is "pending": a MAC not found is not
 //! treated as unknown. Past `--backend-smd-max-stale` the snapshot stops being answered.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,11 +24,10 @@ use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem};
 use crate::io::background::Background;
 use crate::io::fetch::{self, Fetched, Limits, Request};
 use crate::io::files;
-use crate::policy::source::{Decision, Outcome, Settings, SourceCache, State};
+use crate::policy::source::{is_json, Decision, Outcome, Settings, SourceCache, State};
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Lookups, Service, SourceStatus};
 use crate::wire::MacAddr;
-use std::collections::HashMap;
 
 const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
 const COMPONENTS_PATH: &str = "/hsm/v2/State/Components";
@@ -111,7 +111,6 @@ fn settings_of(source: &SmdSource) -> Settings {
 fn rules_of(config: &Config) -> SmdRules {
     SmdRules {
         subnets: config.subnets.values().cloned().collect(),
-        domain: None,
     }
 }
 
@@ -180,7 +179,7 @@ impl SmdService {
     /// Updates what /healthcheck and /metrics show.
     fn publish(&self, now: Instant, machines: usize, took: Option<Duration>) {
         let state = self.cache.state(now);
-        let fetched_at = self.cache.age(now).map(|age| now - age);
+        let fetched_at = self.cache.fetched_at();
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let refresh_seconds = took
             .map(|t| t.as_secs_f64())
@@ -431,23 +430,22 @@ impl SmdService {
     }
 }
 
-/// `netbootd check`: fetches SMD once, as the service would, and says what it holds.
-pub fn check(config: &Config) -> Result<String, String> {
+/// `netbootd check`: fetches SMD once, as the service would, and says what it holds: the
+/// summary, and each entry left out.
+pub fn check(config: &Config) -> Result<(String, Vec<Problem>), String> {
     let source = config.smd().ok_or("no SMD source configured")?;
     let fetch = fetch_snapshot(source, &rules_of(config));
     match (fetch.outcome, fetch.loaded) {
         (_, Some((loaded, _, _))) => {
-            for e in &loaded.errors {
-                println!("warning: smd: {e} (entry left out)");
-            }
-            Ok(format!(
+            let summary = format!(
                 "SMD at {}: {} machines ({} netboot), {} entries left out; fetched in {:.3}s",
                 source.url,
                 loaded.inventory.len(),
                 loaded.inventory.netboot_count(),
                 loaded.refused,
                 fetch.took.as_secs_f64()
-            ))
+            );
+            Ok((summary, loaded.errors))
         }
         (Outcome::Failed(why), None) => Err(why),
         (
@@ -519,29 +517,38 @@ fn limits_of(source: &SmdSource) -> Limits {
     }
 }
 
-/// GET `path` of the source as JSON: the body of a 200 JSON answer, else why not.
-fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
+/// GET `path_and_query` of the source, with its token and limits; an error names the path.
+fn get(source: &SmdSource, path_and_query: &str) -> Result<fetch::Response, String> {
     let token = read_token(source.token_file.as_deref())?;
     let url = format!("{}{path_and_query}", source.url);
-    let limits = limits_of(source);
     let request = Request {
         url: &url,
         etag: None,
         bearer: token.as_deref(),
         accept: Some("application/json"),
     };
-    match fetch::get(&request, &limits) {
-        Ok(Fetched::Fresh(r)) if r.status == 200 => Ok(r.body),
-        Ok(Fetched::Fresh(r)) => Err(format!(
-            "HTTP {}{}",
-            r.status,
-            problem_detail(&r.body)
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        )),
-        Ok(Fetched::NotModified) => Err("304 to a plain GET".into()),
-        Err(e) => Err(e.to_string()),
+    match fetch::get(&request, &limits_of(source)) {
+        Ok(Fetched::Fresh(response)) => Ok(response),
+        // Never asked for (no ETag is sent): a server that says so anyway is wrong.
+        Ok(Fetched::NotModified) => Err(format!("{path_and_query}: 304 to a plain GET")),
+        Err(e) => Err(format!("{path_and_query}: {e}")),
     }
+}
+
+/// GET `path_and_query` as JSON: the body of a 200 JSON answer, else why not.
+fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
+    let r = get(source, path_and_query)?;
+    if r.status != 200 {
+        let detail = problem_detail(&r.body).map(|d| format!(": {d}"));
+        return Err(format!("HTTP {}{}", r.status, detail.unwrap_or_default()));
+    }
+    if !is_json(r.content_type.as_deref()) {
+        return Err(format!(
+            "content type {:?} is not JSON",
+            r.content_type.unwrap_or_default()
+        ));
+    }
+    Ok(r.body)
 }
 
 /// Looks `macs` up in SMD (one request for their interfaces, one for their components) and
@@ -597,36 +604,18 @@ fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
         loaded: None,
         took: started.elapsed(),
     };
-    let token = match read_token(source.token_file.as_deref()) {
-        Ok(token) => token,
-        Err(why) => return failed(why),
-    };
-    let limits = limits_of(source);
     let mut bodies = Vec::new();
     let mut content_type = None;
     for path in [INTERFACES_PATH, COMPONENTS_PATH] {
-        let url = format!("{}{path}", source.url);
-        let request = Request {
-            url: &url,
-            etag: None,
-            bearer: token.as_deref(),
-            accept: Some("application/json"),
-        };
-        let response = match fetch::get(&request, &limits) {
-            Ok(Fetched::Fresh(response)) => response,
-            // Never asked for (no ETag is sent): a server that says so anyway is wrong.
-            Ok(Fetched::NotModified) => return failed(format!("{path}: 304 to a plain GET")),
-            Err(e) => return failed(format!("{path}: {e}")),
+        let response = match get(source, path) {
+            Ok(response) => response,
+            Err(why) => return failed(why),
         };
         if response.status != 200 {
             let detail = problem_detail(&response.body).map(|d| format!("{path}: {d}"));
             return refused(response.status, response.content_type, detail);
         }
-        let json = response
-            .content_type
-            .as_deref()
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        if !json {
+        if !is_json(response.content_type.as_deref()) {
             // A login page or a proxy's error page: nothing to parse.
             return refused(200, response.content_type, None);
         }

@@ -132,6 +132,30 @@ pub fn http_get(url: &str, extra: &[&str]) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_string())
 }
 
+/// Status and body of a plain GET.
+pub fn get(url: &str) -> (u16, String) {
+    http_get(url, &[])
+}
+
+/// netbootd with DHCP, TFTP and syslog off and HTTP on a free loopback port, plus `args`,
+/// once it serves HTTP; returns it and its base URL (`http://127.0.0.1:PORT`).
+pub fn start_http_only(args: &[&str]) -> (Server, String) {
+    let port = free_port().to_string();
+    let mut all = vec![
+        "--dhcp-enabled=false",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        &port,
+    ];
+    all.extend_from_slice(args);
+    let mut server = Server::start(&all);
+    server.wait_for("HTTP on 127.0.0.1", Duration::from_secs(20));
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
