@@ -68,8 +68,7 @@ file -b "$ARM" | grep -q "statically linked" || { echo "$ARM is not static" >&2;
 check "aarch64 musl binary, stripped" "$(awk -v s="$size" 'BEGIN {printf "%.3f", s / 1048576}')" 1.8 MiB
 # The router build: every feature off (no remote sources), in a target directory of its own.
 ROUTER=target/router/aarch64-unknown-linux-musl/release/netbootd
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld cargo build --release --locked --quiet \
-  --target aarch64-unknown-linux-musl --no-default-features --target-dir target/router
+CARGO_TARGET_DIR=target/router .ci/static-builds.sh --router aarch64-unknown-linux-musl >/dev/null
 check "aarch64 musl router build (no remote), stripped" \
   "$(awk -v s="$(stat -c %s "$ROUTER")" 'BEGIN {printf "%.3f", s / 1048576}')" 1.1 MiB
 printf '(aarch64 binaries: %s bytes with every feature, %s bytes for routers)\n' "$size" "$(stat -c %s "$ROUTER")"

@@ -18,14 +18,28 @@ const LIMIT: Duration = Duration::from_secs(20);
 struct Standin {
     child: Child,
     base: String,
+    /// curl's arguments for reaching it (CA and client certificate over HTTPS).
+    curl: Vec<String>,
+}
+
+/// The test certificates (tests/fixtures/tls/make.sh says how they were made).
+fn tls_file(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 impl Standin {
     fn start() -> Standin {
+        Standin::start_with(&[])
+    }
+
+    /// With `env` for the stand-in: SMD_TLS_CERT/KEY serve HTTPS, SMD_TLS_CLIENT_CA requires
+    /// a client certificate.
+    fn start_with(env: &[(&str, String)]) -> Standin {
         let port = free_port();
         let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smd_standin.py");
         let mut child = Command::new("python3")
             .args([tool, &port.to_string()])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -37,15 +51,31 @@ impl Standin {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready");
+        let tls = env.iter().any(|(k, _)| *k == "SMD_TLS_CERT");
+        let client = env.iter().any(|(k, _)| *k == "SMD_TLS_CLIENT_CA");
+        let mut curl = Vec::new();
+        if tls {
+            curl.extend(["--cacert".to_string(), tls_file("ca.pem")]);
+        }
+        if client {
+            curl.extend(["--cert".to_string(), tls_file("client.pem")]);
+            curl.extend(["--key".to_string(), tls_file("client.key")]);
+        }
         Standin {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            // The test certificate names localhost only.
+            base: if tls {
+                format!("https://localhost:{port}")
+            } else {
+                format!("http://127.0.0.1:{port}")
+            },
+            curl,
         }
     }
 
     fn post(&self, path: &str, body: &str) {
         let url = format!("{}{path}", self.base);
-        let extra = [
+        let mut extra = vec![
             "-X",
             "POST",
             "-H",
@@ -53,6 +83,7 @@ impl Standin {
             "-d",
             body,
         ];
+        extra.extend(self.curl.iter().map(String::as_str));
         assert_eq!(http_get(&url, &extra).0, 201);
     }
 
@@ -313,9 +344,22 @@ fn smd_settings_are_checked_at_start() {
                 "--config",
                 config.to_str().unwrap(),
                 "--backend-smd-url",
-                "https://smd:27779",
+                "http://smd:27779",
+                "--backend-smd-ca-cert",
+                "/ca.pem",
             ],
-            "https is not available yet",
+            "apply to an https:// URL only",
+        ),
+        (
+            vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-smd-url",
+                "https://smd:27779",
+                "--backend-smd-client-cert",
+                "/client.pem",
+            ],
+            "go together",
         ),
         (
             vec![
@@ -350,4 +394,80 @@ fn smd_settings_are_checked_at_start() {
             text(&out.stderr)
         );
     }
+}
+
+/// `check` against the stand-in with `extra` options: its exit status and what it printed.
+fn check_smd(dir: &TempDir, url: &str, extra: &[&str]) -> (bool, String) {
+    let config = dir.write("netbootd.toml", CONFIG);
+    let mut args = vec![
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--backend-smd-url",
+        url,
+        "--backend-smd-timeout",
+        "5s",
+        "--public-ip-interface",
+        "lo",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, &[]);
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn smd_over_https_verifies_the_server_and_presents_a_client_certificate() {
+    need_tools("smd source over TLS", &["python3", "curl"]);
+    let smd = Standin::start_with(&[
+        ("SMD_TLS_CERT", tls_file("server.pem")),
+        ("SMD_TLS_KEY", tls_file("server.key")),
+        ("SMD_TLS_CLIENT_CA", tls_file("client-ca.pem")),
+    ]);
+    smd.add_node(1);
+    let dir = TempDir::new("smd-tls");
+    let (ca, client_ca) = (tls_file("ca.pem"), tls_file("client-ca.pem"));
+    let (cert, key) = (tls_file("client.pem"), tls_file("client.key"));
+    let with_client = [
+        "--backend-smd-ca-cert",
+        ca.as_str(),
+        "--backend-smd-client-cert",
+        cert.as_str(),
+        "--backend-smd-client-key",
+        key.as_str(),
+    ];
+    let base = smd.base.clone();
+    // Trusted server, client certificate presented.
+    let (ok, said) = check_smd(&dir, &base, &with_client);
+    assert!(ok && said.contains(": 2 machines (1 netboot)"), "{said}");
+    // A server whose CA is not trusted: the system's bundle, or the wrong CA file.
+    let (ok, said) = check_smd(&dir, &base, &with_client[2..]);
+    assert!(!ok && said.contains("UnknownIssuer"), "{said}");
+    let wrong_ca = ["--backend-smd-ca-cert", client_ca.as_str()];
+    let (ok, said) = check_smd(&dir, &base, &wrong_ca);
+    assert!(!ok && said.contains("UnknownIssuer"), "{said}");
+    // The server requires a client certificate: without one the exchange fails.
+    let (ok, said) = check_smd(&dir, &base, &with_client[..2]);
+    assert!(!ok && said.contains("TLS"), "{said}");
+    // An address the certificate does not name.
+    let by_address = base.replace("localhost", "127.0.0.1");
+    let (ok, said) = check_smd(&dir, &by_address, &with_client);
+    assert!(!ok && said.contains("not valid for name"), "{said}");
+    // Files that are missing or hold no certificate are named at the start.
+    let (ok, said) = check_smd(&dir, &base, &["--backend-smd-ca-cert", "/nonexistent.pem"]);
+    assert!(!ok && said.contains("/nonexistent.pem"), "{said}");
+    let (ok, said) = check_smd(&dir, &base, &["--backend-smd-ca-cert", key.as_str()]);
+    assert!(!ok && said.contains("no PEM certificate"), "{said}");
+
+    // The service refreshes over TLS, and a machine added later is served.
+    let mut args = with_client.to_vec();
+    args.extend(["--backend-smd-timeout", "5s"]);
+    let (mut server, http) = netbootd_with(&dir, &base, &args);
+    server.wait_for("smd: snapshot in service: 2 machines (1 netboot)", LIMIT);
+    assert_eq!(script_status(&http, "02:5d:00:00:00:01"), 200);
+    smd.add_node(2);
+    server.wait_for("smd: snapshot in service: 4 machines (2 netboot)", LIMIT);
+    assert_eq!(script_status(&http, "02:5d:00:00:00:02"), 200);
 }

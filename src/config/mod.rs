@@ -327,6 +327,19 @@ pub struct SmdSource {
     pub allow_empty: bool,
     pub max_stale: Option<Duration>,
     pub token_file: Option<PathBuf>,
+    /// For an `https://` URL.
+    pub tls: TlsFiles,
+}
+
+/// How a remote source's TLS connections are verified and authenticated (files read when the
+/// source starts).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Trusted CAs (PEM); `None`: the system's CA bundle.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate chain (PEM) and its private key (PEM).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// `--log-format`.
@@ -821,10 +834,20 @@ impl Config {
             )));
         }
         let url = r.get(Key::backend_smd_url, |t| value::url(t, &["http", "https"]))?;
-        if url.starts_with("https://") {
+        let tls = TlsFiles {
+            ca_cert: r.path(Key::backend_smd_ca_cert),
+            client_cert: r.path(Key::backend_smd_client_cert),
+            client_key: r.path(Key::backend_smd_client_key),
+        };
+        if tls != TlsFiles::default() && !url.starts_with("https://") {
             return Err(ConfigError(format!(
-                "{origin}: https is not available yet (put SMD behind plain HTTP on a trusted network, or wait for TLS)"
+                "{origin}: the TLS settings (--backend-smd-ca-cert, -client-cert, -client-key) apply to an https:// URL only"
             )));
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(ConfigError(
+                "--backend-smd-client-cert and --backend-smd-client-key go together".into(),
+            ));
         }
         let bounded = |key, min: Duration, max: Duration| {
             r.get(key, |t| match value::duration(t)? {
@@ -854,6 +877,7 @@ impl Config {
                 )?),
             },
             token_file: r.path(Key::backend_smd_token_file),
+            tls,
         }))
     }
 

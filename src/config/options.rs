@@ -181,12 +181,15 @@ options! {
     backend_kube_api: Smee Value = "", "Kubernetes API URL (accepted, not used yet)";
     backend_kube_namespace: Smee Value = "", "Kubernetes namespace (accepted, not used yet)";
     backend_noop_enabled: Smee Bool = "false", "no inventory at all, as Smee's noop backend: every machine is unknown (for auto-proxy mode); no hardware file is read";
-    backend_smd_url: Own Value = "", "OpenCHAMI SMD base URL (http://smd:27779): machines from its EthernetInterfaces and Components, refreshed in the background, with [subnets.NAME] tables of the config file for what SMD does not hold (https is not available yet)";
+    backend_smd_url: Own Value = "", "OpenCHAMI SMD base URL (http://smd:27779 or https://...): machines from its EthernetInterfaces and Components, refreshed in the background, with [subnets.NAME] tables of the config file for what SMD does not hold";
     backend_smd_refresh: Own Value = "30s", "how often the SMD snapshot is fetched whole (Go duration, 1s..1h)";
     backend_smd_timeout: Own Value = "10s", "longest wait for each SMD fetch (connect, each read and the whole exchange)";
     backend_smd_allow_empty: Own Bool = "false", "let an empty SMD answer replace a snapshot that has machines";
     backend_smd_max_stale: Own Value = "", "stop answering SMD machines when the snapshot is older than this (Go duration; empty: never)";
     backend_smd_token_file: Own Value = "", "file holding a bearer token for SMD, read at every refresh";
+    backend_smd_ca_cert: Own Value = "", "PEM file of the CAs trusted for an https SMD URL (default: the system's CA bundle)";
+    backend_smd_client_cert: Own Value = "", "PEM client certificate (chain) presented to an https SMD, with --backend-smd-client-key";
+    backend_smd_client_key: Own Value = "", "PEM private key of --backend-smd-client-cert";
     strict: Own Bool = "false", "refuse the whole hardware file when any record has an error (default: leave each bad record out, log it, serve the rest)";
     iso_enabled: Smee Bool = "false", "Smee's patched-ISO service (not available yet: true stops start-up with a message)";
     iso_url: Smee Value = "", "source ISO URL for --iso-enabled (accepted for Smee compatibility)";

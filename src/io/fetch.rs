@@ -2,14 +2,15 @@
 //! threads only (never on the loop's): one GET with a connect timeout, a read timeout, a
 //! deadline for the whole exchange, a cap on the body, a bounded number of redirects, an
 //! optional bearer token and `If-None-Match` (a 304 comes back as [`Fetched::NotModified`]).
-//! Bodies may be framed by length, chunked or by the close. Plain HTTP only for now: an
-//! `https://` URL is refused with [`FetchError::TlsUnavailable`] (TLS is issue 17's next step).
+//! Bodies may be framed by length, chunked or by the close. `https://` URLs go through TLS
+//! ([`crate::io::tls`]) with the request's client configuration; without one they are refused.
 
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::io::tls::{self, Stream};
 use crate::wire::http::head_end;
 use crate::wire::response::{Chunked, Framing, ResponseHead, Scheme, Target, MAX_HEAD};
 
@@ -45,6 +46,8 @@ pub struct Request<'a> {
     pub etag: Option<&'a str>,
     pub bearer: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// How `https://` URLs are verified (and the client authenticated).
+    pub tls: Option<&'a tls::Client>,
 }
 
 /// A response read whole.
@@ -65,7 +68,8 @@ pub enum Fetched {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FetchError {
     Url(String),
-    TlsUnavailable,
+    /// The TLS handshake or record layer failed, or https was asked without a TLS setting.
+    Tls(String),
     Connect(String),
     /// What was being waited for.
     Timeout(&'static str),
@@ -85,7 +89,7 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FetchError::Url(why) => write!(f, "bad URL: {why}"),
-            FetchError::TlsUnavailable => f.write_str("https is not available in this build yet"),
+            FetchError::Tls(why) => write!(f, "TLS: {why}"),
             FetchError::Connect(why) => write!(f, "cannot connect: {why}"),
             FetchError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             FetchError::Io(why) => write!(f, "read failed: {why}"),
@@ -110,7 +114,14 @@ pub fn get(req: &Request, limits: &Limits) -> Result<Fetched, FetchError> {
                 let location = head
                     .header("location")
                     .ok_or_else(|| FetchError::Protocol("redirect without Location".into()))?;
-                target = target.resolve(location).map_err(FetchError::Url)?;
+                let next = target.resolve(location).map_err(FetchError::Url)?;
+                // The token and the data were meant to travel encrypted.
+                if target.scheme == Scheme::Https && next.scheme == Scheme::Http {
+                    return Err(FetchError::Url(format!(
+                        "redirect from https to {location} refused"
+                    )));
+                }
+                target = next;
             }
             304 => return Ok(Fetched::NotModified),
             status => {
@@ -133,10 +144,29 @@ fn remaining(deadline: Instant, what: &'static str) -> Result<Duration, FetchErr
         .ok_or(FetchError::Timeout(what))
 }
 
-fn connect(target: &Target, limits: &Limits, deadline: Instant) -> Result<TcpStream, FetchError> {
-    if target.scheme == Scheme::Https {
-        return Err(FetchError::TlsUnavailable);
+fn connect(
+    target: &Target,
+    req: &Request,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Stream, FetchError> {
+    match (target.scheme, req.tls) {
+        (Scheme::Http, _) => Ok(Stream::Plain(connect_tcp(target, limits, deadline)?)),
+        (Scheme::Https, Some(client)) => {
+            let socket = connect_tcp(target, limits, deadline)?;
+            Stream::tls(client, &target.host, socket).map_err(FetchError::Tls)
+        }
+        (Scheme::Https, None) => Err(FetchError::Tls(
+            "https is not set up for this source".into(),
+        )),
     }
+}
+
+fn connect_tcp(
+    target: &Target,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<TcpStream, FetchError> {
     let addrs: Vec<_> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| FetchError::Connect(format!("{}: {e}", target.host)))?
@@ -155,9 +185,22 @@ fn connect(target: &Target, limits: &Limits, deadline: Instant) -> Result<TcpStr
     Err(last)
 }
 
+/// What went wrong in a read or write: a TLS failure (rustls reports them as invalid data) or
+/// an I/O error.
+fn io_error(e: std::io::Error) -> FetchError {
+    match e.get_ref() {
+        Some(inner) if e.kind() == std::io::ErrorKind::InvalidData => {
+            FetchError::Tls(inner.to_string())
+        }
+        _ => FetchError::Io(e.to_string()),
+    }
+}
+
 /// Reads into `buf` within the read timeout and the deadline; 0 at the end of the stream.
+/// A TLS peer that closes without close_notify ends the stream too: the framing (length,
+/// chunks, or a JSON body that must parse) catches a truncation.
 fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut [u8],
     limits: &Limits,
     deadline: Instant,
@@ -165,10 +208,12 @@ fn read_some(
 ) -> Result<usize, FetchError> {
     let wait = remaining(deadline, what)?.min(limits.read);
     stream
+        .socket()
         .set_read_timeout(Some(wait))
-        .map_err(|e| FetchError::Io(e.to_string()))?;
+        .map_err(io_error)?;
     match stream.read(buf) {
         Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
         Err(e)
             if matches!(
                 e.kind(),
@@ -177,7 +222,7 @@ fn read_some(
         {
             Err(FetchError::Timeout(what))
         }
-        Err(e) => Err(FetchError::Io(e.to_string())),
+        Err(e) => Err(io_error(e)),
     }
 }
 
@@ -188,7 +233,7 @@ fn exchange(
     limits: &Limits,
     deadline: Instant,
 ) -> Result<(ResponseHead, Vec<u8>), FetchError> {
-    let mut stream = connect(target, limits, deadline)?;
+    let mut stream = connect(target, req, limits, deadline)?;
     let bearer = req.bearer.map(|t| format!("Bearer {t}"));
     let mut extra: Vec<(&str, &str)> = Vec::new();
     if let Some(etag) = req.etag {
@@ -202,11 +247,18 @@ fn exchange(
     }
     let wait = remaining(deadline, "the request to be sent")?;
     stream
+        .socket()
         .set_write_timeout(Some(wait.min(limits.read)))
-        .map_err(|e| FetchError::Io(e.to_string()))?;
+        .map_err(io_error)?;
     stream
         .write_all(&target.get_request(&extra))
-        .map_err(|e| FetchError::Io(e.to_string()))?;
+        .and_then(|()| stream.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                FetchError::Timeout("the TLS handshake or the request to be sent")
+            }
+            _ => io_error(e),
+        })?;
 
     // The head.
     let mut buf = Vec::with_capacity(8192);
@@ -240,7 +292,7 @@ fn exchange(
 }
 
 fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     framing: Framing,
     first: Vec<u8>,
     limits: &Limits,
@@ -433,7 +485,9 @@ mod tests {
                 },
                 &quick()
             ),
-            Err(FetchError::TlsUnavailable)
+            Err(FetchError::Tls(
+                "https is not set up for this source".into()
+            ))
         );
     }
 }

@@ -4,7 +4,7 @@
 //! UDP sockets with per-datagram interface control ([`udp`]) and giving up root once they are
 //! bound ([`privileges`]), background jobs whose results wake the poll loop
 //! ([`background`]), the logger that writes text or JSON lines ([`logger`]), and the HTTP client
-//! of the remote sources ([`fetch`], feature `remote`).
+//! of the remote sources ([`fetch`], with [`tls`]; feature `remote`).
 
 pub mod background;
 #[cfg(feature = "remote")]
@@ -16,5 +16,7 @@ pub mod netif;
 pub mod packet;
 pub mod privileges;
 pub mod signals;
+#[cfg(feature = "remote")]
+pub mod tls;
 pub mod udp;
 pub mod watch;

@@ -24,6 +24,7 @@ use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem};
 use crate::io::background::Background;
 use crate::io::fetch::{self, Fetched, Limits, Request};
 use crate::io::files;
+use crate::io::tls;
 use crate::policy::source::{is_json, Decision, Outcome, Settings, SourceCache, State};
 use crate::service::metrics::Metrics;
 use crate::service::{Context, Lookups, Service, SourceStatus};
@@ -76,6 +77,8 @@ const NOT_FOUND_MAX: usize = 4096;
 
 pub struct SmdService {
     source: SmdSource,
+    /// The TLS client of an `https://` source.
+    tls: Option<tls::Client>,
     rules: SmdRules,
     state_dir: PathBuf,
     cache: SourceCache,
@@ -120,6 +123,7 @@ impl SmdService {
             .smd()
             .cloned()
             .ok_or_else(|| std::io::Error::other("no SMD source configured"))?;
+        let tls = tls_of(&source).map_err(std::io::Error::other)?;
         let rules = rules_of(config);
         let now = Instant::now();
         let snapshot = config.state_dir.join(SNAPSHOT_FILE);
@@ -145,6 +149,7 @@ impl SmdService {
         let service = SmdService {
             cache: SourceCache::new(settings_of(&source), now, from_disk),
             source,
+            tls,
             rules,
             state_dir: config.state_dir.clone(),
             jobs: Background::new("smd")?,
@@ -213,11 +218,12 @@ impl SmdService {
 
     fn begin_fetch(&mut self) {
         let (source, rules) = (self.source.clone(), self.rules.clone());
+        let tls = self.tls.clone();
         let retired = std::mem::take(&mut self.retired);
         let started = self.jobs.start(
             move || {
                 drop(retired);
-                Done::Fetched(Box::new(fetch_snapshot(&source, &rules)))
+                Done::Fetched(Box::new(fetch_snapshot(&source, tls.as_ref(), &rules)))
             },
             || {
                 Done::Fetched(Box::new(Fetch {
@@ -252,13 +258,14 @@ impl SmdService {
             return;
         }
         let (source, rules) = (self.source.clone(), self.rules.clone());
+        let tls = self.tls.clone();
         let base = self.store.generation();
         let job_macs = macs.clone();
         let retired = std::mem::take(&mut self.retired);
         let started = self.jobs.start(
             move || {
                 drop(retired);
-                let result = look_up(&source, &rules, &job_macs, &current);
+                let result = look_up(&source, tls.as_ref(), &rules, &job_macs, &current);
                 Done::Looked(Box::new(Lookup {
                     macs: job_macs,
                     base,
@@ -434,7 +441,7 @@ impl SmdService {
 /// summary, and each entry left out.
 pub fn check(config: &Config) -> Result<(String, Vec<Problem>), String> {
     let source = config.smd().ok_or("no SMD source configured")?;
-    let fetch = fetch_snapshot(source, &rules_of(config));
+    let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
     match (fetch.outcome, fetch.loaded) {
         (_, Some((loaded, _, _))) => {
             let summary = format!(
@@ -517,8 +524,22 @@ fn limits_of(source: &SmdSource) -> Limits {
     }
 }
 
+/// The TLS client of an `https://` source (its files read now), `None` for plain HTTP.
+fn tls_of(source: &SmdSource) -> Result<Option<tls::Client>, String> {
+    if !source.url.starts_with("https://") {
+        return Ok(None);
+    }
+    tls::client(&source.tls)
+        .map(Some)
+        .map_err(|why| format!("smd TLS: {why}"))
+}
+
 /// GET `path_and_query` of the source, with its token and limits; an error names the path.
-fn get(source: &SmdSource, path_and_query: &str) -> Result<fetch::Response, String> {
+fn get(
+    source: &SmdSource,
+    tls: Option<&tls::Client>,
+    path_and_query: &str,
+) -> Result<fetch::Response, String> {
     let token = read_token(source.token_file.as_deref())?;
     let url = format!("{}{path_and_query}", source.url);
     let request = Request {
@@ -526,6 +547,7 @@ fn get(source: &SmdSource, path_and_query: &str) -> Result<fetch::Response, Stri
         etag: None,
         bearer: token.as_deref(),
         accept: Some("application/json"),
+        tls,
     };
     match fetch::get(&request, &limits_of(source)) {
         Ok(Fetched::Fresh(response)) => Ok(response),
@@ -536,8 +558,12 @@ fn get(source: &SmdSource, path_and_query: &str) -> Result<fetch::Response, Stri
 }
 
 /// GET `path_and_query` as JSON: the body of a 200 JSON answer, else why not.
-fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String> {
-    let r = get(source, path_and_query)?;
+fn get_json(
+    source: &SmdSource,
+    tls: Option<&tls::Client>,
+    path_and_query: &str,
+) -> Result<Vec<u8>, String> {
+    let r = get(source, tls, path_and_query)?;
     if r.status != 200 {
         let detail = problem_detail(&r.body).map(|d| format!(": {d}"));
         return Err(format!("HTTP {}{}", r.status, detail.unwrap_or_default()));
@@ -555,18 +581,27 @@ fn get_json(source: &SmdSource, path_and_query: &str) -> Result<Vec<u8>, String>
 /// returns `current` with the machines found added (on the job's thread).
 fn look_up(
     source: &SmdSource,
+    tls: Option<&tls::Client>,
     rules: &SmdRules,
     macs: &[MacAddr],
     current: &Inventory,
 ) -> Result<(Inventory, Vec<Machine>), String> {
     let query: Vec<String> = macs.iter().map(|m| format!("MACAddress={m}")).collect();
-    let interfaces = get_json(source, &format!("{INTERFACES_PATH}?{}", query.join("&")))?;
+    let interfaces = get_json(
+        source,
+        tls,
+        &format!("{INTERFACES_PATH}?{}", query.join("&")),
+    )?;
     let ids = smd_inventory::component_ids(&interfaces).map_err(|p| p.to_string())?;
     if ids.is_empty() {
         return Ok((Inventory::default(), Vec::new()));
     }
     let query: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
-    let components = get_json(source, &format!("{COMPONENTS_PATH}?{}", query.join("&")))?;
+    let components = get_json(
+        source,
+        tls,
+        &format!("{COMPONENTS_PATH}?{}", query.join("&")),
+    )?;
     let loaded = smd_inventory::load(&interfaces, &components, rules)
         .map_err(|p| p.first().map(ToString::to_string).unwrap_or_default())?;
     let found: Vec<Machine> = loaded
@@ -585,7 +620,7 @@ fn look_up(
 }
 
 /// Fetches both collections and validates them (on the job's thread).
-fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
+fn fetch_snapshot(source: &SmdSource, tls: Option<&tls::Client>, rules: &SmdRules) -> Fetch {
     let started = Instant::now();
     let failed = |why: String| Fetch {
         outcome: Outcome::Failed(why),
@@ -607,7 +642,7 @@ fn fetch_snapshot(source: &SmdSource, rules: &SmdRules) -> Fetch {
     let mut bodies = Vec::new();
     let mut content_type = None;
     for path in [INTERFACES_PATH, COMPONENTS_PATH] {
-        let response = match get(source, path) {
+        let response = match get(source, tls, path) {
             Ok(response) => response,
             Err(why) => return failed(why),
         };
@@ -721,6 +756,15 @@ impl Service for SmdService {
 
     fn reconfigure(&mut self, config: &Config) {
         if let Some(source) = config.smd() {
+            if source.tls != self.source.tls || source.url != self.source.url {
+                match tls_of(source) {
+                    Ok(tls) => self.tls = tls,
+                    Err(why) => {
+                        warn!("smd: the new TLS settings are not usable, keeping the running ones: {why}");
+                        return;
+                    }
+                }
+            }
             self.source = source.clone();
             self.cache.set_settings(settings_of(source), Instant::now());
         }

@@ -12,8 +12,12 @@ and can be told to misbehave:
     Filters as SMD's: EthernetInterfaces?MACAddress=..(repeated), Components?id=..(repeated)
 
 Usage: smd_standin.py PORT [INTERFACES.json COMPONENTS.json]
+With SMD_TLS_CERT and SMD_TLS_KEY set it serves HTTPS (Python's ssl, that is OpenSSL), and with
+SMD_TLS_CLIENT_CA too it requires a client certificate issued by that CA.
 """
 import json
+import os
+import ssl
 import sys
 import threading
 import time
@@ -120,6 +124,15 @@ def main():
             STATE["components"] = json.load(f)["Components"]
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    if os.environ.get("SMD_TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["SMD_TLS_CERT"], os.environ["SMD_TLS_KEY"])
+        if os.environ.get("SMD_TLS_CLIENT_CA"):
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(os.environ["SMD_TLS_CLIENT_CA"])
+        # The handshake runs in the handler's thread (a failed one ends only that connection).
+        server.socket = context.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
     print("ready", flush=True)
     server.serve_forever()
 
