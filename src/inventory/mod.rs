@@ -64,6 +64,9 @@ pub struct Machine {
     /// `--ipxe-script-url-template`.
     pub xname: Option<String>,
     pub nid: Option<u64>,
+    /// Addresses on other networks (a remote source may hold one per network): a request from
+    /// a network one of them lies in is given that one instead of `ip_address`.
+    pub other_addresses: Vec<Addressing>,
     pub disabled: bool,
     pub netboot: Netboot,
     /// netbootd's own: what to boot when there is no per-machine iPXE script.
@@ -99,10 +102,55 @@ pub struct Boot {
     pub resolved: BootProfile,
 }
 
+/// An address with the settings of its network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Addressing {
+    pub ip_address: Ipv4Addr,
+    pub subnet_mask: Ipv4Addr,
+    pub default_gateway: Option<Ipv4Addr>,
+    pub name_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    pub lease_time: u32,
+}
+
+/// Do `a` and `b` lie in the same network under `mask`?
+fn same_network(a: Ipv4Addr, b: Ipv4Addr, mask: Ipv4Addr) -> bool {
+    let mask = u32::from(mask);
+    u32::from(a) & mask == u32::from(b) & mask
+}
+
 impl Machine {
     /// Will this machine be given boot information?
     pub fn netboots(&self) -> bool {
         self.netboot.allow_pxe && !self.disabled
+    }
+
+    /// This machine as seen from the network `network` lies in (a relay's giaddr, or the
+    /// server's address on the interface the request came in on): the machine with that
+    /// network's address when one of its other addresses lies there, else `None` (its own
+    /// address stands; coresmd always offers the first).
+    pub fn on_network(&self, network: Ipv4Addr) -> Option<Machine> {
+        let own_fits = match (self.ip_address, self.subnet_mask) {
+            (Some(ip), Some(mask)) => same_network(ip, network, mask),
+            _ => true,
+        };
+        if own_fits {
+            return None;
+        }
+        let other = self
+            .other_addresses
+            .iter()
+            .find(|a| same_network(a.ip_address, network, a.subnet_mask))?;
+        Some(Machine {
+            ip_address: Some(other.ip_address),
+            subnet_mask: Some(other.subnet_mask),
+            default_gateway: other.default_gateway,
+            name_servers: other.name_servers.clone(),
+            domain_name: other.domain_name.clone(),
+            lease_time: other.lease_time,
+            broadcast_address: None,
+            ..self.clone()
+        })
     }
 }
 
@@ -168,7 +216,13 @@ impl Inventory {
         let by_ip = machines
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| Some((m.ip_address?, i)))
+            .flat_map(|(i, m)| {
+                let others = m.other_addresses.iter().map(|a| a.ip_address);
+                m.ip_address
+                    .into_iter()
+                    .chain(others)
+                    .map(move |ip| (ip, i))
+            })
             .collect();
         Inventory {
             machines,

@@ -8,8 +8,9 @@
 //! an error for the whole snapshot: the caller keeps the one it has. An entry with an error is
 //! left out and named, as a bad record of the hardware file is. Rules, as coresmd's and better:
 //! an interface needs a component (else it is no machine SMD knows), at least one address, and
-//! an address in a configured subnet (the first such address is offered; coresmd takes the
-//! first address whatever it is); a component with `Enabled: false` is known and never answered;
+//! an address in a configured subnet (the first such address is its own; one address on each
+//! other configured subnet is kept in [`Machine::other_addresses`], for requests from that
+//! network; coresmd offers the first address whatever it is, to every network); a component with `Enabled: false` is known and never answered;
 //! only nodes get boot information (BMCs and switches get an address only); a node with a NID is
 //! `nid0001`-style, anything else is named by its xname.
 
@@ -19,7 +20,9 @@ use std::net::Ipv4Addr;
 use serde_json::Value;
 
 use super::record::{not_a_host_address, not_a_machine_mac};
-use super::{Inventory, Loaded, Machine, Netboot, Problem, SubnetSettings, DEFAULT_LEASE_TIME};
+use super::{
+    Addressing, Inventory, Loaded, Machine, Netboot, Problem, SubnetSettings, DEFAULT_LEASE_TIME,
+};
 use crate::wire::MacAddr;
 
 /// What SMD does not say, from the configuration.
@@ -292,6 +295,45 @@ fn host_name(text: &str) -> Option<String> {
     ok.then(|| text.to_ascii_lowercase())
 }
 
+/// An interface's addresses on networks other than the one of its first address (`first`):
+/// one per configured subnet, each a host address no other interface holds (others are
+/// passed over: the first address is the one that must be right).
+fn other_addresses(
+    addresses: &[String],
+    first: &SubnetSettings,
+    rules: &SmdRules,
+    by_ip: &mut HashMap<Ipv4Addr, MacAddr>,
+    mac: MacAddr,
+) -> Vec<Addressing> {
+    let mut taken = vec![first.cidr];
+    let mut others = Vec::new();
+    for text in addresses {
+        let Ok(ip) = text.parse::<Ipv4Addr>() else {
+            continue;
+        };
+        let Some(subnet) = rules.subnet_of(ip) else {
+            continue;
+        };
+        if taken.contains(&subnet.cidr) || not_a_host_address(ip).is_some() {
+            continue;
+        }
+        if by_ip.contains_key(&ip) {
+            continue;
+        }
+        by_ip.insert(ip, mac);
+        taken.push(subnet.cidr);
+        others.push(Addressing {
+            ip_address: ip,
+            subnet_mask: Ipv4Addr::from(subnet.cidr.mask_bits()),
+            default_gateway: subnet.gateway,
+            name_servers: subnet.name_servers.clone(),
+            domain_name: subnet.domain.clone(),
+            lease_time: subnet.lease_time.unwrap_or(DEFAULT_LEASE_TIME),
+        });
+    }
+    others
+}
+
 /// Joins the two collections into machines under `rules`.
 pub fn load(
     interfaces_body: &[u8],
@@ -386,6 +428,7 @@ pub fn load(
         };
         let mask = Ipv4Addr::from(subnet.cidr.mask_bits());
         by_ip.insert(ip, mac);
+        let other_addresses = other_addresses(addresses, subnet, rules, &mut by_ip, mac);
         by_mac.insert(mac, machines.len());
         machines.push(Machine {
             mac,
@@ -399,6 +442,7 @@ pub fn load(
             arch: arch(component.arch.as_deref()),
             xname: host_name(id),
             nid: component.nid,
+            other_addresses,
             disabled: !component.enabled,
             netboot: Netboot {
                 allow_pxe: node,
@@ -560,5 +604,70 @@ mod tests {
         // cache's decision (issue 17: not over a snapshot that had machines).
         let empty = load(b"[]", b"{\"Components\":[]}", &rules()).unwrap();
         assert_eq!(empty.inventory.len(), 0);
+    }
+
+    /// An interface with an address on two configured networks: the first is its own, the
+    /// second is kept for requests from that network (coresmd offers the first to every
+    /// network); a machine seen from a third network keeps its first address.
+    #[test]
+    fn an_address_per_network_is_kept_and_chosen_by_the_network_asking() {
+        let mut rules = rules();
+        rules.subnets.push(SubnetSettings {
+            cidr: crate::value::Cidr::parse("10.100.0.0/24").unwrap(),
+            gateway: Some("10.100.0.254".parse().unwrap()),
+            name_servers: vec![],
+            domain: Some("hsn.example".into()),
+            lease_time: Some(600),
+        });
+        let interfaces = r#"[
+          {"MACAddress":"a4:bf:01:38:ee:01","ComponentID":"x0c0s27b0n0","IPAddresses":[
+            {"IPAddress":"10.254.1.10"},{"IPAddress":"10.254.1.11"},{"IPAddress":"10.100.0.10"},
+            {"IPAddress":"10.100.0.12"},{"IPAddress":"10.100.0.255"}]},
+          {"MACAddress":"a4:bf:01:38:ee:02","ComponentID":"x0c0s28b0n0","IPAddresses":[
+            {"IPAddress":"10.254.1.20"},{"IPAddress":"10.100.0.10"}]}
+        ]"#;
+        let components = r#"{"Components":[
+          {"ID":"x0c0s27b0n0","Type":"Node","Enabled":true,"NID":1},
+          {"ID":"x0c0s28b0n0","Type":"Node","Enabled":true,"NID":2}
+        ]}"#;
+        let loaded = load(interfaces.as_bytes(), components.as_bytes(), &rules).unwrap();
+        let inv = &loaded.inventory;
+        let one = inv.by_mac("a4:bf:01:38:ee:01".parse().unwrap()).unwrap();
+        assert_eq!(one.ip_address, Some("10.254.1.10".parse().unwrap()));
+        // One other address, on the other network (the second on a network is passed over).
+        let others: Vec<_> = one.other_addresses.iter().map(|a| a.ip_address).collect();
+        assert_eq!(others, ["10.100.0.10".parse::<Ipv4Addr>().unwrap()]);
+        // Both addresses find the machine.
+        assert_eq!(
+            inv.by_ip("10.100.0.10".parse().unwrap()).unwrap().mac,
+            one.mac
+        );
+        // The second machine's 10.100.0.10 is taken: it keeps its first address only.
+        let two = inv.by_mac("a4:bf:01:38:ee:02".parse().unwrap()).unwrap();
+        assert!(two.other_addresses.is_empty());
+
+        let seen = one.on_network("10.100.0.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            (
+                seen.ip_address,
+                seen.subnet_mask,
+                seen.default_gateway,
+                seen.lease_time,
+                seen.domain_name.as_deref()
+            ),
+            (
+                Some("10.100.0.10".parse().unwrap()),
+                Some("255.255.255.0".parse().unwrap()),
+                Some("10.100.0.254".parse().unwrap()),
+                600,
+                Some("hsn.example")
+            )
+        );
+        assert_eq!(
+            (seen.hostname.as_deref(), seen.mac),
+            (Some("nid0001"), one.mac)
+        );
+        assert_eq!(one.on_network("10.254.9.9".parse().unwrap()), None);
+        assert_eq!(one.on_network("192.0.2.1".parse().unwrap()), None);
     }
 }

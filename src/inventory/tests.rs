@@ -60,6 +60,7 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
         arch: Some("x86_64".into()),
         xname: None,
         nid: None,
+        other_addresses: Vec::new(),
         disabled: false,
         netboot: Netboot {
             allow_pxe: true,

@@ -354,6 +354,15 @@ pub fn decide(msg: &Message, port: Port, inventory: &Inventory, cfg: &Dhcp) -> V
     if machine.is_none() && inventory.is_pending() {
         return Err(Silence::SourcePending);
     }
+    // A machine with an address on several networks gets the one of the network the request
+    // came from: the relay's, else the one of the server's own address.
+    let network = if msg.giaddr.is_unspecified() {
+        cfg.ip_for_packet
+    } else {
+        msg.giaddr
+    };
+    let moved = machine.and_then(|m| m.on_network(network));
+    let machine = moved.as_ref().or(machine);
     match port {
         Port::BootServer { source } => boot_server(msg, msg_type, source, &client, machine, cfg),
         Port::Dhcp if cfg.mode == DhcpMode::Reservation => {

@@ -854,3 +854,60 @@ fn forged_relay_and_client_addresses_are_not_answered() {
     );
     assert_eq!(MessageType::Unknown(77).label(), "unknown");
 }
+
+/// A machine with an address on two networks (SMD can hold one per network) is offered the
+/// address of the network the request comes from: the relay's, else the server's own.
+#[test]
+fn the_network_asking_chooses_among_a_machines_addresses() {
+    let own = inventory()
+        .by_mac(CLI_MAC.parse().unwrap())
+        .unwrap()
+        .clone();
+    let machine = Machine {
+        other_addresses: vec![crate::inventory::Addressing {
+            ip_address: Ipv4Addr::new(10, 100, 0, 10),
+            subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
+            default_gateway: Some(Ipv4Addr::new(10, 100, 0, 254)),
+            name_servers: vec![],
+            domain_name: None,
+            lease_time: 600,
+        }],
+        ..own
+    };
+    let (inventory, _) = Inventory::default().with_added(vec![machine]);
+    let ask = |giaddr: Ipv4Addr, msg_type, requested: Option<[u8; 4]>| {
+        let mut m = request(CLI_MAC, msg_type);
+        m.giaddr = giaddr;
+        if let Some(ip) = requested {
+            m.options.set(code::REQUESTED_ADDRESS, ip);
+        }
+        reply(decide(
+            &m,
+            Port::Dhcp,
+            &inventory,
+            &cfg(DhcpMode::Reservation),
+        ))
+    };
+    // Not relayed: the server's own network (10.77/16) gives the machine's first address.
+    let r = ask(Ipv4Addr::UNSPECIFIED, MessageType::Discover, None);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 77, 0, 50));
+    // Through a relay on 10.100.0.0/24: that network's address, mask, router and lease.
+    let relay = Ipv4Addr::new(10, 100, 0, 1);
+    let r = ask(relay, MessageType::Discover, None);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 100, 0, 10));
+    assert_eq!(opt(&r, code::SUBNET_MASK), Some(vec![255, 255, 255, 0]));
+    assert_eq!(opt(&r, code::ROUTER), Some(vec![10, 100, 0, 254]));
+    assert_eq!(
+        opt(&r, code::LEASE_TIME),
+        Some(600u32.to_be_bytes().to_vec())
+    );
+    assert_eq!(opt(&r, code::DNS_SERVERS), None);
+    let r = ask(relay, MessageType::Request, Some([10, 100, 0, 10]));
+    assert_eq!(r.message_type(), MessageType::Ack);
+    // The first address asked for from the other network is the wrong one there.
+    let r = ask(relay, MessageType::Request, Some([10, 77, 0, 50]));
+    assert_eq!(r.message_type(), MessageType::Nak);
+    // A relay on a network the machine has no address on: its first address.
+    let r = ask(Ipv4Addr::new(10, 200, 0, 1), MessageType::Discover, None);
+    assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 77, 0, 50));
+}
