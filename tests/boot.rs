@@ -9,6 +9,9 @@
 //!   1468, windowsize 4) → `ipxe.efi` over TFTP → iPXE → script → kernel.
 //! - BIOS and UEFI again in `proxy` mode beside busybox udhcpd (addresses only) in its own
 //!   namespace: ProxyDHCP answers and the PXE boot server.
+//! - BIOS and UEFI with the machine known only to OpenCHAMI SMD (the stand-in,
+//!   `tests/tools/smd_standin.py`, in the server's namespace) and the iPXE script from its
+//!   BSS-shaped `/boot/v1/bootscript?mac=` through `--ipxe-script-url-template`.
 //! - The README's demo (`tests/demo/boot-a-vm.sh`), run verbatim.
 //!
 //! Boots run one at a time (TCG is CPU-bound). Each prints a timeline from netbootd's log lines
@@ -143,6 +146,8 @@ impl Drop for Reaped {
 struct Boot {
     firmware: Firmware,
     mode: Mode,
+    /// The machine is in SMD (and its script in BSS), not in a hardware file.
+    smd: bool,
     script: Option<String>,
     /// Console lines that mark progress, in the order they should appear.
     milestones: &'static [&'static str],
@@ -203,6 +208,7 @@ impl Boot {
             lab.start_plain_dhcp(&dir.0);
         }
         let _ra = router_adverts(&lab, &dir);
+        let _smd = self.smd.then(|| smd_standin(&lab, &dir));
         let mut server = self.start_server(&lab, &dir, assets);
 
         lab.cli
@@ -346,9 +352,26 @@ impl Boot {
             Mode::Reservation => "reservation",
             Mode::Proxy => "proxy",
         };
+        let config = dir.write("netbootd.toml", SMD_SUBNETS);
+        let state = dir.path("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let template = format!("http://{SRV_IP}:{SMD_PORT}/boot/v1/bootscript?mac={{mac}}");
+        let smd_url = format!("http://{SRV_IP}:{SMD_PORT}");
+        let source = if self.smd {
+            vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-smd-url",
+                &smd_url,
+                "--ipxe-script-url-template",
+                &template,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ]
+        } else {
+            vec!["--backend-file-path", hw.to_str().unwrap()]
+        };
         let args = [
-            "--backend-file-path",
-            hw.to_str().unwrap(),
             "--dhcp-iface",
             "s0",
             "--dhcp-mode",
@@ -375,6 +398,7 @@ impl Boot {
         let mut cmd = lab.srv.command(&[BIN]);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .args(source)
             .args(args);
         let mut server = Server::spawn(cmd);
         server.wait_for("syslog receiver on", START_LIMIT);
@@ -422,6 +446,55 @@ impl Boot {
             println!("  {:6.2}s  {e}", t.as_secs_f64());
         }
     }
+}
+
+/// The port of the SMD stand-in in the server's namespace.
+const SMD_PORT: u16 = 27779;
+
+/// What SMD does not hold, for the lab's network.
+const SMD_SUBNETS: &str = "[subnets.lab]\ncidr = \"10.77.0.0/16\"\ngateway = \"10.77.0.1\"\n";
+
+/// The SMD stand-in in the server's namespace, on the server's address, holding the VM as
+/// node x1000c0s0b0n0 (NID 7) and its BMC, and serving BSS-shaped boot scripts whose kernel
+/// and initrd come from netbootd's assets.
+fn smd_standin(lab: &Lab, dir: &TempDir) -> Reaped {
+    let interfaces = dir.write(
+        "interfaces.json",
+        &format!(
+            r#"[{{"MACAddress":"{VM_MAC}","ComponentID":"x1000c0s0b0n0","IPAddresses":[{{"IPAddress":"{VM_IP}"}}]}},
+               {{"MACAddress":"02:77:00:00:00:99","ComponentID":"x1000c0s0b0","IPAddresses":[{{"IPAddress":"10.77.0.99"}}]}}]"#
+        ),
+    );
+    let components = dir.write(
+        "components.json",
+        r#"{"Components":[{"ID":"x1000c0s0b0n0","Type":"Node","State":"Ready","Enabled":true,"NID":7,"Arch":"X86"},
+                          {"ID":"x1000c0s0b0","Type":"NodeBMC","State":"Ready","Enabled":true}]}"#,
+    );
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smd_standin.py");
+    let port = SMD_PORT.to_string();
+    let mut child = lab
+        .srv
+        .command(&[
+            "python3",
+            tool,
+            &port,
+            interfaces.to_str().unwrap(),
+            components.to_str().unwrap(),
+        ])
+        .env("SMD_BIND", SRV_IP)
+        .env("SMD_BSS_ASSETS", format!("http://{SRV_IP}/assets"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the SMD stand-in starts");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Reaped(child)
 }
 
 /// A helper dnsmasq sending IPv6 router advertisements (only) on the clients' bridge.
@@ -481,6 +554,7 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
+        smd: false,
         script: None,
         milestones: BIOS_MILESTONES,
     }
@@ -502,6 +576,7 @@ fn bios_chains_undionly_over_tftp_from_an_inline_script() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
+        smd: false,
         script: Some(chain_script()),
         milestones: &[
             "iPXE initialising",
@@ -537,6 +612,7 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
+        smd: false,
         script: None,
         milestones: UEFI_MILESTONES,
     }
@@ -562,6 +638,7 @@ fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Proxy,
+        smd: false,
         script: None,
         milestones: BIOS_MILESTONES,
     }
@@ -582,6 +659,7 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Proxy,
+        smd: false,
         script: None,
         milestones: UEFI_MILESTONES,
     }
@@ -596,6 +674,62 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
 }
 
 /// The README's demo, verbatim: it builds, boots a BIOS VM in its own lab and cleans up.
+/// The checks of an SMD boot: the machine was offered its SMD address with its NID host name,
+/// iPXE was given the BSS URL the template makes, and the BSS script booted netbootd's kernel.
+fn assert_booted_from_smd(b: &Booted) {
+    assert!(
+        b.marker.contains("netbootd-test=bss"),
+        "marker {:?}",
+        b.marker
+    );
+    let (_, offer) = b.first(&[
+        "DISCOVER",
+        &format!("mac={VM_MAC}"),
+        "client=ipxe",
+        "-> OFFER",
+    ]);
+    assert!(offer.contains(&format!("OFFER {VM_IP}")), "{offer}");
+    let bss = format!("file=http://{SRV_IP}:{SMD_PORT}/boot/v1/bootscript?mac={VM_MAC}");
+    assert!(offer.contains(&bss), "{offer}");
+    let kernel = std::fs::metadata(assets().join("vmlinuz")).unwrap().len();
+    b.first(&[&format!("GET /assets/vmlinuz -> 200 {kernel} bytes")]);
+    b.first(&["GET /assets/initrd.img -> 200"]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn bios_boots_a_machine_known_only_to_smd_with_its_bss_script() {
+    need_root_and("boot bios from smd", &[TOOLS, &["python3"]].concat());
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        smd: true,
+        script: None,
+        milestones: BIOS_MILESTONES,
+    }
+    .run("boot-bios-smd");
+    assert_booted_from_smd(&b);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_boots_a_machine_known_only_to_smd_with_its_bss_script() {
+    need_root_and("boot uefi from smd", &[TOOLS, &["python3"]].concat());
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Reservation,
+        smd: true,
+        script: None,
+        milestones: UEFI_MILESTONES,
+    }
+    .run("boot-uefi-smd");
+    // coresmd gives arch 7 no boot file; netbootd gives it ipxe.efi.
+    let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
+    assert!(offer.contains("file=ipxe.efi"), "{offer}");
+    b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    assert_booted_from_smd(&b);
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn the_demo_boots_a_vm_and_cleans_up() {

@@ -9,11 +9,15 @@ and can be told to misbehave:
     POST the same paths                          add entries (MACs normalised as SMD does)
     GET  /control?mode=M                         ok | 503 | empty | truncated | stall | huge | html
     GET  /control                                the mode, collection GETs served, last auth
+    GET  /boot/v1/bootscript?mac=M               a BSS-shaped boot script for an interface
+                                                 it holds (404 otherwise): kernel and initrd
+                                                 from SMD_BSS_ASSETS (a URL), marker bss
     Filters as SMD's: EthernetInterfaces?MACAddress=..(repeated), Components?id=..(repeated)
 
 Usage: smd_standin.py PORT [INTERFACES.json COMPONENTS.json]
-With SMD_TLS_CERT and SMD_TLS_KEY set it serves HTTPS (Python's ssl, that is OpenSSL), and with
-SMD_TLS_CLIENT_CA too it requires a client certificate issued by that CA.
+It listens on 127.0.0.1, or on SMD_BIND. With SMD_TLS_CERT and SMD_TLS_KEY set it serves HTTPS
+(Python's ssl, that is OpenSSL), and with SMD_TLS_CLIENT_CA too it requires a client
+certificate issued by that CA.
 """
 import json
 import os
@@ -52,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path == "/boot/v1/bootscript":
+            return self.bootscript(parse_qs(url.query).get("mac", [""])[0].lower())
         if url.path == "/control":
             query = parse_qs(url.query)
             with LOCK:
@@ -94,6 +100,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, huge)
         self.send(200, body)
 
+    def bootscript(self, mac):
+        with LOCK:
+            known = any(i["MACAddress"] == mac for i in STATE["interfaces"])
+        if not known:
+            return self.send(404, b"no such MAC\n", "text/plain")
+        assets = os.environ.get("SMD_BSS_ASSETS", "http://127.0.0.1/assets")
+        script = (f"#!ipxe\nkernel {assets}/vmlinuz initrd=initrd.img console=ttyS0,115200 "
+                  f"panic=-1 netbootd-test=bss mac={mac}\ninitrd {assets}/initrd.img\nboot\n")
+        self.send(200, script.encode(), "text/plain")
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         entry = json.loads(self.rfile.read(length) or b"null")
@@ -122,7 +138,7 @@ def main():
             i.setdefault("ID", i["MACAddress"].replace(":", ""))
         with open(sys.argv[3]) as f:
             STATE["components"] = json.load(f)["Components"]
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((os.environ.get("SMD_BIND", "127.0.0.1"), port), Handler)
     server.daemon_threads = True
     if os.environ.get("SMD_TLS_CERT"):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
