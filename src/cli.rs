@@ -130,9 +130,11 @@ pub fn load_config(
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = Settings::resolve(flags, env, file.as_ref());
-    let (profiles, subnets) = file.map(|f| (f.profiles, f.subnets)).unwrap_or_default();
+    let (profiles, subnets, hostnames) = file
+        .map(|f| (f.profiles, f.subnets, f.hostnames))
+        .unwrap_or_default();
     let mut config = Config::from_settings(&settings, profiles, &SystemHost)
-        .and_then(|c| c.with_subnets(subnets))
+        .and_then(|c| c.with_source_tables(subnets, hostnames))
         .map_err(|e| e.0)?;
     for var in Settings::unknown_env(env) {
         config.warnings.push(format!(

@@ -1,7 +1,8 @@
 //! The TOML configuration file. Keys are option names (`dhcp-mode = "proxy"`), or the same
 //! names split into tables (`[dhcp]` then `mode = "proxy"`); `_` and `-` are alike. Boot
 //! profiles live in `[profiles.NAME]` tables, the settings of a remote source's subnets in
-//! `[subnets.NAME]` tables. Unknown keys are errors, with their line.
+//! `[subnets.NAME]` tables, host-name patterns of SMD machines in `[hostnames]`. Unknown keys
+//! are errors, with their line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use toml::Spanned;
 use super::options;
 use crate::inventory::doc::LineIndex;
 use crate::inventory::doc::{normalize_key, Node, Value};
-use crate::inventory::{self, Profiles, SubnetSettings, Subnets};
+use crate::inventory::{self, hostname, Profiles, SubnetSettings, Subnets};
 use crate::value;
 
 /// One option's value as the file gives it.
@@ -31,6 +32,8 @@ pub struct ConfigFile {
     pub values: BTreeMap<String, FileValue>,
     pub profiles: Profiles,
     pub subnets: Subnets,
+    /// `[hostnames]`: a pattern per SMD component type (lowercase) and `default`.
+    pub hostnames: hostname::Patterns,
 }
 
 struct Reader<'a> {
@@ -81,6 +84,9 @@ impl Reader<'_> {
                 }
                 DeValue::Table(inner) if path.is_empty() && key.get_ref() == "subnets" => {
                     self.subnets(inner)
+                }
+                DeValue::Table(inner) if path.is_empty() && key.get_ref() == "hostnames" => {
+                    self.hostnames(inner)
                 }
                 DeValue::Table(inner) => self.table(inner, &key_path),
                 _ => self.option(value, &key_path, line),
@@ -147,6 +153,28 @@ impl Reader<'_> {
 }
 
 impl Reader<'_> {
+    /// `[hostnames]`: `TYPE = "pattern"` per SMD component type, `default` for the rest.
+    fn hostnames(&mut self, table: &DeTable<'_>) {
+        for (name, value) in table.iter() {
+            let line = self.index.line_of(name.span().start);
+            let key = name.get_ref().to_ascii_lowercase();
+            let parsed = match value.get_ref() {
+                DeValue::String(text) => hostname::Pattern::parse(text),
+                _ => Err("expected a pattern in quotes, e.g. \"nid{04d}\"".into()),
+            };
+            match parsed {
+                Ok(pattern) => {
+                    self.out.hostnames.insert(key, pattern);
+                }
+                Err(why) => self.errors.push(format!(
+                    "{}:{line}: hostnames.{}: {why}",
+                    self.file,
+                    name.get_ref()
+                )),
+            }
+        }
+    }
+
     /// `[subnets.NAME]`: `cidr` (required), `gateway`, `dns` (a list), `domain`, `lease-time`.
     fn subnets(&mut self, table: &DeTable<'_>) {
         for (name, value) in table.iter() {
@@ -276,6 +304,32 @@ mod tests {
         assert!(err[0].starts_with("n.toml:1: "), "{err:?}");
         let err = parse("config = \"x\"\n", Path::new("n.toml")).unwrap_err();
         assert!(err[0].contains("cannot be set"), "{err:?}");
+    }
+
+    #[test]
+    fn hostname_patterns_are_read_and_checked() {
+        let file = parse(
+            "[hostnames]\nNode = \"nid{04d}\"\ndefault = \"{id}\"\n",
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert_eq!(file.hostnames.len(), 2);
+        assert!(file.hostnames.contains_key("node"));
+        let err = parse(
+            "[hostnames]\nNode = \"nid{4d}\"\nNodeBMC = 3\n",
+            Path::new("n.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.iter()
+                .any(|e| e.contains("n.toml:2: hostnames.Node: \"nid{4d}\": unknown placeholder")),
+            "{err:?}"
+        );
+        assert!(
+            err.iter()
+                .any(|e| e.contains("n.toml:3: hostnames.NodeBMC: expected a pattern")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -378,6 +378,8 @@ pub struct Config {
     pub profiles: Profiles,
     /// The config file's `[subnets.NAME]`: what a remote source holding only addresses lacks.
     pub subnets: Subnets,
+    /// The config file's `[hostnames]`: how SMD machines are named, by component type.
+    pub hostnames: crate::inventory::hostname::Patterns,
     /// `--log-budget-lines`, `--log-budget-bytes`: a second's client-caused log lines.
     pub log_budget_lines: u32,
     pub log_budget_bytes: u64,
@@ -726,12 +728,19 @@ impl Config {
             group: r.text(Key::group),
             profiles,
             subnets: Subnets::new(),
+            hostnames: Default::default(),
             warnings,
         })
     }
 
-    /// Adds the config file's subnets; a remote source that holds only addresses needs them.
-    pub fn with_subnets(mut self, subnets: Subnets) -> Result<Config, ConfigError> {
+    /// Adds the config file's subnets and host-name patterns; a remote source that holds only
+    /// addresses needs the subnets.
+    pub fn with_source_tables(
+        mut self,
+        subnets: Subnets,
+        hostnames: crate::inventory::hostname::Patterns,
+    ) -> Result<Config, ConfigError> {
+        self.hostnames = hostnames;
         if matches!(self.backend, Backend::Smd(_)) && subnets.is_empty() {
             return Err(ConfigError(
                 "--backend-smd-url needs [subnets.NAME] tables in the config file (cidr, gateway, dns, domain, lease-time): SMD holds addresses only".into(),

@@ -1,11 +1,13 @@
 //! The inventory of machines: the model (every field of Smee's `hardware.yaml` plus netbootd's
 //! boot profiles), the YAML and TOML readers, validation with file/line/MAC/field messages,
 //! indexes by MAC and IP, and [`InventoryStore`], which swaps whole snapshots on reload;
-//! [`smd`] builds the same model from OpenCHAMI SMD's collections (feature `remote`).
+//! [`smd`] builds the same model from OpenCHAMI SMD's collections (feature `remote`), naming
+//! machines by [`hostname`] patterns.
 //!
 //! Everything here is pure: [`crate::io::files::load_inventory`] reads the file.
 
 pub mod doc;
+pub mod hostname;
 mod record;
 #[cfg(feature = "remote")]
 pub mod smd;

@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
+use super::hostname::Patterns;
 use super::record::{not_a_host_address, not_a_machine_mac};
 use super::{
     Addressing, Inventory, Loaded, Machine, Netboot, Problem, SubnetSettings, DEFAULT_LEASE_TIME,
@@ -30,9 +31,26 @@ use crate::wire::MacAddr;
 pub struct SmdRules {
     /// Settings by subnet; an address takes those of the most specific subnet holding it.
     pub subnets: Vec<SubnetSettings>,
+    /// Host-name patterns by component type (lowercase) and `default`; without one, a node
+    /// with a NID is `nid0007` and anything else its xname.
+    pub hostnames: Patterns,
 }
 
 impl SmdRules {
+    /// The host name of a component: its type's pattern, else `default`, else the built-in
+    /// rule; a pattern that needs a NID the component has not falls back to the xname.
+    fn hostname(&self, id: &str, kind: &str, nid: Option<u64>, node: bool) -> Option<String> {
+        let pattern = self
+            .hostnames
+            .get(&kind.to_ascii_lowercase())
+            .or_else(|| self.hostnames.get("default"));
+        match (pattern, nid) {
+            (Some(p), _) => p.render(id, nid).or_else(|| host_name(id)),
+            (None, Some(nid)) if node => Some(format!("nid{nid:04}")),
+            (None, _) => host_name(id),
+        }
+    }
+
     /// The most specific subnet that holds `ip`.
     fn subnet_of(&self, ip: Ipv4Addr) -> Option<&SubnetSettings> {
         self.subnets
@@ -422,10 +440,7 @@ pub fn load(
         let node = BOOTABLE
             .iter()
             .any(|k| k.eq_ignore_ascii_case(&component.kind));
-        let hostname = match component.nid {
-            Some(nid) if node => Some(format!("nid{nid:04}")),
-            _ => host_name(id),
-        };
+        let hostname = rules.hostname(id, &component.kind, component.nid, node);
         let mask = Ipv4Addr::from(subnet.cidr.mask_bits());
         by_ip.insert(ip, mac);
         let other_addresses = other_addresses(addresses, subnet, rules, &mut by_ip, mac);
@@ -486,6 +501,7 @@ mod tests {
                 domain: Some("cluster.example".into()),
                 lease_time: Some(3600),
             }],
+            hostnames: Patterns::new(),
         }
     }
 
@@ -669,5 +685,39 @@ mod tests {
         );
         assert_eq!(one.on_network("10.254.9.9".parse().unwrap()), None);
         assert_eq!(one.on_network("192.0.2.1".parse().unwrap()), None);
+    }
+
+    /// `[hostnames]` patterns by component type, `default` for the rest, and the fallbacks.
+    #[test]
+    fn host_names_follow_the_patterns_of_the_component_type() {
+        use crate::inventory::hostname::Pattern;
+        let mut rules = rules();
+        for (kind, pattern) in [("node", "cn{03d}"), ("default", "{id}-mgmt")] {
+            rules
+                .hostnames
+                .insert(kind.into(), Pattern::parse(pattern).unwrap());
+        }
+        let interfaces = r#"[
+          {"MACAddress":"a4:bf:01:38:ee:01","ComponentID":"x0c0s27b0n0","IPAddresses":[{"IPAddress":"10.254.1.10"}]},
+          {"MACAddress":"a4:bf:01:38:ee:02","ComponentID":"x0c0s27b0","IPAddresses":[{"IPAddress":"10.254.2.14"}]},
+          {"MACAddress":"a4:bf:01:38:ee:03","ComponentID":"x0c0s28b0n0","IPAddresses":[{"IPAddress":"10.254.1.11"}]}
+        ]"#;
+        let components = r#"{"Components":[
+          {"ID":"x0c0s27b0","Type":"NodeBMC","Enabled":true},
+          {"ID":"x0c0s27b0n0","Type":"Node","Enabled":true,"NID":42},
+          {"ID":"x0c0s28b0n0","Type":"Node","Enabled":true}
+        ]}"#;
+        let loaded = load(interfaces.as_bytes(), components.as_bytes(), &rules).unwrap();
+        let name = |mac: &str| {
+            let m = loaded.inventory.by_mac(mac.parse().unwrap()).unwrap();
+            m.hostname.clone().unwrap()
+        };
+        assert_eq!(name("a4:bf:01:38:ee:01"), "cn042");
+        assert_eq!(name("a4:bf:01:38:ee:02"), "x0c0s27b0-mgmt");
+        assert_eq!(
+            name("a4:bf:01:38:ee:03"),
+            "x0c0s28b0n0",
+            "no NID: the xname"
+        );
     }
 }

@@ -114,6 +114,7 @@ fn settings_of(source: &SmdSource) -> Settings {
 fn rules_of(config: &Config) -> SmdRules {
     SmdRules {
         subnets: config.subnets.values().cloned().collect(),
+        hostnames: config.hostnames.clone(),
     }
 }
 
