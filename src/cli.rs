@@ -11,7 +11,7 @@ use std::time::Instant;
 use log::{error, info, warn};
 
 use crate::config::{self, args, Config, ConfigFile, Key, Settings, OPTIONS};
-use crate::inventory::Problem;
+use crate::inventory::{Inventory, Problem};
 use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::privileges::{drop_privileges, Outcome, DEFAULT_USER};
@@ -153,35 +153,64 @@ fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
 
 /// `netbootd check`: validate config and inventory, print warnings and a summary. Exits 1
 /// when the file cannot be used or any record has an error (serve would leave it out), so
-/// that pipelines catch it.
+/// that pipelines catch it; with the hardware file and SMD both, also when a MAC (or an
+/// address) is in both.
 fn check(config: &Config) -> i32 {
     for w in &config.warnings {
         println!("warning: {w}");
     }
-    let Some(path) = config.hardware_file() else {
-        if config.smd().is_some() {
-            return check_smd(config);
+    let file = config.hardware_file().map(|path| check_file(config, path));
+    let smd = config.smd().map(|_| check_smd(config));
+    match (file, smd) {
+        (None, None) => {
+            println!(
+                "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
+                config.warnings.len()
+            );
+            0
         }
-        println!(
-            "ok: no inventory (--backend-noop-enabled): every machine is unknown, {} warnings",
-            config.warnings.len()
-        );
-        return 0;
-    };
+        (Some((status, _)), None) | (None, Some((status, _))) => status,
+        (Some((file_status, file)), Some((smd_status, smd))) => {
+            let clashes = match (file, smd) {
+                (Some(file), Some(smd)) => Inventory::layered(Arc::new(file), Arc::new(smd)).1,
+                _ => Vec::new(),
+            };
+            for clash in &clashes {
+                eprintln!("error: {clash}");
+            }
+            if !clashes.is_empty() {
+                eprintln!(
+                    "failed: {} SMD machines clash with the hardware file (serve gives the file's entries)",
+                    clashes.len()
+                );
+            }
+            let clash_status = i32::from(!clashes.is_empty());
+            file_status.max(smd_status).max(clash_status)
+        }
+    }
+}
+
+/// `check` of the hardware file: its status and, when usable, its machines.
+fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
     match files::load_inventory(path, &config.profiles) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
-            let inv = &loaded.inventory;
+            let inv = loaded.inventory;
             let warnings = config.warnings.len() + loaded.warnings.len();
             if loaded.errors.is_empty() {
+                let of = if config.smd().is_some() {
+                    format!(" in {}", path.display())
+                } else {
+                    String::new()
+                };
                 println!(
-                    "ok: {} machines ({} netboot), {warnings} warnings",
+                    "ok: {} machines ({} netboot){of}, {warnings} warnings",
                     inv.len(),
                     inv.netboot_count()
                 );
-                return 0;
+                return (0, Some(inv));
             }
             print_problems(&loaded.errors);
             let serve = if config.strict {
@@ -198,38 +227,38 @@ fn check(config: &Config) -> i32 {
                 path.display(),
                 loaded.refused
             );
-            1
+            (1, Some(inv))
         }
         Err(problems) => {
             print_problems(&problems);
             eprintln!("failed: {} errors in {}", problems.len(), path.display());
-            1
+            (1, None)
         }
     }
 }
 
 /// `check` with SMD as the source: one fetch, as the service does it.
 #[cfg(feature = "remote")]
-fn check_smd(config: &Config) -> i32 {
+fn check_smd(config: &Config) -> (i32, Option<Inventory>) {
     match crate::service::smd::check(config) {
-        Ok((summary, left_out)) => {
-            for e in &left_out {
+        Ok((summary, loaded)) => {
+            for e in &loaded.errors {
                 println!("warning: smd: {e} (entry left out)");
             }
             println!("ok: {summary}, {} warnings", config.warnings.len());
-            0
+            (0, Some(loaded.inventory))
         }
         Err(why) => {
             eprintln!("failed: SMD: {why}");
-            1
+            (1, None)
         }
     }
 }
 
 #[cfg(not(feature = "remote"))]
-fn check_smd(_: &Config) -> i32 {
+fn check_smd(_: &Config) -> (i32, Option<Inventory>) {
     eprintln!("failed: this build has no remote sources");
-    1
+    (1, None)
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -390,6 +419,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     };
     let ctx = Context {
         inventory: reloader.store(),
+        combined: reloader.combined(),
         log: Arc::new(LogGate::new(limits_of(&config), metrics.clone())),
         metrics,
         source: Default::default(),

@@ -367,10 +367,11 @@ fn smd_settings_are_checked_at_start() {
                 config.to_str().unwrap(),
                 "--backend-smd-url",
                 "http://smd:27779",
-                "--backend-file-path",
-                "/h.yaml",
+                "--backend-noop-enabled",
+                "--dhcp-mode",
+                "auto-proxy",
             ],
-            "combining the hardware file with SMD is not available yet",
+            "SMD combines with the hardware file only",
         ),
         (
             vec![
@@ -470,4 +471,73 @@ fn smd_over_https_verifies_the_server_and_presents_a_client_certificate() {
     smd.add_node(2);
     server.wait_for("smd: snapshot in service: 4 machines (2 netboot)", LIMIT);
     assert_eq!(script_status(&http, "02:5d:00:00:00:02"), 200);
+}
+
+/// The hardware file and SMD together: the file's entry wins a MAC both hold (an error in
+/// `check` and in the log), each source's other machines are served, and a file change goes
+/// into service over the SMD snapshot.
+#[test]
+fn the_hardware_file_is_served_over_smd() {
+    need_tools("smd and file", &["python3", "curl"]);
+    let smd = Standin::start();
+    smd.add_node(1);
+    smd.add_node(2);
+    let dir = TempDir::new("smd-and-file");
+    let file_text = |extra: bool| {
+        let mut text = String::from(
+            "02:5d:00:00:00:01:\n  ipAddress: 10.100.0.101\n  subnetMask: 255.255.0.0\n  \
+             netboot:\n    allowPxe: true\n    ipxeScript: \"#!ipxe\\necho from-the-file\\n\"\n",
+        );
+        if extra {
+            text.push_str(
+                "02:77:00:00:00:09:\n  ipAddress: 10.100.9.9\n  subnetMask: 255.255.0.0\n  \
+                 netboot:\n    allowPxe: true\n    ipxeScript: \"#!ipxe\\necho file-only\\n\"\n",
+            );
+        }
+        text
+    };
+    let hw = dir.write("hardware.yaml", &file_text(true));
+    let (ok, said) = check_smd(
+        &dir,
+        &smd.base,
+        &["--backend-file-path", hw.to_str().unwrap()],
+    );
+    assert!(!ok, "{said}");
+    assert!(said.contains("ok: 2 machines (2 netboot) in "), "{said}");
+    assert!(
+        said.contains(": 4 machines (2 netboot), 0 entries left out"),
+        "{said}"
+    );
+    assert!(
+        said.contains("error: 02:5d:00:00:00:01: in both the hardware file and the remote source; the file entry is served"),
+        "{said}"
+    );
+    assert!(said.contains("failed: 1 SMD machines clash"), "{said}");
+
+    let (mut server, base) = netbootd_with(
+        &dir,
+        &smd.base,
+        &["--backend-file-path", hw.to_str().unwrap()],
+    );
+    // The clash is logged as the snapshot goes into service, before the line saying so.
+    server.wait_for("inventory: 02:5d:00:00:00:01: in both", LIMIT);
+    server.wait_for("smd: snapshot in service: 4 machines (2 netboot)", LIMIT);
+    let script = |mac: &str| get(&format!("{base}/{mac}/auto.ipxe"));
+    let (status, body) = script("02:5d:00:00:00:01");
+    assert!(
+        status == 200 && body.contains("from-the-file"),
+        "{status} {body}"
+    );
+    let (status, body) = script("02:5d:00:00:00:02");
+    assert!(
+        status == 200 && body.contains("worker_id=02:5d:00:00:00:02"),
+        "{status} {body}"
+    );
+    assert_eq!(script("02:77:00:00:00:09").0, 200);
+    // The file changes: the new file goes into service over the same SMD snapshot.
+    std::fs::write(&hw, file_text(false)).unwrap();
+    server.wait_for("inventory reloaded", LIMIT);
+    assert_eq!(script("02:77:00:00:00:09").0, 404);
+    assert!(script("02:5d:00:00:00:01").1.contains("from-the-file"));
+    assert_eq!(script("02:5d:00:00:00:02").0, 200);
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
+use netbootd::inventory::hostname::Pattern;
 use netbootd::inventory::smd::{self, SmdRules};
 use netbootd::inventory::{load_str, Format, Profiles, SubnetSettings};
 use netbootd::value::Cidr;
@@ -43,7 +44,15 @@ fuzz_target!(|data: &[u8]| {
             domain: None,
             lease_time: None,
         }],
+        hostnames: [("node", "nid{04d}"), ("default", "{id}-x")]
+            .into_iter()
+            .map(|(k, p)| (k.to_string(), Pattern::parse(p).unwrap()))
+            .collect(),
     };
+    // Any text as a host-name pattern: parsed or refused, rendered without a panic.
+    if let Ok(pattern) = Pattern::parse(&text) {
+        let _ = pattern.render(&text, Some(u64::MAX));
+    }
     if let Ok(loaded) = smd::load(interfaces, components, &rules) {
         assert!(loaded.refused == 0 || !loaded.errors.is_empty());
         assert!(loaded.errors.len() <= 101);

@@ -314,8 +314,13 @@ pub enum Backend {
     },
     /// `--backend-noop-enabled`: no inventory; every machine is unknown.
     Noop,
-    /// `--backend-smd-url`: machines from OpenCHAMI SMD, refreshed in the background.
-    Smd(SmdSource),
+    /// `--backend-smd-url`: machines from OpenCHAMI SMD, refreshed in the background; with a
+    /// hardware file (`--backend-file-path` given too) served over them: a MAC in both is
+    /// the file's.
+    Smd {
+        smd: SmdSource,
+        file: Option<PathBuf>,
+    },
 }
 
 /// How the SMD source is reached and refreshed.
@@ -741,7 +746,7 @@ impl Config {
         hostnames: crate::inventory::hostname::Patterns,
     ) -> Result<Config, ConfigError> {
         self.hostnames = hostnames;
-        if matches!(self.backend, Backend::Smd(_)) && subnets.is_empty() {
+        if matches!(self.backend, Backend::Smd { .. }) && subnets.is_empty() {
             return Err(ConfigError(
                 "--backend-smd-url needs [subnets.NAME] tables in the config file (cidr, gateway, dns, domain, lease-time): SMD holds addresses only".into(),
             ));
@@ -763,12 +768,21 @@ impl Config {
         let kube_asked = kube_on && !kube.is_default();
         let noop = r.settings.get(Key::backend_noop_enabled);
         if let Some(smd) = Self::smd_source(r)? {
-            if file_asked || kube_asked || r.flag(Key::backend_noop_enabled)? {
+            if kube_asked || r.flag(Key::backend_noop_enabled)? {
                 return Err(ConfigError(
-                    "--backend-smd-url and another backend are both set: combining the hardware file with SMD is not available yet; choose one".into(),
+                    "--backend-smd-url and the Kubernetes or noop backend are both set: SMD combines with the hardware file only".into(),
                 ));
             }
-            return Ok(Backend::Smd(smd));
+            // The hardware file joins SMD when it is asked for (a path, or enabled on purpose).
+            let file = if file_asked {
+                Some(
+                    r.path(Key::backend_file_path)
+                        .ok_or_else(|| ConfigError("--backend-file-path is empty".into()))?,
+                )
+            } else {
+                None
+            };
+            return Ok(Backend::Smd { smd, file });
         }
         if r.flag(Key::backend_noop_enabled)? {
             if file_asked || kube_asked {
@@ -815,20 +829,26 @@ impl Config {
         Ok(Backend::File { path })
     }
 
-    /// The hardware file; `None` with the noop backend (no inventory).
+    /// The hardware file; `None` with the noop backend (no inventory) and with SMD alone.
     pub fn hardware_file(&self) -> Option<&Path> {
         match &self.backend {
             Backend::File { path } => Some(path),
-            Backend::Noop | Backend::Smd(_) => None,
+            Backend::Smd { file, .. } => file.as_deref(),
+            Backend::Noop => None,
         }
     }
 
     /// The SMD source, when it is the backend.
     pub fn smd(&self) -> Option<&SmdSource> {
         match &self.backend {
-            Backend::Smd(smd) => Some(smd),
+            Backend::Smd { smd, .. } => Some(smd),
             _ => None,
         }
+    }
+
+    /// The hardware file and SMD both: the file's machines are served over SMD's.
+    pub fn combines_sources(&self) -> bool {
+        matches!(self.backend, Backend::Smd { file: Some(_), .. })
     }
 
     /// `--backend-smd-url` and its settings, or `None` when it is not set.

@@ -40,9 +40,11 @@ impl Pattern {
                         Some(w) if w.len() == 1 && matches!(w.as_bytes()[0], b'1'..=b'9') => {
                             Part::Nid(usize::from(w.as_bytes()[0] - b'0'))
                         }
-                        _ => return Err(format!(
+                        _ => {
+                            return Err(format!(
                             "{text:?}: unknown placeholder {{{name}}} ({{id}}, {{nid}}, {{04d}})"
-                        )),
+                        ))
+                        }
                     },
                 });
                 rest = tail;

@@ -18,6 +18,7 @@ pub mod yaml;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 pub use record::boot_profile;
 pub use store::InventoryStore;
@@ -205,6 +206,46 @@ pub struct Inventory {
     /// A remote source has no usable snapshot (none yet, or too old to answer from): a MAC
     /// that is not here may be known there, so it is not treated as unknown.
     pending: bool,
+    /// Two sources served as one (the hardware file over a remote source): the fields above
+    /// are empty and every look-up goes to the layers.
+    layers: Option<Box<Layers>>,
+}
+
+/// The hardware file's machines over a remote source's: a machine of the lower layer whose
+/// MAC or any address the upper one holds is hidden (the file entry wins).
+#[derive(Debug)]
+struct Layers {
+    upper: Arc<Inventory>,
+    lower: Arc<Inventory>,
+    /// Lower machines hidden by the upper layer.
+    hidden: usize,
+    hidden_netboot: usize,
+}
+
+/// A machine two sources both hold, by MAC or by address: the upper one is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clash {
+    pub mac: MacAddr,
+    /// The address both hold, when they clash by address (with another MAC).
+    pub ip: Option<Ipv4Addr>,
+    pub upper_mac: MacAddr,
+}
+
+impl fmt::Display for Clash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            None => write!(
+                f,
+                "{}: in both the hardware file and the remote source; the file entry is served",
+                self.mac
+            ),
+            Some(ip) => write!(
+                f,
+                "{}: its address {ip} belongs to {} in the hardware file; not served",
+                self.mac, self.upper_mac
+            ),
+        }
+    }
 }
 
 impl Inventory {
@@ -231,7 +272,33 @@ impl Inventory {
             by_mac,
             by_ip,
             pending: false,
+            layers: None,
         }
+    }
+
+    /// `upper` (the hardware file) served over `lower` (a remote source), with what clashes.
+    pub fn layered(upper: Arc<Inventory>, lower: Arc<Inventory>) -> (Inventory, Vec<Clash>) {
+        let mut clashes = Vec::new();
+        let (mut hidden, mut hidden_netboot) = (0, 0);
+        for m in lower.machines() {
+            let clash = Layers::clash(&upper, m);
+            if let Some(clash) = clash {
+                hidden += 1;
+                hidden_netboot += usize::from(m.netboots());
+                clashes.push(clash);
+            }
+        }
+        let layers = Layers {
+            upper,
+            lower,
+            hidden,
+            hidden_netboot,
+        };
+        let inventory = Inventory {
+            layers: Some(Box::new(layers)),
+            ..Inventory::default()
+        };
+        (inventory, clashes)
     }
 
     /// This inventory with `extra` machines added (a remote source's look-up of a MAC that was
@@ -266,34 +333,61 @@ impl Inventory {
 
     /// True when a MAC not found here may still be a known machine (see [`Inventory::pending`]).
     pub fn is_pending(&self) -> bool {
-        self.pending
+        match &self.layers {
+            Some(l) => l.upper.is_pending() || l.lower.is_pending(),
+            None => self.pending,
+        }
     }
 
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Machine> {
-        self.by_mac.get(&mac).map(|&i| &self.machines[i])
+        match &self.layers {
+            Some(l) => l
+                .upper
+                .by_mac(mac)
+                .or_else(|| l.visible(l.lower.by_mac(mac)?)),
+            None => self.by_mac.get(&mac).map(|&i| &self.machines[i]),
+        }
     }
 
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Machine> {
-        self.by_ip.get(&ip).map(|&i| &self.machines[i])
+        match &self.layers {
+            Some(l) => l.upper.by_ip(ip).or_else(|| l.visible(l.lower.by_ip(ip)?)),
+            None => self.by_ip.get(&ip).map(|&i| &self.machines[i]),
+        }
     }
 
-    pub fn machines(&self) -> &[Machine] {
-        &self.machines
+    /// Every machine served (with layers: the upper ones, then the lower ones not hidden).
+    pub fn machines(&self) -> Box<dyn Iterator<Item = &Machine> + '_> {
+        match &self.layers {
+            Some(l) => Box::new(
+                l.upper
+                    .machines()
+                    .chain(l.lower.machines().filter(|m| l.visible(m).is_some())),
+            ),
+            None => Box::new(self.machines.iter()),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.machines.len()
+        match &self.layers {
+            Some(l) => l.upper.len() + l.lower.len() - l.hidden,
+            None => self.machines.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.machines.is_empty()
+        self.len() == 0
     }
 
     pub fn netboot_count(&self) -> usize {
-        self.machines.iter().filter(|m| m.netboots()).count()
+        match &self.layers {
+            Some(l) => l.upper.netboot_count() + l.lower.netboot_count() - l.hidden_netboot,
+            None => self.machines.iter().filter(|m| m.netboots()).count(),
+        }
     }
 
-    /// What changed from `old` to `self`: (added, removed, changed) machine counts.
+    /// What changed from `old` to `self`: (added, removed, changed) machine counts (of
+    /// inventories read from one source, not layered).
     pub fn diff(&self, old: &Inventory) -> (usize, usize, usize) {
         let added = self
             .machines
@@ -311,6 +405,32 @@ impl Inventory {
             .filter(|m| old.by_mac(m.mac).is_some_and(|o| o != *m))
             .count();
         (added, removed, changed)
+    }
+}
+
+impl Layers {
+    /// Why the upper layer hides `m` of the lower one, if it does.
+    fn clash(upper: &Inventory, m: &Machine) -> Option<Clash> {
+        if upper.by_mac(m.mac).is_some() {
+            return Some(Clash {
+                mac: m.mac,
+                ip: None,
+                upper_mac: m.mac,
+            });
+        }
+        let others = m.other_addresses.iter().map(|a| a.ip_address);
+        m.ip_address.into_iter().chain(others).find_map(|ip| {
+            upper.by_ip(ip).map(|owner| Clash {
+                mac: m.mac,
+                ip: Some(ip),
+                upper_mac: owner.mac,
+            })
+        })
+    }
+
+    /// `m` of the lower layer, unless the upper one hides it.
+    fn visible<'a>(&self, m: &'a Machine) -> Option<&'a Machine> {
+        Layers::clash(&self.upper, m).is_none().then_some(m)
     }
 }
 

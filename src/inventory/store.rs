@@ -34,11 +34,8 @@ mod tests {
                     let mut checked = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let snap = store.snapshot();
-                        let tag = snap.machines()[0].hostname.clone();
-                        assert!(
-                            snap.machines().iter().all(|m| m.hostname == tag),
-                            "mixed snapshot"
-                        );
+                        let tag = snap.machines().next().unwrap().hostname.clone();
+                        assert!(snap.machines().all(|m| m.hostname == tag), "mixed snapshot");
                         assert_eq!(snap.len(), 200);
                         checked += 1;
                     }
@@ -55,7 +52,13 @@ mod tests {
         }
         assert_eq!(store.generation(), 31);
         assert_eq!(
-            store.snapshot().machines()[0].hostname.as_deref(),
+            store
+                .snapshot()
+                .machines()
+                .next()
+                .unwrap()
+                .hostname
+                .as_deref(),
             Some("gen30")
         );
     }

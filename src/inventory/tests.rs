@@ -106,7 +106,10 @@ fn field_name_case_and_mac_forms_do_not_matter() {
         "\"5254.00ab.cdef\":\n  ip_address: 10.0.0.5\n  subnet_mask: 255.255.255.0\n  netboot:\n    allow_pxe: yes\n",
     ] {
         let loaded = load(variant).unwrap_or_else(|e| panic!("{variant}: {e:?}"));
-        assert_eq!(loaded.inventory.machines(), canonical.inventory.machines(), "{variant}");
+        assert!(
+            loaded.inventory.machines().eq(canonical.inventory.machines()),
+            "{variant}"
+        );
         assert!(loaded.warnings.is_empty());
     }
 }
@@ -234,8 +237,8 @@ fn toml_hardware_files_load_the_same_model() {
     let from_toml = load_str(toml, Format::Toml, "hw.toml", &Profiles::new()).unwrap();
     let from_yaml = load(EVERY_FIELD).unwrap();
     assert_eq!(
-        from_toml.inventory.machines()[0],
-        from_yaml.inventory.machines()[0]
+        from_toml.inventory.machines().next(),
+        from_yaml.inventory.machines().next()
     );
     let bad = load_str(
         "[[machine]]\nipAddress = \"10.0.0.1\"\n[[machine]]\nmac = \"zz\"\n",
@@ -515,4 +518,68 @@ fn machines_found_by_look_up_join_the_snapshot_unless_they_clash() {
     let (merged, _) =
         Inventory::pending().with_added(vec![machine("02:00:00:00:00:02", "10.0.0.2")]);
     assert!(merged.is_pending() && merged.len() == 1);
+}
+
+/// The hardware file over a remote source: a MAC in both is the file's; a remote machine with
+/// an address the file gives another MAC is hidden; the rest of both is served; a remote
+/// source with no snapshot yet leaves unknown MACs pending.
+#[test]
+fn the_file_is_served_over_a_remote_source_and_wins_every_clash() {
+    let file = load(
+        "02:00:00:00:00:01:\n  ipAddress: 10.0.0.1\n  subnetMask: 255.0.0.0\n  netboot: {allowPxe: true}\n\
+         02:00:00:00:00:02:\n  ipAddress: 10.0.0.2\n  subnetMask: 255.0.0.0\n",
+    )
+    .unwrap()
+    .inventory;
+    let machine = |m: &str, ip: &str, pxe: bool| Machine {
+        mac: mac(m),
+        ip_address: Some(self::ip(ip)),
+        netboot: Netboot {
+            allow_pxe: pxe,
+            ..Netboot::default()
+        },
+        ..Machine::default()
+    };
+    let (remote, _) = Inventory::default().with_added(vec![
+        machine("02:00:00:00:00:01", "10.0.0.11", true),
+        machine("02:00:00:00:00:03", "10.0.0.2", true),
+        machine("02:00:00:00:00:04", "10.0.0.4", true),
+    ]);
+    let (file, remote) = (Arc::new(file), Arc::new(remote));
+    let (both, clashes) = Inventory::layered(file.clone(), remote.clone());
+    let names: Vec<String> = clashes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "02:00:00:00:00:01: in both the hardware file and the remote source; the file entry is served",
+            "02:00:00:00:00:03: its address 10.0.0.2 belongs to 02:00:00:00:00:02 in the hardware file; not served",
+        ]
+    );
+    assert_eq!(
+        both.by_mac(mac("02:00:00:00:00:01")).unwrap().ip_address,
+        Some(ip("10.0.0.1"))
+    );
+    assert_eq!(both.by_mac(mac("02:00:00:00:00:03")), None);
+    assert_eq!(
+        both.by_ip(ip("10.0.0.11")),
+        None,
+        "the hidden remote entry's address"
+    );
+    assert_eq!(
+        both.by_ip(ip("10.0.0.4")).unwrap().mac,
+        mac("02:00:00:00:00:04")
+    );
+    assert_eq!((both.len(), both.netboot_count()), (3, 2));
+    let macs: Vec<MacAddr> = both.machines().map(|m| m.mac).collect();
+    assert_eq!(
+        macs,
+        [
+            mac("02:00:00:00:00:01"),
+            mac("02:00:00:00:00:02"),
+            mac("02:00:00:00:00:04")
+        ]
+    );
+    assert!(!both.is_pending());
+    let (waiting, clashes) = Inventory::layered(file, Arc::new(Inventory::pending()));
+    assert!(clashes.is_empty() && waiting.is_pending() && waiting.len() == 2);
 }

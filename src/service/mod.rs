@@ -29,7 +29,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::config::Config;
-use crate::inventory::InventoryStore;
+use crate::inventory::{Clash, Inventory, InventoryStore};
 use crate::io::signals::{Request, Signals};
 use crate::wire::MacAddr;
 use metrics::Metrics;
@@ -46,6 +46,58 @@ pub struct Context {
     pub source: Arc<Mutex<Option<SourceStatus>>>,
     /// MACs the DHCP service did not find, for the remote source to look up at once.
     pub lookups: Arc<Lookups>,
+    /// The hardware file and a remote source served as one (`None`: one source).
+    pub combined: Option<Arc<Combined>>,
+}
+
+/// The hardware file and a remote source served as one: each source keeps its own store, and
+/// the inventory in service is the file's machines over the remote's ([`Inventory::layered`]),
+/// put together again (on the loop, without copying machines) whenever either changes.
+#[derive(Debug)]
+pub struct Combined {
+    pub file: Arc<InventoryStore>,
+    pub remote: Arc<InventoryStore>,
+    served: Arc<InventoryStore>,
+    /// The clashes last logged, to log each once.
+    logged: Mutex<Vec<Clash>>,
+}
+
+impl Combined {
+    /// Starts with the file's machines over a remote source that has no snapshot yet.
+    pub fn new(file: Arc<InventoryStore>) -> Combined {
+        let remote = Arc::new(InventoryStore::new(Inventory::pending()));
+        let (layered, _) = Inventory::layered(file.snapshot(), remote.snapshot());
+        Combined {
+            file,
+            remote,
+            served: Arc::new(InventoryStore::new(layered)),
+            logged: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What the services read.
+    pub fn served(&self) -> Arc<InventoryStore> {
+        Arc::clone(&self.served)
+    }
+
+    /// Puts the two sources' current snapshots in service as one; a MAC (or an address) both
+    /// hold is logged once at ERROR: the file's entry is served. Returns the replaced one.
+    pub fn publish(&self) -> Arc<Inventory> {
+        let (layered, clashes) = Inventory::layered(self.file.snapshot(), self.remote.snapshot());
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let new: Vec<&Clash> = clashes.iter().filter(|c| !logged.contains(c)).collect();
+        for clash in new.iter().take(20) {
+            error!("inventory: {clash}");
+        }
+        if new.len() > 20 {
+            error!(
+                "inventory: {} more machines in both sources, not shown",
+                new.len() - 20
+            );
+        }
+        *logged = clashes;
+        self.served.replace(layered)
+    }
 }
 
 /// MACs to look up in the remote source ("fetch on miss"): the DHCP service asks, the source's

@@ -25,6 +25,7 @@ use crate::io::background::Background;
 use crate::io::files;
 use crate::io::watch::{FileWatch, Signature};
 use crate::service::metrics::Metrics;
+use crate::service::Combined;
 
 /// Loads the configuration as at start: the same flags and environment, the file as it is now.
 pub type ConfigSource = Arc<dyn Fn() -> Result<(Settings, Config), String> + Send + Sync>;
@@ -113,7 +114,10 @@ pub struct Reloader {
     settings: Settings,
     config: Config,
     source_of_truth: InventorySource,
+    /// The hardware file's machines (with a remote source alone: its pending placeholder).
     store: Arc<InventoryStore>,
+    /// With the hardware file and a remote source both: the two as one, served.
+    combined: Option<Arc<Combined>>,
     /// `None` with no hardware file.
     watch: Option<FileWatch>,
     jobs: Background<Done>,
@@ -346,6 +350,12 @@ impl Reloader {
         count_records(&metrics, &loaded);
         let (warnings, errors, refused) = (loaded.warnings, loaded.errors, loaded.refused);
         let store = Arc::new(InventoryStore::new(loaded.inventory));
+        let combined = config
+            .combines_sources()
+            .then(|| Arc::new(Combined::new(store.clone())));
+        let served = combined
+            .as_ref()
+            .map_or_else(|| store.clone(), |c| c.served());
         let jobs = Background::new("reload").map_err(|e| {
             vec![Problem {
                 file: truth.name(),
@@ -355,11 +365,11 @@ impl Reloader {
                 message: format!("cannot set up reloading: {e}"),
             }]
         })?;
-        let gauges = store.clone();
+        let gauges = served.clone();
         metrics.observe("netbootd_inventory_machines", "gauge", move || {
             gauges.snapshot().len().to_string()
         });
-        let gauges = store.clone();
+        let gauges = served;
         metrics.observe("netbootd_inventory_generation", "counter", move || {
             gauges.generation().to_string()
         });
@@ -373,6 +383,7 @@ impl Reloader {
                 .map(|path| FileWatch::new(path, signature, now)),
             source_of_truth: truth,
             store,
+            combined,
             jobs,
             queued: None,
             refused,
@@ -386,8 +397,16 @@ impl Reloader {
         })
     }
 
+    /// The inventory the services read.
     pub fn store(&self) -> Arc<InventoryStore> {
-        Arc::clone(&self.store)
+        self.combined
+            .as_ref()
+            .map_or_else(|| Arc::clone(&self.store), |c| c.served())
+    }
+
+    /// The hardware file and a remote source as one, when both are configured.
+    pub fn combined(&self) -> Option<Arc<Combined>> {
+        self.combined.clone()
     }
 
     /// True when the hardware file is watched with inotify (false: looked at on a timer).
@@ -526,7 +545,7 @@ impl Reloader {
     }
 
     fn put_in_service(&mut self, load: InventoryLoad) {
-        if load.source.remote {
+        if load.source.remote && load.source.path.is_none() {
             // The remote source's service keeps that inventory current.
             return;
         }
@@ -558,6 +577,8 @@ impl Reloader {
         }
         let (machines, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
         let old = self.store.replace(loaded.inventory);
+        let old_served = self.combined.as_ref().map(|c| c.publish());
+        drop(old_served);
         // The old copy is freed on the job thread's next run or here; either is cheap next
         // to parsing, which never happens on this thread.
         drop(old);

@@ -27,7 +27,7 @@ use crate::io::files;
 use crate::io::tls;
 use crate::policy::source::{is_json, Decision, Outcome, Settings, SourceCache, State};
 use crate::service::metrics::Metrics;
-use crate::service::{Context, Lookups, Service, SourceStatus};
+use crate::service::{Combined, Context, Lookups, Service, SourceStatus};
 use crate::wire::MacAddr;
 
 const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
@@ -85,7 +85,9 @@ pub struct SmdService {
     jobs: Background<Done>,
     /// Bodies waiting to be written once the running job is back.
     to_keep: Option<ToKeep>,
+    /// SMD's machines: the inventory in service, or SMD's part of it with the hardware file.
     store: Arc<InventoryStore>,
+    combined: Option<Arc<Combined>>,
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Option<SourceStatus>>>,
     /// The errors of the entries left out last time, so that a refresh that finds the same
@@ -119,7 +121,19 @@ fn rules_of(config: &Config) -> SmdRules {
 }
 
 impl SmdService {
+    /// With the hardware file: SMD's part changed, the two go into service again as one.
+    fn put_together(&mut self) {
+        if let Some(combined) = &self.combined {
+            self.retired.push(combined.publish());
+        }
+    }
+
     pub fn start(config: &Config, ctx: &Context) -> std::io::Result<SmdService> {
+        // SMD's own machines: in service as they are, or under the hardware file's.
+        let store = ctx
+            .combined
+            .as_ref()
+            .map_or_else(|| ctx.inventory.clone(), |c| c.remote.clone());
         let source = config
             .smd()
             .cloned()
@@ -135,7 +149,10 @@ impl SmdService {
                     "smd: serving the last good snapshot {} ({machines} machines) until SMD answers",
                     snapshot.display()
                 );
-                ctx.inventory.replace(loaded.inventory);
+                store.replace(loaded.inventory);
+                if let Some(combined) = &ctx.combined {
+                    combined.publish();
+                }
                 Some(machines)
             }
             Ok(None) => None,
@@ -155,7 +172,8 @@ impl SmdService {
             state_dir: config.state_dir.clone(),
             jobs: Background::new("smd")?,
             to_keep: None,
-            store: ctx.inventory.clone(),
+            store,
+            combined: ctx.combined.clone(),
             metrics: ctx.metrics.clone(),
             status: ctx.source.clone(),
             last_left_out: Vec::new(),
@@ -320,6 +338,7 @@ impl SmdService {
             return;
         }
         self.retired.push(self.store.replace(merged));
+        self.put_together();
         for m in &found {
             self.metrics.inc(
                 "netbootd_source_lookups_total",
@@ -392,6 +411,7 @@ impl SmdService {
                 self.log_left_out(&loaded);
                 let (count, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
                 let old = self.store.replace(loaded.inventory);
+                self.put_together();
                 if old.len() != count || self.withdrawn || old.is_pending() {
                     info!(
                         "smd: snapshot in service: {count} machines ({netboot} netboot), {} entries left out; fetched in {:.3}s",
@@ -428,6 +448,7 @@ impl SmdService {
         if !self.withdrawn && self.cache.state(now) == State::Failing {
             let machines = self.store.snapshot().len();
             self.retired.push(self.store.replace(Inventory::pending()));
+            self.put_together();
             self.withdrawn = true;
             error!(
                 "smd: the snapshot of {machines} machines is older than --backend-smd-max-stale: its machines are not answered until SMD answers ({})",
@@ -440,7 +461,7 @@ impl SmdService {
 
 /// `netbootd check`: fetches SMD once, as the service would, and says what it holds: the
 /// summary, and each entry left out.
-pub fn check(config: &Config) -> Result<(String, Vec<Problem>), String> {
+pub fn check(config: &Config) -> Result<(String, Loaded), String> {
     let source = config.smd().ok_or("no SMD source configured")?;
     let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
     match (fetch.outcome, fetch.loaded) {
@@ -453,7 +474,7 @@ pub fn check(config: &Config) -> Result<(String, Vec<Problem>), String> {
                 loaded.refused,
                 fetch.took.as_secs_f64()
             );
-            Ok((summary, loaded.errors))
+            Ok((summary, loaded))
         }
         (Outcome::Failed(why), None) => Err(why),
         (
@@ -608,7 +629,6 @@ fn look_up(
     let found: Vec<Machine> = loaded
         .inventory
         .machines()
-        .iter()
         .filter(|m| macs.contains(&m.mac))
         .cloned()
         .collect();
