@@ -160,7 +160,7 @@ fn check(config: &Config) -> i32 {
         println!("warning: {w}");
     }
     let file = config.hardware_file().map(|path| check_file(config, path));
-    let smd = config.smd().map(|_| check_smd(config));
+    let smd = config.remote().map(|_| check_smd(config));
     match (file, smd) {
         (None, None) => {
             println!(
@@ -200,7 +200,7 @@ fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
             let inv = loaded.inventory;
             let warnings = config.warnings.len() + loaded.warnings.len();
             if loaded.errors.is_empty() {
-                let of = if config.smd().is_some() {
+                let of = if config.remote().is_some() {
                     format!(" in {}", path.display())
                 } else {
                     String::new()
@@ -240,7 +240,7 @@ fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
 /// `check` with SMD as the source: one fetch, as the service does it.
 #[cfg(feature = "remote")]
 fn check_smd(config: &Config) -> (i32, Option<Inventory>) {
-    match crate::service::smd::check(config) {
+    match crate::service::remote::check(config) {
         Ok((summary, loaded)) => {
             for e in &loaded.errors {
                 println!("warning: smd: {e} (entry left out)");
@@ -282,12 +282,12 @@ const SERVICES: [Registration; 6] = [
     ("HTTP", |c| c.http.enabled(), |c, x| Ok(Box::new(HttpService::start(c, x)?))),
     ("syslog", |c| c.syslog.enabled, |c, x| Ok(Box::new(SyslogService::start(c, x)?))),
     ("log budget", |_| true, |_, x| Ok(Box::new(LogGateService(x.log.clone())))),
-    ("SMD", |c| c.smd().is_some(), start_smd),
+    ("SMD", |c| c.remote().is_some(), start_smd),
 ];
 
 #[cfg(feature = "remote")]
 fn start_smd(config: &Config, ctx: &Context) -> std::io::Result<Box<dyn Service>> {
-    Ok(Box::new(crate::service::smd::SmdService::start(
+    Ok(Box::new(crate::service::remote::RemoteService::start(
         config, ctx,
     )?))
 }

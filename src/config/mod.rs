@@ -317,15 +317,15 @@ pub enum Backend {
     /// `--backend-smd-url`: machines from OpenCHAMI SMD, refreshed in the background; with a
     /// hardware file (`--backend-file-path` given too) served over them: a MAC in both is
     /// the file's.
-    Smd {
-        smd: SmdSource,
+    Remote {
+        source: RemoteSource,
         file: Option<PathBuf>,
     },
 }
 
 /// How the SMD source is reached and refreshed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SmdSource {
+pub struct RemoteSource {
     pub url: String,
     pub refresh: Duration,
     pub timeout: Duration,
@@ -746,7 +746,7 @@ impl Config {
         hostnames: crate::inventory::hostname::Patterns,
     ) -> Result<Config, ConfigError> {
         self.hostnames = hostnames;
-        if matches!(self.backend, Backend::Smd { .. }) && subnets.is_empty() {
+        if matches!(self.backend, Backend::Remote { .. }) && subnets.is_empty() {
             return Err(ConfigError(
                 "--backend-smd-url needs [subnets.NAME] tables in the config file (cidr, gateway, dns, domain, lease-time): SMD holds addresses only".into(),
             ));
@@ -782,7 +782,7 @@ impl Config {
             } else {
                 None
             };
-            return Ok(Backend::Smd { smd, file });
+            return Ok(Backend::Remote { source: smd, file });
         }
         if r.flag(Key::backend_noop_enabled)? {
             if file_asked || kube_asked {
@@ -833,26 +833,26 @@ impl Config {
     pub fn hardware_file(&self) -> Option<&Path> {
         match &self.backend {
             Backend::File { path } => Some(path),
-            Backend::Smd { file, .. } => file.as_deref(),
+            Backend::Remote { file, .. } => file.as_deref(),
             Backend::Noop => None,
         }
     }
 
-    /// The SMD source, when it is the backend.
-    pub fn smd(&self) -> Option<&SmdSource> {
+    /// The remote source (SMD or a JSON inventory over HTTP), when there is one.
+    pub fn remote(&self) -> Option<&RemoteSource> {
         match &self.backend {
-            Backend::Smd { smd, .. } => Some(smd),
+            Backend::Remote { source, .. } => Some(source),
             _ => None,
         }
     }
 
-    /// The hardware file and SMD both: the file's machines are served over SMD's.
+    /// The hardware file and a remote source both: the file's machines are served over its.
     pub fn combines_sources(&self) -> bool {
-        matches!(self.backend, Backend::Smd { file: Some(_), .. })
+        matches!(self.backend, Backend::Remote { file: Some(_), .. })
     }
 
     /// `--backend-smd-url` and its settings, or `None` when it is not set.
-    fn smd_source(r: &Reader) -> Result<Option<SmdSource>, ConfigError> {
+    fn smd_source(r: &Reader) -> Result<Option<RemoteSource>, ConfigError> {
         if r.text(Key::backend_smd_url).is_none() {
             return Ok(None);
         }
@@ -884,7 +884,7 @@ impl Config {
                 d => Ok(d),
             })
         };
-        Ok(Some(SmdSource {
+        Ok(Some(RemoteSource {
             url: url.trim_end_matches('/').to_string(),
             refresh: bounded(
                 Key::backend_smd_refresh,

@@ -15,7 +15,7 @@ pub mod log_gate;
 pub mod metrics;
 pub mod reload;
 #[cfg(feature = "remote")]
-pub mod smd;
+pub mod remote;
 pub mod syslog;
 pub mod tftp;
 

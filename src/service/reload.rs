@@ -57,7 +57,7 @@ impl InventorySource {
             path: config.hardware_file().map(Path::to_path_buf),
             profiles: config.profiles.clone(),
             strict: config.strict,
-            remote: config.smd().is_some(),
+            remote: config.remote().is_some(),
         }
     }
 

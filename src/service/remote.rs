@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use serde_json::Value;
 
-use crate::config::{Config, SmdSource};
+use crate::config::{Config, RemoteSource};
 use crate::inventory::smd::{self as smd_inventory, SmdRules};
 use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem};
 use crate::io::background::Background;
@@ -75,8 +75,8 @@ const LOOKUP_GAP: Duration = Duration::from_millis(200);
 /// MACs remembered as not found, at most.
 const NOT_FOUND_MAX: usize = 4096;
 
-pub struct SmdService {
-    source: SmdSource,
+pub struct RemoteService {
+    source: RemoteSource,
     /// The TLS client of an `https://` source.
     tls: Option<tls::Client>,
     rules: SmdRules,
@@ -104,7 +104,7 @@ pub struct SmdService {
     retired: Vec<Arc<Inventory>>,
 }
 
-fn settings_of(source: &SmdSource) -> Settings {
+fn settings_of(source: &RemoteSource) -> Settings {
     Settings {
         refresh: source.refresh,
         allow_empty: source.allow_empty,
@@ -120,7 +120,7 @@ fn rules_of(config: &Config) -> SmdRules {
     }
 }
 
-impl SmdService {
+impl RemoteService {
     /// With the hardware file: SMD's part changed, the two go into service again as one.
     fn put_together(&mut self) {
         if let Some(combined) = &self.combined {
@@ -128,14 +128,14 @@ impl SmdService {
         }
     }
 
-    pub fn start(config: &Config, ctx: &Context) -> std::io::Result<SmdService> {
+    pub fn start(config: &Config, ctx: &Context) -> std::io::Result<RemoteService> {
         // SMD's own machines: in service as they are, or under the hardware file's.
         let store = ctx
             .combined
             .as_ref()
             .map_or_else(|| ctx.inventory.clone(), |c| c.remote.clone());
         let source = config
-            .smd()
+            .remote()
             .cloned()
             .ok_or_else(|| std::io::Error::other("no SMD source configured"))?;
         let tls = tls_of(&source).map_err(std::io::Error::other)?;
@@ -164,7 +164,7 @@ impl SmdService {
                 None
             }
         };
-        let service = SmdService {
+        let service = RemoteService {
             cache: SourceCache::new(settings_of(&source), now, from_disk),
             source,
             tls,
@@ -462,7 +462,7 @@ impl SmdService {
 /// `netbootd check`: fetches SMD once, as the service would, and says what it holds: the
 /// summary, and each entry left out.
 pub fn check(config: &Config) -> Result<(String, Loaded), String> {
-    let source = config.smd().ok_or("no SMD source configured")?;
+    let source = config.remote().ok_or("no SMD source configured")?;
     let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
     match (fetch.outcome, fetch.loaded) {
         (_, Some((loaded, _, _))) => {
@@ -536,7 +536,7 @@ fn problem_detail(body: &[u8]) -> Option<String> {
 
 /// The bounds of each fetch from SMD: `--backend-smd-timeout` for connecting, for each read and
 /// for the whole exchange.
-fn limits_of(source: &SmdSource) -> Limits {
+fn limits_of(source: &RemoteSource) -> Limits {
     Limits {
         connect: source.timeout,
         read: source.timeout,
@@ -547,7 +547,7 @@ fn limits_of(source: &SmdSource) -> Limits {
 }
 
 /// The TLS client of an `https://` source (its files read now), `None` for plain HTTP.
-fn tls_of(source: &SmdSource) -> Result<Option<tls::Client>, String> {
+fn tls_of(source: &RemoteSource) -> Result<Option<tls::Client>, String> {
     if !source.url.starts_with("https://") {
         return Ok(None);
     }
@@ -558,7 +558,7 @@ fn tls_of(source: &SmdSource) -> Result<Option<tls::Client>, String> {
 
 /// GET `path_and_query` of the source, with its token and limits; an error names the path.
 fn get(
-    source: &SmdSource,
+    source: &RemoteSource,
     tls: Option<&tls::Client>,
     path_and_query: &str,
 ) -> Result<fetch::Response, String> {
@@ -581,7 +581,7 @@ fn get(
 
 /// GET `path_and_query` as JSON: the body of a 200 JSON answer, else why not.
 fn get_json(
-    source: &SmdSource,
+    source: &RemoteSource,
     tls: Option<&tls::Client>,
     path_and_query: &str,
 ) -> Result<Vec<u8>, String> {
@@ -602,7 +602,7 @@ fn get_json(
 /// Looks `macs` up in SMD (one request for their interfaces, one for their components) and
 /// returns `current` with the machines found added (on the job's thread).
 fn look_up(
-    source: &SmdSource,
+    source: &RemoteSource,
     tls: Option<&tls::Client>,
     rules: &SmdRules,
     macs: &[MacAddr],
@@ -641,7 +641,7 @@ fn look_up(
 }
 
 /// Fetches both collections and validates them (on the job's thread).
-fn fetch_snapshot(source: &SmdSource, tls: Option<&tls::Client>, rules: &SmdRules) -> Fetch {
+fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &SmdRules) -> Fetch {
     let started = Instant::now();
     let failed = |why: String| Fetch {
         outcome: Outcome::Failed(why),
@@ -701,7 +701,7 @@ fn fetch_snapshot(source: &SmdSource, tls: Option<&tls::Client>, rules: &SmdRule
     }
 }
 
-impl Service for SmdService {
+impl Service for RemoteService {
     fn name(&self) -> &'static str {
         "SMD"
     }
@@ -776,7 +776,7 @@ impl Service for SmdService {
     }
 
     fn reconfigure(&mut self, config: &Config) {
-        if let Some(source) = config.smd() {
+        if let Some(source) = config.remote() {
             if source.tls != self.source.tls || source.url != self.source.url {
                 match tls_of(source) {
                     Ok(tls) => self.tls = tls,
