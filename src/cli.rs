@@ -160,7 +160,7 @@ fn check(config: &Config) -> i32 {
         println!("warning: {w}");
     }
     let file = config.hardware_file().map(|path| check_file(config, path));
-    let smd = config.remote().map(|_| check_smd(config));
+    let smd = config.remote().map(|_| check_remote(config));
     match (file, smd) {
         (None, None) => {
             println!(
@@ -237,26 +237,28 @@ fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
     }
 }
 
-/// `check` with SMD as the source: one fetch, as the service does it.
+/// `check` of the remote source: one fetch, as the service does it.
 #[cfg(feature = "remote")]
-fn check_smd(config: &Config) -> (i32, Option<Inventory>) {
+fn check_remote(config: &Config) -> (i32, Option<Inventory>) {
     match crate::service::remote::check(config) {
         Ok((summary, loaded)) => {
             for e in &loaded.errors {
-                println!("warning: smd: {e} (entry left out)");
+                let name = config.remote().map_or("", |r| r.kind.name());
+                println!("warning: {name}: {e} (entry left out)");
             }
             println!("ok: {summary}, {} warnings", config.warnings.len());
             (0, Some(loaded.inventory))
         }
         Err(why) => {
-            eprintln!("failed: SMD: {why}");
+            let name = config.remote().map_or("", |r| r.kind.name());
+            eprintln!("failed: {}: {why}", name.to_ascii_uppercase());
             (1, None)
         }
     }
 }
 
 #[cfg(not(feature = "remote"))]
-fn check_smd(_: &Config) -> (i32, Option<Inventory>) {
+fn check_remote(_: &Config) -> (i32, Option<Inventory>) {
     eprintln!("failed: this build has no remote sources");
     (1, None)
 }
@@ -282,18 +284,18 @@ const SERVICES: [Registration; 6] = [
     ("HTTP", |c| c.http.enabled(), |c, x| Ok(Box::new(HttpService::start(c, x)?))),
     ("syslog", |c| c.syslog.enabled, |c, x| Ok(Box::new(SyslogService::start(c, x)?))),
     ("log budget", |_| true, |_, x| Ok(Box::new(LogGateService(x.log.clone())))),
-    ("SMD", |c| c.remote().is_some(), start_smd),
+    ("remote source", |c| c.remote().is_some(), start_remote),
 ];
 
 #[cfg(feature = "remote")]
-fn start_smd(config: &Config, ctx: &Context) -> std::io::Result<Box<dyn Service>> {
+fn start_remote(config: &Config, ctx: &Context) -> std::io::Result<Box<dyn Service>> {
     Ok(Box::new(crate::service::remote::RemoteService::start(
         config, ctx,
     )?))
 }
 
 #[cfg(not(feature = "remote"))]
-fn start_smd(_: &Config, _: &Context) -> std::io::Result<Box<dyn Service>> {
+fn start_remote(_: &Config, _: &Context) -> std::io::Result<Box<dyn Service>> {
     Err(std::io::Error::other("this build has no remote sources"))
 }
 

@@ -371,7 +371,7 @@ fn smd_settings_are_checked_at_start() {
                 "--dhcp-mode",
                 "auto-proxy",
             ],
-            "SMD combines with the hardware file only",
+            "a remote source combines with the hardware file only",
         ),
         (
             vec![
@@ -540,4 +540,103 @@ fn the_hardware_file_is_served_over_smd() {
     assert_eq!(script("02:77:00:00:00:09").0, 404);
     assert!(script("02:5d:00:00:00:01").1.contains("from-the-file"));
     assert_eq!(script("02:5d:00:00:00:02").0, 200);
+}
+
+/// A netbootd inventory in JSON (`--backend-http-url`, the hardware file's shape; the
+/// stand-in indents it with tabs, as Go's encoder often does): served, refreshed, every bad
+/// answer keeps it, and a restart while the source is down serves the copy kept on disk.
+#[test]
+fn a_json_inventory_over_http_is_served_refreshed_and_kept() {
+    need_tools("http source", &["python3", "curl"]);
+    let source = Standin::start();
+    let machine = |n: u8| {
+        format!(
+            r##""02:4a:00:00:00:{n:02x}": {{"ipAddress": "10.100.1.{n}", "subnetMask": "255.255.0.0", "hostname": "json{n}", "netboot": {{"allowPxe": true, "ipxeScript": "#!ipxe\necho from-json-{n}\n"}}}}"##
+        )
+    };
+    let inventory = |count: u8| {
+        let entries: Vec<String> = (1..=count).map(machine).collect();
+        format!("{{{}}}", entries.join(","))
+    };
+    source.post("/inventory.json", &inventory(2));
+    let url = format!("{}/inventory.json", source.base);
+    let dir = TempDir::new("http-source");
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = dir.write("netbootd.toml", "log-level = \"info\"\n");
+    let args = |url: &str| {
+        vec![
+            "--config".to_string(),
+            config.to_str().unwrap().to_string(),
+            "--backend-http-url".into(),
+            url.to_string(),
+            "--backend-http-refresh".into(),
+            "1s".into(),
+            "--backend-http-timeout".into(),
+            "1s".into(),
+            "--state-dir".into(),
+            state.to_str().unwrap().to_string(),
+            "--public-ip-interface".into(),
+            "lo".into(),
+        ]
+    };
+    let mut check = vec!["check".to_string()];
+    check.extend(args(&url));
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    let out = run(&check, &[]);
+    assert!(
+        out.status.success()
+            && text(&out.stdout).contains(&format!(
+                "ok: the JSON inventory at {url}: 2 machines (2 netboot), 0 entries left out"
+            )),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let serve = args(&url);
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    let (mut server, base) = start_http_only(&serve);
+    server.wait_for("http: snapshot in service: 2 machines (2 netboot)", LIMIT);
+    let (status, body) = get(&format!("{base}/02:4a:00:00:00:01/auto.ipxe"));
+    assert!(
+        status == 200 && body.contains("from-json-1"),
+        "{status} {body}"
+    );
+    source.post("/inventory.json", &inventory(3));
+    server.wait_for("http: snapshot in service: 3 machines (3 netboot)", LIMIT);
+    assert_eq!(script_status(&base, "02:4a:00:00:00:03"), 200);
+    for (mode, says) in [
+        ("503", "HTTP 503"),
+        (
+            "empty",
+            "an empty list where the snapshot in service has 3 machines",
+        ),
+        ("truncated", "connection closed after"),
+        ("html", "content type \"text/html\" is not JSON"),
+    ] {
+        source.mode(mode);
+        let (line, _) = server.wait_for(says, LIMIT);
+        assert!(
+            line.contains("[ERROR]") && line.contains("keeping the snapshot of 3 machines"),
+            "{line}"
+        );
+        assert_eq!(script_status(&base, "02:4a:00:00:00:03"), 200, "{mode}");
+    }
+    let health = get(&format!("{base}/healthcheck")).1;
+    assert!(
+        health.contains("\"source\":{\"name\":\"http\",\"state\":\"stale\""),
+        "{health}"
+    );
+    assert_eq!(server.stop(nix::sys::signal::Signal::SIGTERM, LIMIT), 0);
+
+    // The source goes away: a restart serves the copy kept in the state directory.
+    drop(source);
+    let dead = format!("http://127.0.0.1:{}/inventory.json", free_port());
+    let serve = args(&dead);
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    let (mut server, base) = start_http_only(&serve);
+    let (line, _) = server.wait_for("serving the last good snapshot", LIMIT);
+    assert!(line.contains("(3 machines)"), "{line}");
+    assert_eq!(script_status(&base, "02:4a:00:00:00:02"), 200);
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use netbootd::inventory::hostname::Pattern;
+use netbootd::inventory::json;
 use netbootd::inventory::smd::{self, SmdRules};
 use netbootd::inventory::{load_str, Format, Profiles, SubnetSettings};
 use netbootd::value::Cidr;
@@ -49,6 +50,10 @@ fuzz_target!(|data: &[u8]| {
             .map(|(k, p)| (k.to_string(), Pattern::parse(p).unwrap()))
             .collect(),
     };
+    // Any bytes as a JSON inventory (--backend-http-url): loaded or refused.
+    if let Ok(loaded) = json::load(data, "fuzz", &Profiles::new()) {
+        assert!(loaded.refused == 0 || !loaded.errors.is_empty());
+    }
     // Any text as a host-name pattern: parsed or refused, rendered without a panic.
     if let Ok(pattern) = Pattern::parse(&text) {
         let _ = pattern.render(&text, Some(u64::MAX));

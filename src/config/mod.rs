@@ -323,9 +323,69 @@ pub enum Backend {
     },
 }
 
-/// How the SMD source is reached and refreshed.
+/// What a remote source serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// OpenCHAMI SMD's two collections (`--backend-smd-url`).
+    Smd,
+    /// The hardware file's shape in JSON, one document (`--backend-http-url`).
+    Http,
+}
+
+impl SourceKind {
+    /// For log lines and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Smd => "smd",
+            SourceKind::Http => "http",
+        }
+    }
+}
+
+/// The options of one kind of remote source.
+struct SourceKeys {
+    kind: SourceKind,
+    url: Key,
+    refresh: Key,
+    timeout: Key,
+    allow_empty: Key,
+    max_stale: Key,
+    token_file: Key,
+    ca_cert: Key,
+    client_cert: Key,
+    client_key: Key,
+}
+
+const SMD_KEYS: SourceKeys = SourceKeys {
+    kind: SourceKind::Smd,
+    url: Key::backend_smd_url,
+    refresh: Key::backend_smd_refresh,
+    timeout: Key::backend_smd_timeout,
+    allow_empty: Key::backend_smd_allow_empty,
+    max_stale: Key::backend_smd_max_stale,
+    token_file: Key::backend_smd_token_file,
+    ca_cert: Key::backend_smd_ca_cert,
+    client_cert: Key::backend_smd_client_cert,
+    client_key: Key::backend_smd_client_key,
+};
+
+const HTTP_KEYS: SourceKeys = SourceKeys {
+    kind: SourceKind::Http,
+    url: Key::backend_http_url,
+    refresh: Key::backend_http_refresh,
+    timeout: Key::backend_http_timeout,
+    allow_empty: Key::backend_http_allow_empty,
+    max_stale: Key::backend_http_max_stale,
+    token_file: Key::backend_http_token_file,
+    ca_cert: Key::backend_http_ca_cert,
+    client_cert: Key::backend_http_client_cert,
+    client_key: Key::backend_http_client_key,
+};
+
+/// How a remote source is reached and refreshed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RemoteSource {
+    pub kind: SourceKind,
     pub url: String,
     pub refresh: Duration,
     pub timeout: Duration,
@@ -746,7 +806,7 @@ impl Config {
         hostnames: crate::inventory::hostname::Patterns,
     ) -> Result<Config, ConfigError> {
         self.hostnames = hostnames;
-        if matches!(self.backend, Backend::Remote { .. }) && subnets.is_empty() {
+        if self.remote().is_some_and(|r| r.kind == SourceKind::Smd) && subnets.is_empty() {
             return Err(ConfigError(
                 "--backend-smd-url needs [subnets.NAME] tables in the config file (cidr, gateway, dns, domain, lease-time): SMD holds addresses only".into(),
             ));
@@ -767,11 +827,22 @@ impl Config {
         let kube_on = r.flag(Key::backend_kube_enabled)?;
         let kube_asked = kube_on && !kube.is_default();
         let noop = r.settings.get(Key::backend_noop_enabled);
-        if let Some(smd) = Self::smd_source(r)? {
+        let remote = match (
+            Self::remote_source(r, &SMD_KEYS)?,
+            Self::remote_source(r, &HTTP_KEYS)?,
+        ) {
+            (Some(_), Some(_)) => return Err(ConfigError(
+                "--backend-smd-url and --backend-http-url are both set: choose one remote source"
+                    .into(),
+            )),
+            (smd, http) => smd.or(http),
+        };
+        if let Some(smd) = remote {
             if kube_asked || r.flag(Key::backend_noop_enabled)? {
-                return Err(ConfigError(
-                    "--backend-smd-url and the Kubernetes or noop backend are both set: SMD combines with the hardware file only".into(),
-                ));
+                return Err(ConfigError(format!(
+                    "--backend-{}-url and the Kubernetes or noop backend are both set: a remote source combines with the hardware file only",
+                    smd.kind.name()
+                )));
             }
             // The hardware file joins SMD when it is asked for (a path, or enabled on purpose).
             let file = if file_asked {
@@ -851,32 +922,34 @@ impl Config {
         matches!(self.backend, Backend::Remote { file: Some(_), .. })
     }
 
-    /// `--backend-smd-url` and its settings, or `None` when it is not set.
-    fn smd_source(r: &Reader) -> Result<Option<RemoteSource>, ConfigError> {
-        if r.text(Key::backend_smd_url).is_none() {
+    /// A remote source's URL and settings (`--backend-smd-*` or `--backend-http-*`), or
+    /// `None` when its URL is not set.
+    fn remote_source(r: &Reader, k: &SourceKeys) -> Result<Option<RemoteSource>, ConfigError> {
+        if r.text(k.url).is_none() {
             return Ok(None);
         }
-        let origin = r.settings.get(Key::backend_smd_url).origin();
+        let origin = r.settings.get(k.url).origin();
         if !cfg!(feature = "remote") {
             return Err(ConfigError(format!(
                 "{origin}: this build has no remote sources (built without the 'remote' feature)"
             )));
         }
-        let url = r.get(Key::backend_smd_url, |t| value::url(t, &["http", "https"]))?;
+        let url = r.get(k.url, |t| value::url(t, &["http", "https"]))?;
         let tls = TlsFiles {
-            ca_cert: r.path(Key::backend_smd_ca_cert),
-            client_cert: r.path(Key::backend_smd_client_cert),
-            client_key: r.path(Key::backend_smd_client_key),
+            ca_cert: r.path(k.ca_cert),
+            client_cert: r.path(k.client_cert),
+            client_key: r.path(k.client_key),
         };
+        let prefix = format!("--backend-{}", k.kind.name());
         if tls != TlsFiles::default() && !url.starts_with("https://") {
             return Err(ConfigError(format!(
-                "{origin}: the TLS settings (--backend-smd-ca-cert, -client-cert, -client-key) apply to an https:// URL only"
+                "{origin}: the TLS settings ({prefix}-ca-cert, -client-cert, -client-key) apply to an https:// URL only"
             )));
         }
         if tls.client_cert.is_some() != tls.client_key.is_some() {
-            return Err(ConfigError(
-                "--backend-smd-client-cert and --backend-smd-client-key go together".into(),
-            ));
+            return Err(ConfigError(format!(
+                "{prefix}-client-cert and {prefix}-client-key go together"
+            )));
         }
         let bounded = |key, min: Duration, max: Duration| {
             r.get(key, |t| match value::duration(t)? {
@@ -885,27 +958,27 @@ impl Config {
             })
         };
         Ok(Some(RemoteSource {
-            url: url.trim_end_matches('/').to_string(),
-            refresh: bounded(
-                Key::backend_smd_refresh,
-                Duration::from_secs(1),
-                Duration::from_secs(3600),
-            )?,
+            kind: k.kind,
+            url: match k.kind {
+                SourceKind::Smd => url.trim_end_matches('/').to_string(),
+                SourceKind::Http => url,
+            },
+            refresh: bounded(k.refresh, Duration::from_secs(1), Duration::from_secs(3600))?,
             timeout: bounded(
-                Key::backend_smd_timeout,
+                k.timeout,
                 Duration::from_millis(100),
                 Duration::from_secs(600),
             )?,
-            allow_empty: r.flag(Key::backend_smd_allow_empty)?,
-            max_stale: match r.text(Key::backend_smd_max_stale) {
+            allow_empty: r.flag(k.allow_empty)?,
+            max_stale: match r.text(k.max_stale) {
                 None => None,
                 Some(_) => Some(bounded(
-                    Key::backend_smd_max_stale,
+                    k.max_stale,
                     Duration::from_secs(1),
                     Duration::from_secs(30 * 86400),
                 )?),
             },
-            token_file: r.path(Key::backend_smd_token_file),
+            token_file: r.path(k.token_file),
             tls,
         }))
     }

@@ -190,6 +190,15 @@ options! {
     backend_smd_ca_cert: Own Value = "", "PEM file of the CAs trusted for an https SMD URL (default: the system's CA bundle)";
     backend_smd_client_cert: Own Value = "", "PEM client certificate (chain) presented to an https SMD, with --backend-smd-client-key";
     backend_smd_client_key: Own Value = "", "PEM private key of --backend-smd-client-cert";
+    backend_http_url: Own Value = "", "URL of a JSON inventory (the hardware file's shape: an object keyed by MAC), refreshed in the background like SMD, for a source of truth such as NetBox, a CMDB or a script";
+    backend_http_refresh: Own Value = "30s", "how often the JSON inventory is fetched (Go duration, 1s..1h)";
+    backend_http_timeout: Own Value = "10s", "longest wait for each fetch of the JSON inventory";
+    backend_http_allow_empty: Own Bool = "false", "let an empty JSON inventory replace one that has machines";
+    backend_http_max_stale: Own Value = "", "stop answering the JSON inventory's machines when it is older than this (Go duration; empty: never)";
+    backend_http_token_file: Own Value = "", "file holding a bearer token for the JSON inventory, read at every refresh";
+    backend_http_ca_cert: Own Value = "", "PEM file of the CAs trusted for an https JSON inventory URL (default: the system's CA bundle)";
+    backend_http_client_cert: Own Value = "", "PEM client certificate presented for an https JSON inventory, with --backend-http-client-key";
+    backend_http_client_key: Own Value = "", "PEM private key of --backend-http-client-cert";
     strict: Own Bool = "false", "refuse the whole hardware file when any record has an error (default: leave each bad record out, log it, serve the rest)";
     iso_enabled: Smee Bool = "false", "Smee's patched-ISO service (not available yet: true stops start-up with a message)";
     iso_url: Smee Value = "", "source ISO URL for --iso-enabled (accepted for Smee compatibility)";

@@ -2,12 +2,14 @@
 //! boot profiles), the YAML and TOML readers, validation with file/line/MAC/field messages,
 //! indexes by MAC and IP, and [`InventoryStore`], which swaps whole snapshots on reload;
 //! [`smd`] builds the same model from OpenCHAMI SMD's collections (feature `remote`), naming
-//! machines by [`hostname`] patterns.
+//! machines by [`hostname`] patterns, and [`json`] from the hardware file's shape in JSON.
 //!
 //! Everything here is pure: [`crate::io::files::load_inventory`] reads the file.
 
 pub mod doc;
 pub mod hostname;
+#[cfg(feature = "remote")]
+pub mod json;
 mod record;
 #[cfg(feature = "remote")]
 pub mod smd;

@@ -65,7 +65,7 @@ impl InventorySource {
     pub fn name(&self) -> String {
         match &self.path {
             Some(path) => path.display().to_string(),
-            None if self.remote => "(SMD)".into(),
+            None if self.remote => "(the remote source)".into(),
             None => "(none: --backend-noop-enabled)".into(),
         }
     }

@@ -1,13 +1,17 @@
-//! The OpenCHAMI SMD source as a service of the loop (feature `remote`). It owns no socket
-//! that clients reach: a timer and a background fetch. [`SourceCache`] decides when to fetch
-//! and whether a result goes into service; the fetch (both collections, parsed and validated
-//! into an inventory by [`crate::inventory::smd`]) runs on a thread of its own, so a slow or
-//! dead SMD never delays a DHCP answer; the loop only swaps the finished inventory in.
+//! A remote inventory source as a service of the loop (feature `remote`): OpenCHAMI SMD, or
+//! a netbootd inventory in JSON at a URL. It owns no socket that clients reach: a timer and a
+//! background fetch. [`SourceCache`] decides when to fetch and whether a result goes into
+//! service; the fetch (SMD's two collections, or the one JSON document, parsed and validated
+//! into an inventory by [`crate::inventory::smd`] or [`crate::inventory::json`]) runs on a
+//! thread of its own, so a slow or dead source never delays a DHCP answer; the loop only
+//! swaps the finished inventory in (with the hardware file: SMD's part, put together with the
+//! file's by [`Combined`]).
 //!
-//! The last good snapshot is written to `--state-dir` (`smd.last-good.json`, atomically, off
-//! the loop) and loaded at start, so a restart while SMD is down serves the machines it last
-//! knew. Until a first snapshot exists the inventory is "pending": a MAC not found is not
-//! treated as unknown. Past `--backend-smd-max-stale` the snapshot stops being answered.
+//! The last good snapshot is written to `--state-dir` (`smd.last-good.json` or
+//! `http.last-good.json`, atomically, off the loop) and loaded at start, so a restart while the
+//! source is down serves the machines it last knew. Until a first snapshot exists the
+//! inventory is "pending": a MAC not found is not treated as unknown. Past `--backend-*-max-stale`
+//! the snapshot stops being answered. SMD answers for single MACs too ("fetch on miss").
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -18,9 +22,10 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use serde_json::Value;
 
-use crate::config::{Config, RemoteSource};
+use crate::config::{Config, RemoteSource, SourceKind};
+use crate::inventory::json as json_inventory;
 use crate::inventory::smd::{self as smd_inventory, SmdRules};
-use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem};
+use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem, Profiles};
 use crate::io::background::Background;
 use crate::io::fetch::{self, Fetched, Limits, Request};
 use crate::io::files;
@@ -34,7 +39,10 @@ const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
 const COMPONENTS_PATH: &str = "/hsm/v2/State/Components";
 /// A whole snapshot of 10,000 machines is about 3 MB; twenty times that is refused.
 const MAX_BODY: usize = 64 << 20;
-const SNAPSHOT_FILE: &str = "smd.last-good.json";
+/// The last good snapshot in the state directory.
+fn snapshot_file(kind: SourceKind) -> String {
+    format!("{}.last-good.json", kind.name())
+}
 
 /// A fetch's result, handed back to the loop.
 struct Fetch {
@@ -54,7 +62,8 @@ struct Lookup {
 }
 
 /// What the keep job writes, assembled on its thread; the inventory replaced is dropped there
-/// too (freeing ten thousand machines is not the loop's work).
+/// too (freeing ten thousand machines is not the loop's work). A JSON inventory's body is in
+/// `interfaces`.
 struct ToKeep {
     interfaces: Vec<u8>,
     components: Vec<u8>,
@@ -79,7 +88,7 @@ pub struct RemoteService {
     source: RemoteSource,
     /// The TLS client of an `https://` source.
     tls: Option<tls::Client>,
-    rules: SmdRules,
+    rules: Rules,
     state_dir: PathBuf,
     cache: SourceCache,
     jobs: Background<Done>,
@@ -113,10 +122,21 @@ fn settings_of(source: &RemoteSource) -> Settings {
     }
 }
 
-fn rules_of(config: &Config) -> SmdRules {
-    SmdRules {
-        subnets: config.subnets.values().cloned().collect(),
-        hostnames: config.hostnames.clone(),
+/// What turns a source's bodies into machines: SMD's rules, or the boot profiles a JSON
+/// inventory's machines may name.
+#[derive(Clone, Debug)]
+struct Rules {
+    smd: SmdRules,
+    profiles: Profiles,
+}
+
+fn rules_of(config: &Config) -> Rules {
+    Rules {
+        smd: SmdRules {
+            subnets: config.subnets.values().cloned().collect(),
+            hostnames: config.hostnames.clone(),
+        },
+        profiles: config.profiles.clone(),
     }
 }
 
@@ -137,16 +157,17 @@ impl RemoteService {
         let source = config
             .remote()
             .cloned()
-            .ok_or_else(|| std::io::Error::other("no SMD source configured"))?;
+            .ok_or_else(|| std::io::Error::other("no remote source configured"))?;
+        let who = source.kind.name();
         let tls = tls_of(&source).map_err(std::io::Error::other)?;
         let rules = rules_of(config);
         let now = Instant::now();
-        let snapshot = config.state_dir.join(SNAPSHOT_FILE);
-        let from_disk = match load_kept(&snapshot, &rules) {
+        let snapshot = config.state_dir.join(snapshot_file(source.kind));
+        let from_disk = match load_kept(&snapshot, &source, &rules) {
             Ok(Some(loaded)) => {
                 let machines = loaded.inventory.len();
                 warn!(
-                    "smd: serving the last good snapshot {} ({machines} machines) until SMD answers",
+                    "{who}: serving the last good snapshot {} ({machines} machines) until the source answers",
                     snapshot.display()
                 );
                 store.replace(loaded.inventory);
@@ -158,7 +179,7 @@ impl RemoteService {
             Ok(None) => None,
             Err(why) => {
                 warn!(
-                    "smd: the kept snapshot {} is not usable: {why}",
+                    "{who}: the kept snapshot {} is not usable: {why}",
                     snapshot.display()
                 );
                 None
@@ -170,7 +191,7 @@ impl RemoteService {
             tls,
             rules,
             state_dir: config.state_dir.clone(),
-            jobs: Background::new("smd")?,
+            jobs: Background::new(who)?,
             to_keep: None,
             store,
             combined: ctx.combined.clone(),
@@ -183,11 +204,17 @@ impl RemoteService {
             lookup_ready_at: now,
             retired: Vec::new(),
         };
-        ctx.lookups.enable();
+        if service.source.kind == SourceKind::Smd {
+            // SMD answers for one MAC; a JSON inventory is one document.
+            ctx.lookups.enable();
+        }
         service.publish(now, from_disk.unwrap_or(0), None);
         let status = service.status.clone();
         ctx.metrics.observe(
-            "netbootd_source_snapshot_age_seconds{source=\"smd\"}",
+            match service.source.kind {
+                SourceKind::Smd => "netbootd_source_snapshot_age_seconds{source=\"smd\"}",
+                SourceKind::Http => "netbootd_source_snapshot_age_seconds{source=\"http\"}",
+            },
             "gauge",
             move || {
                 let status = status.lock().unwrap_or_else(|e| e.into_inner());
@@ -202,6 +229,7 @@ impl RemoteService {
 
     /// Updates what /healthcheck and /metrics show.
     fn publish(&self, now: Instant, machines: usize, took: Option<Duration>) {
+        let who = self.source.kind.name();
         let state = self.cache.state(now);
         let fetched_at = self.cache.fetched_at();
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,7 +237,7 @@ impl RemoteService {
             .map(|t| t.as_secs_f64())
             .or_else(|| status.as_ref().and_then(|s| s.refresh_seconds));
         *status = Some(SourceStatus {
-            name: "smd",
+            name: who,
             state: state.name(),
             fetched_at,
             machines,
@@ -217,25 +245,26 @@ impl RemoteService {
             refresh_seconds,
         });
         for s in [State::Starting, State::Ok, State::Stale, State::Failing] {
-            let labels = [("source", "smd"), ("state", s.name())];
+            let labels = [("source", who), ("state", s.name())];
             self.metrics
                 .set("netbootd_source_state", &labels, u64::from(s == state));
         }
         self.metrics.set(
             "netbootd_source_machines",
-            &[("source", "smd")],
+            &[("source", who)],
             machines as u64,
         );
         if let Some(t) = took {
             self.metrics.set(
                 "netbootd_source_refresh_milliseconds",
-                &[("source", "smd")],
+                &[("source", who)],
                 t.as_millis() as u64,
             );
         }
     }
 
     fn begin_fetch(&mut self) {
+        let who = self.source.kind.name();
         let (source, rules) = (self.source.clone(), self.rules.clone());
         let tls = self.tls.clone();
         let retired = std::mem::take(&mut self.retired);
@@ -255,7 +284,7 @@ impl RemoteService {
             },
         );
         if let Err(e) = started {
-            error!("smd: no thread for a fetch: {e}");
+            error!("{who}: no thread for a fetch: {e}");
             // Counted as a failed fetch: the cache backs off and tries again.
             let now = Instant::now();
             self.cache
@@ -265,6 +294,7 @@ impl RemoteService {
 
     /// Starts a look-up of the MACs waiting (those not known not to be in SMD).
     fn begin_lookup(&mut self, now: Instant) {
+        let who = self.source.kind.name();
         self.not_found.retain(|_, until| *until > now);
         let current = self.store.snapshot();
         let macs: Vec<MacAddr> = self
@@ -284,7 +314,7 @@ impl RemoteService {
         let started = self.jobs.start(
             move || {
                 drop(retired);
-                let result = look_up(&source, tls.as_ref(), &rules, &job_macs, &current);
+                let result = look_up(&source, tls.as_ref(), &rules.smd, &job_macs, &current);
                 Done::Looked(Box::new(Lookup {
                     macs: job_macs,
                     base,
@@ -300,20 +330,21 @@ impl RemoteService {
             },
         );
         if let Err(e) = started {
-            warn!("smd: no thread for a look-up: {e}");
+            warn!("{who}: no thread for a look-up: {e}");
         }
     }
 
     fn finish_lookup(&mut self, lookup: Lookup, now: Instant) {
+        let who = self.source.kind.name();
         self.lookup_ready_at = now + LOOKUP_GAP;
         let (merged, found) = match lookup.result {
             Ok(ok) => ok,
             Err(why) => {
                 self.metrics.inc(
                     "netbootd_source_lookups_total",
-                    &[("source", "smd"), ("result", "failed")],
+                    &[("source", who), ("result", "failed")],
                 );
-                warn!("smd: look-up of {} MACs failed: {why}", lookup.macs.len());
+                warn!("{who}: look-up of {} MACs failed: {why}", lookup.macs.len());
                 return;
             }
         };
@@ -327,7 +358,7 @@ impl RemoteService {
             }
             self.metrics.inc(
                 "netbootd_source_lookups_total",
-                &[("source", "smd"), ("result", "not_found")],
+                &[("source", who), ("result", "not_found")],
             );
         }
         if found.is_empty() {
@@ -342,10 +373,10 @@ impl RemoteService {
         for m in &found {
             self.metrics.inc(
                 "netbootd_source_lookups_total",
-                &[("source", "smd"), ("result", "found")],
+                &[("source", who), ("result", "found")],
             );
             info!(
-                "smd: {} found by look-up ({}, {}): answered from now on",
+                "{who}: {} found by look-up ({}, {}): answered from now on",
                 m.mac,
                 m.xname.as_deref().unwrap_or("-"),
                 m.ip_address
@@ -355,7 +386,9 @@ impl RemoteService {
     }
 
     fn begin_keep(&mut self, keep: ToKeep) {
-        let path = self.state_dir.join(SNAPSHOT_FILE);
+        let who = self.source.kind.name();
+        let path = self.state_dir.join(snapshot_file(self.source.kind));
+        let kind = self.source.kind;
         let dir_ok = self.state_dir.is_dir();
         let started = self.jobs.start(
             move || {
@@ -369,21 +402,25 @@ impl RemoteService {
                     return Done::Kept(Err("the state directory does not exist".into()));
                 }
                 // Both bodies parsed as JSON (they were validated), so this is JSON too.
-                let text = format!(
-                    "{{\"EthernetInterfaces\":{},\"Components\":{}}}",
-                    String::from_utf8_lossy(&interfaces),
-                    String::from_utf8_lossy(&components)
-                );
+                let text = match kind {
+                    SourceKind::Smd => format!(
+                        "{{\"EthernetInterfaces\":{},\"Components\":{}}}",
+                        String::from_utf8_lossy(&interfaces),
+                        String::from_utf8_lossy(&components)
+                    ),
+                    SourceKind::Http => String::from_utf8_lossy(&interfaces).into_owned(),
+                };
                 Done::Kept(files::write_atomically(&path, &text).map_err(|e| e.to_string()))
             },
             || Done::Kept(Err("the write failed unexpectedly".into())),
         );
         if let Err(e) = started {
-            warn!("smd: the last good snapshot is not kept: no thread: {e}");
+            warn!("{who}: the last good snapshot is not kept: no thread: {e}");
         }
     }
 
     fn finish(&mut self, fetch: Fetch, now: Instant) {
+        let who = self.source.kind.name();
         let Fetch {
             outcome,
             loaded,
@@ -397,12 +434,12 @@ impl RemoteService {
         };
         self.metrics.inc(
             "netbootd_source_refreshes_total",
-            &[("source", "smd"), ("result", result)],
+            &[("source", who), ("result", result)],
         );
         if let Some(line) = line {
             match decision {
-                Decision::Keep(_) => error!("smd: {line}"),
-                _ => info!("smd: {line}"),
+                Decision::Keep(_) => error!("{who}: {line}"),
+                _ => info!("{who}: {line}"),
             }
         }
         let machines = self.store.snapshot().len();
@@ -414,7 +451,7 @@ impl RemoteService {
                 self.put_together();
                 if old.len() != count || self.withdrawn || old.is_pending() {
                     info!(
-                        "smd: snapshot in service: {count} machines ({netboot} netboot), {} entries left out; fetched in {:.3}s",
+                        "{who}: snapshot in service: {count} machines ({netboot} netboot), {} entries left out; fetched in {:.3}s",
                         loaded.refused,
                         took.as_secs_f64()
                     );
@@ -433,10 +470,11 @@ impl RemoteService {
 
     /// Each entry left out, at ERROR, when the set changed since the last snapshot.
     fn log_left_out(&mut self, loaded: &Loaded) {
+        let who = self.source.kind.name();
         let errors: Vec<String> = loaded.errors.iter().map(Problem::to_string).collect();
         if errors != self.last_left_out {
             for e in &errors {
-                error!("smd: {e} (entry left out)");
+                error!("{who}: {e} (entry left out)");
             }
             self.last_left_out = errors;
         }
@@ -445,13 +483,14 @@ impl RemoteService {
     /// Past `--backend-smd-max-stale`: the snapshot is withdrawn (and comes back with the
     /// next good fetch).
     fn check_staleness(&mut self, now: Instant) {
+        let who = self.source.kind.name();
         if !self.withdrawn && self.cache.state(now) == State::Failing {
             let machines = self.store.snapshot().len();
             self.retired.push(self.store.replace(Inventory::pending()));
             self.put_together();
             self.withdrawn = true;
             error!(
-                "smd: the snapshot of {machines} machines is older than --backend-smd-max-stale: its machines are not answered until SMD answers ({})",
+                "{who}: the snapshot of {machines} machines is older than --backend-smd-max-stale: its machines are not answered until SMD answers ({})",
                 self.cache.last_error().unwrap_or("no error recorded")
             );
             self.publish(now, 0, None);
@@ -462,12 +501,16 @@ impl RemoteService {
 /// `netbootd check`: fetches SMD once, as the service would, and says what it holds: the
 /// summary, and each entry left out.
 pub fn check(config: &Config) -> Result<(String, Loaded), String> {
-    let source = config.remote().ok_or("no SMD source configured")?;
+    let source = config.remote().ok_or("no remote source configured")?;
     let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
+    let what = match source.kind {
+        SourceKind::Smd => "SMD",
+        SourceKind::Http => "the JSON inventory",
+    };
     match (fetch.outcome, fetch.loaded) {
         (_, Some((loaded, _, _))) => {
             let summary = format!(
-                "SMD at {}: {} machines ({} netboot), {} entries left out; fetched in {:.3}s",
+                "{what} at {}: {} machines ({} netboot), {} entries left out; fetched in {:.3}s",
                 source.url,
                 loaded.inventory.len(),
                 loaded.inventory.netboot_count(),
@@ -495,24 +538,34 @@ pub fn check(config: &Config) -> Result<(String, Loaded), String> {
 }
 
 /// The snapshot kept in the state directory, loaded (`None`: there is none).
-fn load_kept(path: &Path, rules: &SmdRules) -> Result<Option<Loaded>, String> {
+fn load_kept(path: &Path, source: &RemoteSource, rules: &Rules) -> Result<Option<Loaded>, String> {
     if !path.exists() {
         return Ok(None);
     }
     let text = files::read_text(path, MAX_BODY as u64)?;
+    let first = |problems: Vec<Problem>| {
+        problems
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    if source.kind == SourceKind::Http {
+        return json_inventory::load(text.as_bytes(), &source.url, &rules.profiles)
+            .map(Some)
+            .map_err(first);
+    }
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     let part = |name: &str| {
         v.get(name)
             .map(|p| p.to_string().into_bytes())
             .ok_or_else(|| format!("no {name}"))
     };
-    let loaded = smd_inventory::load(&part("EthernetInterfaces")?, &part("Components")?, rules)
-        .map_err(|problems| {
-            problems
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        })?;
+    let loaded = smd_inventory::load(
+        &part("EthernetInterfaces")?,
+        &part("Components")?,
+        &rules.smd,
+    )
+    .map_err(first)?;
     Ok(Some(loaded))
 }
 
@@ -553,7 +606,7 @@ fn tls_of(source: &RemoteSource) -> Result<Option<tls::Client>, String> {
     }
     tls::client(&source.tls)
         .map(Some)
-        .map_err(|why| format!("smd TLS: {why}"))
+        .map_err(|why| format!("{} TLS: {why}", source.kind.name()))
 }
 
 /// GET `path_and_query` of the source, with its token and limits; an error names the path.
@@ -640,8 +693,72 @@ fn look_up(
     Ok((merged, found))
 }
 
-/// Fetches both collections and validates them (on the job's thread).
-fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &SmdRules) -> Fetch {
+/// Fetches the source's snapshot and validates it (on the job's thread).
+fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &Rules) -> Fetch {
+    match source.kind {
+        SourceKind::Smd => fetch_smd(source, tls, &rules.smd),
+        SourceKind::Http => fetch_json(source, tls, &rules.profiles),
+    }
+}
+
+/// Fetches a JSON inventory and validates it (on the job's thread).
+fn fetch_json(source: &RemoteSource, tls: Option<&tls::Client>, profiles: &Profiles) -> Fetch {
+    let started = Instant::now();
+    let response = match get(source, tls, "") {
+        Ok(response) => response,
+        Err(why) => {
+            return Fetch {
+                outcome: Outcome::Failed(why),
+                loaded: None,
+                took: started.elapsed(),
+            }
+        }
+    };
+    let json = is_json(response.content_type.as_deref());
+    if response.status != 200 || !json {
+        // Not a snapshot: the policy names it from its status and type.
+        let detail = (response.status != 200)
+            .then(|| problem_detail(&response.body))
+            .flatten();
+        return Fetch {
+            outcome: Outcome::Response {
+                status: response.status,
+                content_type: response.content_type,
+                machines: 0,
+                etag: None,
+                detail,
+            },
+            loaded: None,
+            took: started.elapsed(),
+        };
+    }
+    match json_inventory::load(&response.body, &source.url, profiles) {
+        Ok(loaded) => Fetch {
+            outcome: Outcome::Response {
+                status: 200,
+                content_type: response.content_type,
+                machines: loaded.inventory.len(),
+                etag: None,
+                detail: None,
+            },
+            loaded: Some((loaded, response.body, Vec::new())),
+            took: started.elapsed(),
+        },
+        Err(problems) => Fetch {
+            outcome: Outcome::Failed(
+                problems
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "the inventory did not validate".into()),
+            ),
+            loaded: None,
+            took: started.elapsed(),
+        },
+    }
+}
+
+/// Fetches SMD's two collections and validates them (on the job's thread).
+fn fetch_smd(source: &RemoteSource, tls: Option<&tls::Client>, rules: &SmdRules) -> Fetch {
     let started = Instant::now();
     let failed = |why: String| Fetch {
         outcome: Outcome::Failed(why),
@@ -703,15 +820,22 @@ fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &SmdR
 
 impl Service for RemoteService {
     fn name(&self) -> &'static str {
-        "SMD"
+        match self.source.kind {
+            SourceKind::Smd => "SMD",
+            SourceKind::Http => "JSON inventory",
+        }
     }
 
     fn describe(&self) -> String {
+        let rules = match self.source.kind {
+            SourceKind::Smd => format!("{} subnets; ", self.rules.smd.subnets.len()),
+            SourceKind::Http => String::new(),
+        };
         format!(
-            "SMD source {} every {:?} ({} subnets; {} timeout{}{})",
+            "{} source {} every {:?} ({rules}{} timeout{}{})",
+            self.name(),
             self.source.url,
             self.source.refresh,
-            self.rules.subnets.len(),
             humantime(self.source.timeout),
             if self.source.allow_empty {
                 "; an empty answer may replace the snapshot"
@@ -730,6 +854,7 @@ impl Service for RemoteService {
     }
 
     fn on_readable(&mut self, fd: RawFd, now: Instant) {
+        let who = self.source.kind.name();
         if fd != self.jobs.fd().as_raw_fd() {
             return;
         }
@@ -739,7 +864,7 @@ impl Service for RemoteService {
         match done {
             Done::Fetched(fetch) => self.finish(*fetch, now),
             Done::Looked(lookup) => self.finish_lookup(*lookup, now),
-            Done::Kept(Err(why)) => warn!("smd: the last good snapshot is not kept: {why}"),
+            Done::Kept(Err(why)) => warn!("{who}: the last good snapshot is not kept: {why}"),
             Done::Kept(Ok(())) => {}
         }
         if let Some(snapshot) = self.to_keep.take() {
@@ -776,12 +901,13 @@ impl Service for RemoteService {
     }
 
     fn reconfigure(&mut self, config: &Config) {
+        let who = self.source.kind.name();
         if let Some(source) = config.remote() {
             if source.tls != self.source.tls || source.url != self.source.url {
                 match tls_of(source) {
                     Ok(tls) => self.tls = tls,
                     Err(why) => {
-                        warn!("smd: the new TLS settings are not usable, keeping the running ones: {why}");
+                        warn!("{who}: the new TLS settings are not usable, keeping the running ones: {why}");
                         return;
                     }
                 }

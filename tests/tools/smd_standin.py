@@ -9,6 +9,8 @@ and can be told to misbehave:
     POST the same paths                          add entries (MACs normalised as SMD does)
     GET  /control?mode=M                         ok | 503 | empty | truncated | stall | huge | html
     GET  /control                                the mode, collection GETs served, last auth
+    GET  /inventory.json                         a netbootd JSON inventory (--backend-http-url),
+                                                 with the same modes; POST replaces it
     GET  /boot/v1/bootscript?mac=M               a BSS-shaped boot script for an interface
                                                  it holds (404 otherwise): kernel and initrd
                                                  from SMD_BSS_ASSETS (a URL), marker bss
@@ -28,7 +30,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
-STATE = {"interfaces": [], "components": [], "mode": "ok", "requests": 0, "auth": None}
+STATE = {"interfaces": [], "components": [], "inventory": {}, "mode": "ok", "requests": 0,
+         "auth": None}
 LOCK = threading.Lock()
 
 PROBLEM_503 = {
@@ -66,6 +69,14 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps({"mode": STATE["mode"], "requests": STATE["requests"],
                                    "auth": STATE["auth"]}).encode()
             return self.send(200, body)
+        if url.path == "/inventory.json":
+            with LOCK:
+                STATE["requests"] += 1
+                STATE["auth"] = self.headers.get("Authorization")
+                mode = STATE["mode"]
+                body = json.dumps({} if mode == "empty" else STATE["inventory"],
+                                  indent="\t").encode()
+            return self.misbehave(mode, body, url)
         if url.path not in ("/hsm/v2/Inventory/EthernetInterfaces", "/hsm/v2/State/Components"):
             return self.send(404, json.dumps({"title": "Not Found", "status": 404}).encode(),
                              "application/problem+json")
@@ -86,6 +97,10 @@ class Handler(BaseHTTPRequestHandler):
                     comps = [c for c in comps if c["ID"].lower() in wanted]
                 data = {"Components": comps}
         body = json.dumps(data).encode()
+        self.misbehave(mode, body, url)
+
+    def misbehave(self, mode, body, url):
+        """Answers with `body` as the mode says."""
         if mode == "503":
             return self.send(503, json.dumps(PROBLEM_503).encode(), "application/problem+json")
         if mode == "html":
@@ -95,7 +110,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "stall":
             time.sleep(30)
             return self.send(200, body)
-        if mode == "huge" and url.path.endswith("EthernetInterfaces"):
+        if mode == "huge" and not url.path.endswith("Components"):
             huge = b"[" + b",".join([b'{"MACAddress":"x"}'] * 1_200_000) + b"]"
             return self.send(200, huge)
         self.send(200, body)
@@ -114,7 +129,9 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         entry = json.loads(self.rfile.read(length) or b"null")
         with LOCK:
-            if self.path == "/hsm/v2/Inventory/EthernetInterfaces":
+            if self.path == "/inventory.json":
+                STATE["inventory"] = entry
+            elif self.path == "/hsm/v2/Inventory/EthernetInterfaces":
                 entry["MACAddress"] = entry["MACAddress"].lower().replace("-", ":")
                 entry["ID"] = entry["MACAddress"].replace(":", "")
                 STATE["interfaces"] = [i for i in STATE["interfaces"] if i["ID"] != entry["ID"]]
