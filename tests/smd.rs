@@ -640,3 +640,109 @@ fn a_json_inventory_over_http_is_served_refreshed_and_kept() {
     assert!(line.contains("(3 machines)"), "{line}");
     assert_eq!(script_status(&base, "02:4a:00:00:00:02"), 200);
 }
+
+/// pixiecore's API (`--backend-pixiecore-url`): the first DHCP request of an iPXE machine in
+/// proxy mode asks `/v1/boot/<mac>` in the background; the client's retransmission gets the
+/// script URL, and the script boots the kernel, initrd and command line the API gave (its
+/// `{{ URL "..." }}` unwrapped). A MAC the API answers 404 for is not answered. In a network
+/// namespace of its own (the relay's port 67 on its loopback).
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn pixiecore_api_answers_boot_machines_in_proxy_mode() {
+    common::netns::need_root_and("pixiecore source", &["python3", "curl", "ip"]);
+    let ns = common::netns::Netns::new("pxc");
+    let api_port = 8089;
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smd_standin.py");
+    let mut api = ns
+        .command(&["python3", tool, &api_port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the stand-in starts");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(api.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let api = Standin {
+        child: api,
+        base: format!("http://127.0.0.1:{api_port}"),
+        curl: Vec::new(),
+    };
+    let answer = r#"{"kernel":"http://files.example/vmlinuz","initrd":["http://files.example/initrd.img"],"cmdline":"console=ttyS0 ks={{ URL \"http://files.example/ks.cfg\" }}","message":"hello"}"#;
+    let post = ns.run(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        answer,
+        &format!("{}/v1/boot/52:54:00:00:00:77", api.base),
+    ]);
+    assert_eq!(text(&post.stdout), "201");
+
+    let dir = TempDir::new("pixiecore");
+    let mut cmd = ns.command(&[
+        common::BIN,
+        "--backend-pixiecore-url",
+        &api.base,
+        "--dhcp-mode",
+        "proxy",
+        "--dhcp-addr",
+        "127.0.0.1:1067",
+        "--public-ip-interface",
+        "lo",
+        "--tftp-enabled=false",
+        "--syslog-enabled=false",
+        "--http-addr",
+        "127.0.0.1",
+        "--http-port",
+        "8080",
+        "--state-dir",
+        dir.0.to_str().unwrap(),
+        "--user",
+        "root",
+    ]);
+    cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut server = Server::spawn(cmd);
+    server.wait_for("HTTP on 127.0.0.1", LIMIT);
+    let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/pxe_probe.py");
+    let started = Instant::now();
+    let out = ns.run(&["python3", probe, "1067", "52:54:00:00:00:77", "10"]);
+    let boot_file = text(&out.stdout);
+    assert!(
+        boot_file.trim() == "http://127.0.0.1:8080/52:54:00:00:00:77/auto.ipxe",
+        "{boot_file:?} {}",
+        text(&out.stderr)
+    );
+    eprintln!("pixiecore: boot file after {:?}", started.elapsed());
+    server.wait_for("pixiecore: 52:54:00:00:00:77 found by look-up", LIMIT);
+    let script = ns.run(&["curl", "-s", boot_file.trim()]);
+    let script = text(&script.stdout);
+    assert!(
+        script.contains("kernel http://files.example/vmlinuz")
+            && script.contains("initrd http://files.example/initrd.img")
+            && script.contains("ks=http://files.example/ks.cfg"),
+        "{script}"
+    );
+    // A MAC the API does not know: asked once, never answered.
+    let out = ns.run(&["python3", probe, "1067", "52:54:00:00:00:78", "2"]);
+    assert_eq!(text(&out.stdout), "");
+    let metrics = text(
+        &ns.run(&["curl", "-s", "http://127.0.0.1:8080/metrics"])
+            .stdout,
+    );
+    assert!(
+        metrics
+            .contains("netbootd_source_lookups_total{source=\"pixiecore\",result=\"not_found\"} 1"),
+        "{metrics}"
+    );
+}

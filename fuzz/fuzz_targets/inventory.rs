@@ -10,6 +10,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use netbootd::inventory::hostname::Pattern;
 use netbootd::inventory::json;
+use netbootd::inventory::pixiecore;
 use netbootd::inventory::smd::{self, SmdRules};
 use netbootd::inventory::{load_str, Format, Profiles, SubnetSettings};
 use netbootd::value::Cidr;
@@ -54,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(loaded) = json::load(data, "fuzz", &Profiles::new()) {
         assert!(loaded.refused == 0 || !loaded.errors.is_empty());
     }
+    // Any bytes as a pixiecore API answer: a machine or a reason.
+    let _ = pixiecore::machine(netbootd::wire::MacAddr([2, 0, 0, 0, 0, 1]), data);
     // Any text as a host-name pattern: parsed or refused, rendered without a panic.
     if let Ok(pattern) = Pattern::parse(&text) {
         let _ = pattern.render(&text, Some(u64::MAX));

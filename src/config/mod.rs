@@ -330,6 +330,8 @@ pub enum SourceKind {
     Smd,
     /// The hardware file's shape in JSON, one document (`--backend-http-url`).
     Http,
+    /// pixiecore's API, asked per MAC (`--backend-pixiecore-url`).
+    Pixiecore,
 }
 
 impl SourceKind {
@@ -338,6 +340,7 @@ impl SourceKind {
         match self {
             SourceKind::Smd => "smd",
             SourceKind::Http => "http",
+            SourceKind::Pixiecore => "pixiecore",
         }
     }
 }
@@ -827,16 +830,17 @@ impl Config {
         let kube_on = r.flag(Key::backend_kube_enabled)?;
         let kube_asked = kube_on && !kube.is_default();
         let noop = r.settings.get(Key::backend_noop_enabled);
-        let remote = match (
+        let sources = [
             Self::remote_source(r, &SMD_KEYS)?,
             Self::remote_source(r, &HTTP_KEYS)?,
-        ) {
-            (Some(_), Some(_)) => return Err(ConfigError(
-                "--backend-smd-url and --backend-http-url are both set: choose one remote source"
-                    .into(),
-            )),
-            (smd, http) => smd.or(http),
-        };
+            Self::pixiecore_source(r)?,
+        ];
+        if sources.iter().flatten().count() > 1 {
+            return Err(ConfigError(
+                "more than one of --backend-smd-url, --backend-http-url and --backend-pixiecore-url is set: choose one remote source".into(),
+            ));
+        }
+        let remote = sources.into_iter().flatten().next();
         if let Some(smd) = remote {
             if kube_asked || r.flag(Key::backend_noop_enabled)? {
                 return Err(ConfigError(format!(
@@ -960,8 +964,8 @@ impl Config {
         Ok(Some(RemoteSource {
             kind: k.kind,
             url: match k.kind {
-                SourceKind::Smd => url.trim_end_matches('/').to_string(),
                 SourceKind::Http => url,
+                SourceKind::Smd | SourceKind::Pixiecore => url.trim_end_matches('/').to_string(),
             },
             refresh: bounded(k.refresh, Duration::from_secs(1), Duration::from_secs(3600))?,
             timeout: bounded(
@@ -980,6 +984,41 @@ impl Config {
             },
             token_file: r.path(k.token_file),
             tls,
+        }))
+    }
+
+    /// `--backend-pixiecore-url`: pixiecore's API, asked per MAC (no snapshot to refresh).
+    fn pixiecore_source(r: &Reader) -> Result<Option<RemoteSource>, ConfigError> {
+        if r.text(Key::backend_pixiecore_url).is_none() {
+            return Ok(None);
+        }
+        let origin = r.settings.get(Key::backend_pixiecore_url).origin();
+        if !cfg!(feature = "remote") {
+            return Err(ConfigError(format!(
+                "{origin}: this build has no remote sources (built without the 'remote' feature)"
+            )));
+        }
+        let url = r.get(Key::backend_pixiecore_url, |t| {
+            value::url(t, &["http", "https"])
+        })?;
+        let timeout = r.get(Key::backend_pixiecore_timeout, |t| {
+            match value::duration(t)? {
+                d if d < Duration::from_millis(100) || d > Duration::from_secs(60) => {
+                    Err("outside 100ms..60s".into())
+                }
+                d => Ok(d),
+            }
+        })?;
+        Ok(Some(RemoteSource {
+            kind: SourceKind::Pixiecore,
+            url: url.trim_end_matches('/').to_string(),
+            // Nothing to refresh: the API is asked per MAC.
+            refresh: Duration::from_secs(3600),
+            timeout,
+            allow_empty: true,
+            max_stale: None,
+            token_file: None,
+            tls: TlsFiles::default(),
         }))
     }
 

@@ -199,6 +199,8 @@ options! {
     backend_http_ca_cert: Own Value = "", "PEM file of the CAs trusted for an https JSON inventory URL (default: the system's CA bundle)";
     backend_http_client_cert: Own Value = "", "PEM client certificate presented for an https JSON inventory, with --backend-http-client-key";
     backend_http_client_key: Own Value = "", "PEM private key of --backend-http-client-cert";
+    backend_pixiecore_url: Own Value = "", "pixiecore API base URL: GET <url>/v1/boot/<mac> for each machine not known yet (as pixiecore's api mode; answers kept 60s; use with a proxy DHCP mode)";
+    backend_pixiecore_timeout: Own Value = "5s", "longest wait for each pixiecore API call (Go duration)";
     strict: Own Bool = "false", "refuse the whole hardware file when any record has an error (default: leave each bad record out, log it, serve the rest)";
     iso_enabled: Smee Bool = "false", "Smee's patched-ISO service (not available yet: true stops start-up with a message)";
     iso_url: Smee Value = "", "source ISO URL for --iso-enabled (accepted for Smee compatibility)";

@@ -10,6 +10,8 @@ pub mod doc;
 pub mod hostname;
 #[cfg(feature = "remote")]
 pub mod json;
+#[cfg(feature = "remote")]
+pub mod pixiecore;
 mod record;
 #[cfg(feature = "remote")]
 pub mod smd;
@@ -323,6 +325,20 @@ impl Inventory {
         let mut inventory = Inventory::new(machines);
         inventory.pending = self.pending;
         (inventory, refused)
+    }
+
+    /// This inventory without the machines of `macs` (a per-MAC source's answers that
+    /// expired). Not for layered inventories.
+    pub fn without(&self, macs: &[MacAddr]) -> Inventory {
+        let machines = self
+            .machines
+            .iter()
+            .filter(|m| !macs.contains(&m.mac))
+            .cloned()
+            .collect();
+        let mut inventory = Inventory::new(machines);
+        inventory.pending = self.pending;
+        inventory
     }
 
     /// An empty inventory standing in for a remote source that has no usable snapshot.

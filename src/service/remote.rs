@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::config::{Config, RemoteSource, SourceKind};
 use crate::inventory::json as json_inventory;
+use crate::inventory::pixiecore as pixiecore_inventory;
 use crate::inventory::smd::{self as smd_inventory, SmdRules};
 use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem, Profiles};
 use crate::io::background::Background;
@@ -83,6 +84,11 @@ const NOT_FOUND_TTL: Duration = Duration::from_secs(60);
 const LOOKUP_GAP: Duration = Duration::from_millis(200);
 /// MACs remembered as not found, at most.
 const NOT_FOUND_MAX: usize = 4096;
+/// pixiecore's answer for a MAC is served this long, then asked for again (pixiecore itself
+/// asks at every packet; this keeps a change on the API side visible within a minute).
+const ANSWER_TTL: Duration = Duration::from_secs(60);
+/// pixiecore calls per look-up job (one per MAC).
+const PIXIECORE_BATCH: usize = 8;
 
 pub struct RemoteService {
     source: RemoteSource,
@@ -111,6 +117,11 @@ pub struct RemoteService {
     lookup_ready_at: Instant,
     /// Inventories taken out of service, freed by the next background job (not on the loop).
     retired: Vec<Arc<Inventory>>,
+    /// pixiecore's answers, until when they are served as they are (then the API is asked
+    /// again while the old answer keeps being served).
+    answered: HashMap<MacAddr, Instant>,
+    /// pixiecore's answers due to be asked again.
+    again: Vec<MacAddr>,
 }
 
 fn settings_of(source: &RemoteSource) -> Settings {
@@ -185,7 +196,7 @@ impl RemoteService {
                 None
             }
         };
-        let service = RemoteService {
+        let mut service = RemoteService {
             cache: SourceCache::new(settings_of(&source), now, from_disk),
             source,
             tls,
@@ -203,10 +214,17 @@ impl RemoteService {
             not_found: HashMap::new(),
             lookup_ready_at: now,
             retired: Vec::new(),
+            answered: HashMap::new(),
+            again: Vec::new(),
         };
-        if service.source.kind == SourceKind::Smd {
-            // SMD answers for one MAC; a JSON inventory is one document.
+        if service.source.kind != SourceKind::Http {
+            // SMD and pixiecore answer for one MAC; a JSON inventory is one document.
             ctx.lookups.enable();
+        }
+        if service.source.kind == SourceKind::Pixiecore {
+            // Nothing to wait for: every machine is asked for when it first shows up.
+            service.store.replace(Inventory::default());
+            service.put_together();
         }
         service.publish(now, from_disk.unwrap_or(0), None);
         let status = service.status.clone();
@@ -214,6 +232,9 @@ impl RemoteService {
             match service.source.kind {
                 SourceKind::Smd => "netbootd_source_snapshot_age_seconds{source=\"smd\"}",
                 SourceKind::Http => "netbootd_source_snapshot_age_seconds{source=\"http\"}",
+                SourceKind::Pixiecore => {
+                    "netbootd_source_snapshot_age_seconds{source=\"pixiecore\"}"
+                }
             },
             "gauge",
             move || {
@@ -265,6 +286,21 @@ impl RemoteService {
 
     fn begin_fetch(&mut self) {
         let who = self.source.kind.name();
+        if self.source.kind == SourceKind::Pixiecore {
+            // Asked per MAC: there is no snapshot; the source counts as answering.
+            let now = Instant::now();
+            let answering = Outcome::Response {
+                status: 200,
+                content_type: Some("application/json".into()),
+                machines: 0,
+                etag: None,
+                detail: None,
+            };
+            self.cache.on_result(answering, now);
+            let machines = self.store.snapshot().len();
+            self.publish(now, machines, None);
+            return;
+        }
         let (source, rules) = (self.source.clone(), self.rules.clone());
         let tls = self.tls.clone();
         let retired = std::mem::take(&mut self.retired);
@@ -303,9 +339,23 @@ impl RemoteService {
             .into_iter()
             .filter(|m| !self.not_found.contains_key(m) && current.by_mac(*m).is_none())
             .collect();
-        if macs.is_empty() {
+        if macs.is_empty() && self.again.is_empty() {
             return;
         }
+        let mut macs = macs;
+        if self.source.kind == SourceKind::Pixiecore && macs.len() > PIXIECORE_BATCH {
+            // One call per MAC: the rest wait for the next job (the DHCP client retries).
+            macs.truncate(PIXIECORE_BATCH);
+        }
+        // pixiecore's answers due again: asked with the rest, replaced (or dropped) whole.
+        let room = PIXIECORE_BATCH.saturating_sub(macs.len());
+        let again: Vec<MacAddr> = self.again.drain(..room.min(self.again.len())).collect();
+        macs.extend(&again);
+        let current = if again.is_empty() {
+            current
+        } else {
+            Arc::new(current.without(&again))
+        };
         let (source, rules) = (self.source.clone(), self.rules.clone());
         let tls = self.tls.clone();
         let base = self.store.generation();
@@ -314,7 +364,12 @@ impl RemoteService {
         let started = self.jobs.start(
             move || {
                 drop(retired);
-                let result = look_up(&source, tls.as_ref(), &rules.smd, &job_macs, &current);
+                let result = match source.kind {
+                    SourceKind::Pixiecore => {
+                        ask_pixiecore(&source, tls.as_ref(), &job_macs, &current)
+                    }
+                    _ => look_up(&source, tls.as_ref(), &rules.smd, &job_macs, &current),
+                };
                 Done::Looked(Box::new(Lookup {
                     macs: job_macs,
                     base,
@@ -345,6 +400,13 @@ impl RemoteService {
                     &[("source", who), ("result", "failed")],
                 );
                 warn!("{who}: look-up of {} MACs failed: {why}", lookup.macs.len());
+                // pixiecore's old answers stay in service and are asked for again later.
+                let current = self.store.snapshot();
+                for mac in lookup.macs.iter().filter(|m| current.by_mac(**m).is_some()) {
+                    if self.source.kind == SourceKind::Pixiecore {
+                        self.answered.insert(*mac, now + ANSWER_TTL);
+                    }
+                }
                 return;
             }
         };
@@ -361,7 +423,9 @@ impl RemoteService {
                 &[("source", who), ("result", "not_found")],
             );
         }
-        if found.is_empty() {
+        let before = self.store.snapshot();
+        // Nothing found and nothing gone (a pixiecore answer asked again may be).
+        if found.is_empty() && merged.len() == before.len() {
             return;
         }
         if self.store.generation() != lookup.base {
@@ -370,7 +434,13 @@ impl RemoteService {
         }
         self.retired.push(self.store.replace(merged));
         self.put_together();
-        for m in &found {
+        if self.source.kind == SourceKind::Pixiecore {
+            for m in &found {
+                self.answered.insert(m.mac, now + ANSWER_TTL);
+            }
+        }
+        // Logged when a machine comes in, not when a pixiecore answer is renewed.
+        for m in found.iter().filter(|m| before.by_mac(m.mac).is_none()) {
             self.metrics.inc(
                 "netbootd_source_lookups_total",
                 &[("source", who), ("result", "found")],
@@ -408,7 +478,9 @@ impl RemoteService {
                         String::from_utf8_lossy(&interfaces),
                         String::from_utf8_lossy(&components)
                     ),
-                    SourceKind::Http => String::from_utf8_lossy(&interfaces).into_owned(),
+                    SourceKind::Http | SourceKind::Pixiecore => {
+                        String::from_utf8_lossy(&interfaces).into_owned()
+                    }
                 };
                 Done::Kept(files::write_atomically(&path, &text).map_err(|e| e.to_string()))
             },
@@ -480,6 +552,19 @@ impl RemoteService {
         }
     }
 
+    /// pixiecore's answers older than [`ANSWER_TTL`] are asked for again (the old answer is
+    /// served until the new one is in; a MAC the API no longer answers for leaves).
+    fn expire_answers(&mut self, now: Instant) {
+        let expired: Vec<MacAddr> = self
+            .answered
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(mac, _)| *mac)
+            .collect();
+        self.answered.retain(|_, until| *until > now);
+        self.again.extend(expired);
+    }
+
     /// Past `--backend-smd-max-stale`: the snapshot is withdrawn (and comes back with the
     /// next good fetch).
     fn check_staleness(&mut self, now: Instant) {
@@ -502,10 +587,18 @@ impl RemoteService {
 /// summary, and each entry left out.
 pub fn check(config: &Config) -> Result<(String, Loaded), String> {
     let source = config.remote().ok_or("no remote source configured")?;
+    if source.kind == SourceKind::Pixiecore {
+        tls_of(source)?;
+        let summary = format!(
+            "pixiecore API at {}: asked per MAC as machines show up (nothing to fetch now)",
+            source.url
+        );
+        return Ok((summary, Loaded::default()));
+    }
     let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
     let what = match source.kind {
         SourceKind::Smd => "SMD",
-        SourceKind::Http => "the JSON inventory",
+        SourceKind::Http | SourceKind::Pixiecore => "the JSON inventory",
     };
     match (fetch.outcome, fetch.loaded) {
         (_, Some((loaded, _, _))) => {
@@ -539,7 +632,7 @@ pub fn check(config: &Config) -> Result<(String, Loaded), String> {
 
 /// The snapshot kept in the state directory, loaded (`None`: there is none).
 fn load_kept(path: &Path, source: &RemoteSource, rules: &Rules) -> Result<Option<Loaded>, String> {
-    if !path.exists() {
+    if !path.exists() || source.kind == SourceKind::Pixiecore {
         return Ok(None);
     }
     let text = files::read_text(path, MAX_BODY as u64)?;
@@ -693,11 +786,46 @@ fn look_up(
     Ok((merged, found))
 }
 
+/// Asks pixiecore's API for each of `macs` (on the job's thread) and returns `current` with
+/// the machines it described added. A non-200 answer means "not this machine", as in
+/// pixiecore; an answer that does not describe a boot is logged and treated the same.
+fn ask_pixiecore(
+    source: &RemoteSource,
+    tls: Option<&tls::Client>,
+    macs: &[MacAddr],
+    current: &Inventory,
+) -> Result<(Inventory, Vec<Machine>), String> {
+    let mut found = Vec::new();
+    for mac in macs {
+        let path = format!("/v1/boot/{mac}");
+        let response = get(source, tls, &path)?;
+        if response.status != 200 {
+            continue;
+        }
+        match pixiecore_inventory::machine(*mac, &response.body) {
+            Ok(machine) => found.push(machine),
+            Err(why) => warn!("pixiecore: {path}: {why}: not answered"),
+        }
+    }
+    let (merged, clashing) = current.with_added(found.clone());
+    let found = found
+        .into_iter()
+        .filter(|m| !clashing.iter().any(|c| c.mac == m.mac))
+        .collect();
+    Ok((merged, found))
+}
+
 /// Fetches the source's snapshot and validates it (on the job's thread).
 fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &Rules) -> Fetch {
     match source.kind {
         SourceKind::Smd => fetch_smd(source, tls, &rules.smd),
         SourceKind::Http => fetch_json(source, tls, &rules.profiles),
+        // Nothing to fetch whole (begin_fetch does not come here for it).
+        SourceKind::Pixiecore => Fetch {
+            outcome: Outcome::Failed("pixiecore's API has no snapshot".into()),
+            loaded: None,
+            took: Duration::ZERO,
+        },
     }
 }
 
@@ -823,13 +951,14 @@ impl Service for RemoteService {
         match self.source.kind {
             SourceKind::Smd => "SMD",
             SourceKind::Http => "JSON inventory",
+            SourceKind::Pixiecore => "pixiecore API",
         }
     }
 
     fn describe(&self) -> String {
         let rules = match self.source.kind {
             SourceKind::Smd => format!("{} subnets; ", self.rules.smd.subnets.len()),
-            SourceKind::Http => String::new(),
+            SourceKind::Http | SourceKind::Pixiecore => String::new(),
         };
         format!(
             "{} source {} every {:?} ({rules}{} timeout{}{})",
@@ -881,8 +1010,10 @@ impl Service for RemoteService {
             .then(|| self.cache.stale_at())
             .flatten()
             .map(|at| at + Duration::from_millis(1));
-        let lookup_at = (!self.lookups.is_empty()).then_some(self.lookup_ready_at);
-        [self.cache.poll_at(), stale_at, lookup_at]
+        let lookup_at =
+            (!self.lookups.is_empty() || !self.again.is_empty()).then_some(self.lookup_ready_at);
+        let expiry = self.answered.values().min().copied();
+        [self.cache.poll_at(), stale_at, lookup_at, expiry]
             .into_iter()
             .flatten()
             .min()
@@ -893,9 +1024,12 @@ impl Service for RemoteService {
         if self.jobs.is_running() {
             return;
         }
+        self.expire_answers(now);
         if self.cache.on_timer(now).is_some() {
             self.begin_fetch();
-        } else if now >= self.lookup_ready_at && !self.lookups.is_empty() {
+        } else if now >= self.lookup_ready_at
+            && (!self.lookups.is_empty() || !self.again.is_empty())
+        {
             self.begin_lookup(now);
         }
     }

@@ -11,6 +11,7 @@ and can be told to misbehave:
     GET  /control                                the mode, collection GETs served, last auth
     GET  /inventory.json                         a netbootd JSON inventory (--backend-http-url),
                                                  with the same modes; POST replaces it
+    GET  /v1/boot/M                              pixiecore's API: the answer POSTed for M, else 404
     GET  /boot/v1/bootscript?mac=M               a BSS-shaped boot script for an interface
                                                  it holds (404 otherwise): kernel and initrd
                                                  from SMD_BSS_ASSETS (a URL), marker bss
@@ -30,8 +31,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
-STATE = {"interfaces": [], "components": [], "inventory": {}, "mode": "ok", "requests": 0,
-         "auth": None}
+STATE = {"interfaces": [], "components": [], "inventory": {}, "pixiecore": {}, "mode": "ok",
+         "requests": 0, "auth": None}
 LOCK = threading.Lock()
 
 PROBLEM_503 = {
@@ -59,6 +60,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path.startswith("/v1/boot/"):
+            with LOCK:
+                STATE["requests"] += 1
+                answer = STATE["pixiecore"].get(url.path[len("/v1/boot/"):])
+            if answer is None:
+                return self.send(404, b"unknown machine\n", "text/plain")
+            return self.send(200, json.dumps(answer).encode())
         if url.path == "/boot/v1/bootscript":
             return self.bootscript(parse_qs(url.query).get("mac", [""])[0].lower())
         if url.path == "/control":
@@ -131,6 +139,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if self.path == "/inventory.json":
                 STATE["inventory"] = entry
+            elif self.path.startswith("/v1/boot/"):
+                STATE["pixiecore"][self.path[len("/v1/boot/"):]] = entry
             elif self.path == "/hsm/v2/Inventory/EthernetInterfaces":
                 entry["MACAddress"] = entry["MACAddress"].lower().replace("-", ":")
                 entry["ID"] = entry["MACAddress"].replace(":", "")
