@@ -606,6 +606,23 @@ fn a_json_inventory_over_http_is_served_refreshed_and_kept() {
     source.post("/inventory.json", &inventory(3));
     server.wait_for("http: snapshot in service: 3 machines (3 netboot)", LIMIT);
     assert_eq!(script_status(&base, "02:4a:00:00:00:03"), 200);
+    // Unchanged: the source answers 304 to the ETag of the copy in service.
+    let deadline = Instant::now() + LIMIT;
+    while !get(&format!("{}/control", source.base))
+        .1
+        .contains("\"not_modified\": 2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no conditional GET was answered 304"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = get(&format!("{base}/metrics")).1;
+    assert!(
+        metrics.contains("netbootd_source_refreshes_total{source=\"http\",result=\"current\"}"),
+        "{metrics}"
+    );
     for (mode, says) in [
         ("503", "HTTP 503"),
         (

@@ -284,7 +284,7 @@ impl RemoteService {
         }
     }
 
-    fn begin_fetch(&mut self) {
+    fn begin_fetch(&mut self, etag: Option<String>) {
         let who = self.source.kind.name();
         if self.source.kind == SourceKind::Pixiecore {
             // Asked per MAC: there is no snapshot; the source counts as answering.
@@ -307,7 +307,13 @@ impl RemoteService {
         let started = self.jobs.start(
             move || {
                 drop(retired);
-                Done::Fetched(Box::new(fetch_snapshot(&source, tls.as_ref(), &rules)))
+                let etag = etag.as_deref();
+                Done::Fetched(Box::new(fetch_snapshot(
+                    &source,
+                    tls.as_ref(),
+                    &rules,
+                    etag,
+                )))
             },
             || {
                 Done::Fetched(Box::new(Fetch {
@@ -595,7 +601,7 @@ pub fn check(config: &Config) -> Result<(String, Loaded), String> {
         );
         return Ok((summary, Loaded::default()));
     }
-    let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config));
+    let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config), None);
     let what = match source.kind {
         SourceKind::Smd => "SMD",
         SourceKind::Http | SourceKind::Pixiecore => "the JSON inventory",
@@ -708,21 +714,30 @@ fn get(
     tls: Option<&tls::Client>,
     path_and_query: &str,
 ) -> Result<fetch::Response, String> {
+    match get_unless(source, tls, path_and_query, None)? {
+        Fetched::Fresh(response) => Ok(response),
+        // Never asked for (no ETag is sent): a server that says so anyway is wrong.
+        Fetched::NotModified => Err(format!("{path_and_query}: 304 to a plain GET")),
+    }
+}
+
+/// GET `path_and_query`, conditional on `etag` (the copy held) when there is one.
+fn get_unless(
+    source: &RemoteSource,
+    tls: Option<&tls::Client>,
+    path_and_query: &str,
+    etag: Option<&str>,
+) -> Result<Fetched, String> {
     let token = read_token(source.token_file.as_deref())?;
     let url = format!("{}{path_and_query}", source.url);
     let request = Request {
         url: &url,
-        etag: None,
+        etag,
         bearer: token.as_deref(),
         accept: Some("application/json"),
         tls,
     };
-    match fetch::get(&request, &limits_of(source)) {
-        Ok(Fetched::Fresh(response)) => Ok(response),
-        // Never asked for (no ETag is sent): a server that says so anyway is wrong.
-        Ok(Fetched::NotModified) => Err(format!("{path_and_query}: 304 to a plain GET")),
-        Err(e) => Err(format!("{path_and_query}: {e}")),
-    }
+    fetch::get(&request, &limits_of(source)).map_err(|e| format!("{path_and_query}: {e}"))
 }
 
 /// GET `path_and_query` as JSON: the body of a 200 JSON answer, else why not.
@@ -816,10 +831,16 @@ fn ask_pixiecore(
 }
 
 /// Fetches the source's snapshot and validates it (on the job's thread).
-fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &Rules) -> Fetch {
+/// `etag`: the copy in service's, for a conditional GET (the JSON inventory; SMD sends none).
+fn fetch_snapshot(
+    source: &RemoteSource,
+    tls: Option<&tls::Client>,
+    rules: &Rules,
+    etag: Option<&str>,
+) -> Fetch {
     match source.kind {
         SourceKind::Smd => fetch_smd(source, tls, &rules.smd),
-        SourceKind::Http => fetch_json(source, tls, &rules.profiles),
+        SourceKind::Http => fetch_json(source, tls, &rules.profiles, etag),
         // Nothing to fetch whole (begin_fetch does not come here for it).
         SourceKind::Pixiecore => Fetch {
             outcome: Outcome::Failed("pixiecore's API has no snapshot".into()),
@@ -829,11 +850,24 @@ fn fetch_snapshot(source: &RemoteSource, tls: Option<&tls::Client>, rules: &Rule
     }
 }
 
-/// Fetches a JSON inventory and validates it (on the job's thread).
-fn fetch_json(source: &RemoteSource, tls: Option<&tls::Client>, profiles: &Profiles) -> Fetch {
+/// Fetches a JSON inventory (unless it still has `etag`) and validates it (on the job's
+/// thread).
+fn fetch_json(
+    source: &RemoteSource,
+    tls: Option<&tls::Client>,
+    profiles: &Profiles,
+    etag: Option<&str>,
+) -> Fetch {
     let started = Instant::now();
-    let response = match get(source, tls, "") {
-        Ok(response) => response,
+    let response = match get_unless(source, tls, "", etag) {
+        Ok(Fetched::Fresh(response)) => response,
+        Ok(Fetched::NotModified) => {
+            return Fetch {
+                outcome: Outcome::NotModified,
+                loaded: None,
+                took: started.elapsed(),
+            }
+        }
         Err(why) => {
             return Fetch {
                 outcome: Outcome::Failed(why),
@@ -866,7 +900,7 @@ fn fetch_json(source: &RemoteSource, tls: Option<&tls::Client>, profiles: &Profi
                 status: 200,
                 content_type: response.content_type,
                 machines: loaded.inventory.len(),
-                etag: None,
+                etag: response.etag,
                 detail: None,
             },
             loaded: Some((loaded, response.body, Vec::new())),
@@ -1025,8 +1059,8 @@ impl Service for RemoteService {
             return;
         }
         self.expire_answers(now);
-        if self.cache.on_timer(now).is_some() {
-            self.begin_fetch();
+        if let Some(order) = self.cache.on_timer(now) {
+            self.begin_fetch(order.etag);
         } else if now >= self.lookup_ready_at
             && (!self.lookups.is_empty() || !self.again.is_empty())
         {

@@ -10,7 +10,8 @@ and can be told to misbehave:
     GET  /control?mode=M                         ok | 503 | empty | truncated | stall | huge | html
     GET  /control                                the mode, collection GETs served, last auth
     GET  /inventory.json                         a netbootd JSON inventory (--backend-http-url),
-                                                 with the same modes; POST replaces it
+                                                 with the same modes and an ETag (304 to a
+                                                 matching If-None-Match); POST replaces it
     GET  /v1/boot/M                              pixiecore's API: the answer POSTed for M, else 404
     GET  /boot/v1/bootscript?mac=M               a BSS-shaped boot script for an interface
                                                  it holds (404 otherwise): kernel and initrd
@@ -22,6 +23,7 @@ It listens on 127.0.0.1, or on SMD_BIND. With SMD_TLS_CERT and SMD_TLS_KEY set i
 (Python's ssl, that is OpenSSL), and with SMD_TLS_CLIENT_CA too it requires a client
 certificate issued by that CA.
 """
+import hashlib
 import json
 import os
 import ssl
@@ -32,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
 STATE = {"interfaces": [], "components": [], "inventory": {}, "pixiecore": {}, "mode": "ok",
-         "requests": 0, "auth": None}
+         "requests": 0, "auth": None, "not_modified": 0}
 LOCK = threading.Lock()
 
 PROBLEM_503 = {
@@ -49,8 +51,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def send(self, status, body, ctype="application/json", length=None):
+    def send(self, status, body, ctype="application/json", length=None, headers=()):
         self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.send_header("Connection", "close")
@@ -75,7 +79,8 @@ class Handler(BaseHTTPRequestHandler):
                 if "mode" in query:
                     STATE["mode"] = query["mode"][0]
                 body = json.dumps({"mode": STATE["mode"], "requests": STATE["requests"],
-                                   "auth": STATE["auth"]}).encode()
+                                   "auth": STATE["auth"],
+                                   "not_modified": STATE["not_modified"]}).encode()
             return self.send(200, body)
         if url.path == "/inventory.json":
             with LOCK:
@@ -84,6 +89,14 @@ class Handler(BaseHTTPRequestHandler):
                 mode = STATE["mode"]
                 body = json.dumps({} if mode == "empty" else STATE["inventory"],
                                   indent="\t").encode()
+                etag = '"%s"' % hashlib.sha256(body).hexdigest()[:16]
+                unchanged = mode == "ok" and self.headers.get("If-None-Match") == etag
+                if unchanged:
+                    STATE["not_modified"] += 1
+            if unchanged:
+                return self.send(304, b"", length=0, headers=[("ETag", etag)])
+            if mode == "ok":
+                return self.send(200, body, headers=[("ETag", etag)])
             return self.misbehave(mode, body, url)
         if url.path not in ("/hsm/v2/Inventory/EthernetInterfaces", "/hsm/v2/State/Components"):
             return self.send(404, json.dumps({"title": "Not Found", "status": 404}).encode(),
