@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let (interfaces, components) = data.split_at(data.len() / 2);
     let rules = SmdRules {
         subnets: vec![SubnetSettings {
+            name: "all".into(),
             cidr: Cidr::parse("10.0.0.0/8").unwrap(),
             gateway: None,
             name_servers: vec![],

@@ -255,6 +255,7 @@ impl Reader<'_> {
             return Err(errors);
         }
         Ok(SubnetSettings {
+            name: name.to_string(),
             cidr,
             gateway,
             name_servers,

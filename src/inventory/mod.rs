@@ -168,6 +168,9 @@ pub type Profiles = BTreeMap<String, BootProfile>;
 /// config file's `[subnets.NAME]` tables.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubnetSettings {
+    /// The table's name (`[subnets.NAME]`): SMD addresses whose `Network` is this name take
+    /// these settings.
+    pub name: String,
     pub cidr: crate::value::Cidr,
     pub gateway: Option<Ipv4Addr>,
     pub name_servers: Vec<Ipv4Addr>,

@@ -51,8 +51,16 @@ impl SmdRules {
         }
     }
 
-    /// The most specific subnet that holds `ip`.
-    fn subnet_of(&self, ip: Ipv4Addr) -> Option<&SubnetSettings> {
+    /// The subnet of an address: the table SMD's `Network` names (case aside), when it holds
+    /// the address; else, for an address without a `Network` or naming no table, the most
+    /// specific subnet that holds it. An address outside the table its `Network` names has
+    /// none (SMD and the configuration disagree).
+    fn subnet_of(&self, ip: Ipv4Addr, network: Option<&str>) -> Option<&SubnetSettings> {
+        if let Some(named) =
+            network.and_then(|n| self.subnets.iter().find(|s| s.name.eq_ignore_ascii_case(n)))
+        {
+            return named.cidr.contains(ip.into()).then_some(named);
+        }
         self.subnets
             .iter()
             .filter(|s| s.cidr.contains(ip.into()))
@@ -256,7 +264,8 @@ fn components(
 struct Interface {
     mac: String,
     component: String,
-    addresses: Vec<String>,
+    /// Each address with SMD's name of its network (`IPAddresses[].Network`), if given.
+    addresses: Vec<(String, Option<String>)>,
 }
 
 fn interfaces(body: &[u8]) -> Result<Vec<Interface>, Problem> {
@@ -272,8 +281,14 @@ fn interfaces(body: &[u8]) -> Result<Vec<Interface>, Problem> {
             .and_then(Value::as_array)
             .map(|ips| {
                 ips.iter()
-                    .filter_map(|ip| field(ip, "IPAddress").and_then(Value::as_str))
-                    .map(|a| a.chars().take(64).collect())
+                    .filter_map(|ip| {
+                        let address = field(ip, "IPAddress").and_then(Value::as_str)?;
+                        let network = field(ip, "Network")
+                            .and_then(Value::as_str)
+                            .filter(|n| !n.is_empty())
+                            .map(|n| n.chars().take(64).collect());
+                        Some((address.chars().take(64).collect(), network))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -317,7 +332,7 @@ fn host_name(text: &str) -> Option<String> {
 /// one per configured subnet, each a host address no other interface holds (others are
 /// passed over: the first address is the one that must be right).
 fn other_addresses(
-    addresses: &[String],
+    addresses: &[(String, Option<String>)],
     first: &SubnetSettings,
     rules: &SmdRules,
     by_ip: &mut HashMap<Ipv4Addr, MacAddr>,
@@ -325,11 +340,11 @@ fn other_addresses(
 ) -> Vec<Addressing> {
     let mut taken = vec![first.cidr];
     let mut others = Vec::new();
-    for text in addresses {
+    for (text, network) in addresses {
         let Ok(ip) = text.parse::<Ipv4Addr>() else {
             continue;
         };
-        let Some(subnet) = rules.subnet_of(ip) else {
+        let Some(subnet) = rules.subnet_of(ip, network.as_deref()) else {
             continue;
         };
         if taken.contains(&subnet.cidr) || not_a_host_address(ip).is_some() {
@@ -409,16 +424,19 @@ pub fn load(
             continue;
         }
         // The first address that lies in a configured subnet.
-        let chosen = addresses.iter().find_map(|a| {
+        let chosen = addresses.iter().find_map(|(a, network)| {
             let ip: Ipv4Addr = a.parse().ok()?;
-            let subnet = rules.subnet_of(ip)?;
+            let subnet = rules.subnet_of(ip, network.as_deref())?;
             Some((ip, subnet))
         });
         let Some((ip, subnet)) = chosen else {
+            let listed: Vec<&str> = addresses.iter().map(|(a, _)| a.as_str()).collect();
             refuse(
                 "IPAddresses",
                 mac_text,
-                format!("none of {addresses:?} is in a configured subnet"),
+                format!(
+                    "none of {listed:?} is in a configured subnet (or the one its Network names)"
+                ),
             );
             refused += 1;
             continue;
@@ -495,6 +513,7 @@ mod tests {
     fn rules() -> SmdRules {
         SmdRules {
             subnets: vec![SubnetSettings {
+                name: "bmc".into(),
                 cidr: crate::value::Cidr::parse("10.254.0.0/16").unwrap(),
                 gateway: Some("10.254.0.1".parse().unwrap()),
                 name_servers: vec!["10.254.0.2".parse().unwrap()],
@@ -629,6 +648,7 @@ mod tests {
     fn an_address_per_network_is_kept_and_chosen_by_the_network_asking() {
         let mut rules = rules();
         rules.subnets.push(SubnetSettings {
+            name: "hsn".into(),
             cidr: crate::value::Cidr::parse("10.100.0.0/24").unwrap(),
             gateway: Some("10.100.0.254".parse().unwrap()),
             name_servers: vec![],
@@ -718,6 +738,51 @@ mod tests {
             name("a4:bf:01:38:ee:03"),
             "x0c0s28b0n0",
             "no NID: the xname"
+        );
+    }
+
+    /// An address's SMD `Network` picks the table of that name (before the most specific one
+    /// holding it); an address outside the table its Network names is not used.
+    #[test]
+    fn an_addresss_network_name_picks_its_subnet_table() {
+        let table = |name: &str, cidr: &str, domain: &str| SubnetSettings {
+            name: name.into(),
+            cidr: crate::value::Cidr::parse(cidr).unwrap(),
+            gateway: None,
+            name_servers: vec![],
+            domain: Some(domain.into()),
+            lease_time: None,
+        };
+        let rules = SmdRules {
+            subnets: vec![
+                table("NMN", "10.0.0.0/8", "nmn.example"),
+                table("small", "10.1.0.0/16", "small.example"),
+                table("HMN", "10.254.0.0/16", "hmn.example"),
+            ],
+            hostnames: Patterns::new(),
+        };
+        let interfaces = r#"[
+          {"MACAddress":"a4:bf:01:38:ee:01","ComponentID":"x1","IPAddresses":[{"IPAddress":"10.1.2.3","Network":"nmn"}]},
+          {"MACAddress":"a4:bf:01:38:ee:02","ComponentID":"x1","IPAddresses":[{"IPAddress":"10.1.2.4"}]},
+          {"MACAddress":"a4:bf:01:38:ee:03","ComponentID":"x1","IPAddresses":[
+            {"IPAddress":"10.1.2.5","Network":"HMN"},{"IPAddress":"10.254.0.5","Network":"HMN"}]}
+        ]"#;
+        let components = r#"{"Components":[{"ID":"x1","Type":"NodeBMC","Enabled":true}]}"#;
+        let loaded = load(interfaces.as_bytes(), components.as_bytes(), &rules).unwrap();
+        let m = |mac: &str| loaded.inventory.by_mac(mac.parse().unwrap()).unwrap();
+        let one = m("a4:bf:01:38:ee:01");
+        assert_eq!(
+            (one.domain_name.as_deref(), one.subnet_mask),
+            (Some("nmn.example"), Some("255.0.0.0".parse().unwrap()))
+        );
+        assert_eq!(
+            m("a4:bf:01:38:ee:02").domain_name.as_deref(),
+            Some("small.example")
+        );
+        let three = m("a4:bf:01:38:ee:03");
+        assert_eq!(
+            (three.ip_address, three.domain_name.as_deref()),
+            (Some("10.254.0.5".parse().unwrap()), Some("hmn.example"))
         );
     }
 }
