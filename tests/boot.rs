@@ -488,12 +488,7 @@ fn smd_standin(lab: &Lab, dir: &TempDir) -> Reaped {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the SMD stand-in starts");
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    common::wait_ready(&mut child);
     Reaped(child)
 }
 

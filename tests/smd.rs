@@ -45,12 +45,7 @@ impl Standin {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 runs");
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
+        common::wait_ready(&mut child);
         let tls = env.iter().any(|(k, _)| *k == "SMD_TLS_CERT");
         let client = env.iter().any(|(k, _)| *k == "SMD_TLS_CLIENT_CA");
         let mut curl = Vec::new();
@@ -677,12 +672,7 @@ fn pixiecore_api_answers_boot_machines_in_proxy_mode() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the stand-in starts");
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(api.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    common::wait_ready(&mut api);
     let api = Standin {
         child: api,
         base: format!("http://127.0.0.1:{api_port}"),

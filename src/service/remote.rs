@@ -793,12 +793,18 @@ fn look_up(
         .filter(|m| macs.contains(&m.mac))
         .cloned()
         .collect();
+    Ok(add_found(current, found))
+}
+
+/// `current` with the machines a look-up found added, and those of them that went in (one
+/// whose MAC or address is already served is not).
+fn add_found(current: &Inventory, found: Vec<Machine>) -> (Inventory, Vec<Machine>) {
     let (merged, clashing) = current.with_added(found.clone());
     let found = found
         .into_iter()
         .filter(|m| !clashing.iter().any(|c| c.mac == m.mac))
         .collect();
-    Ok((merged, found))
+    (merged, found)
 }
 
 /// Asks pixiecore's API for each of `macs` (on the job's thread) and returns `current` with
@@ -822,12 +828,7 @@ fn ask_pixiecore(
             Err(why) => warn!("pixiecore: {path}: {why}: not answered"),
         }
     }
-    let (merged, clashing) = current.with_added(found.clone());
-    let found = found
-        .into_iter()
-        .filter(|m| !clashing.iter().any(|c| c.mac == m.mac))
-        .collect();
-    Ok((merged, found))
+    Ok(add_found(current, found))
 }
 
 /// Fetches the source's snapshot and validates it (on the job's thread).

@@ -156,6 +156,16 @@ pub fn start_http_only(args: &[&str]) -> (Server, String) {
     (server, format!("http://127.0.0.1:{port}"))
 }
 
+/// Waits for a helper that prints `ready` on its standard output (piped) once it listens.
+pub fn wait_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the helper did not start");
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
