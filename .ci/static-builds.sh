@@ -14,7 +14,7 @@
 # component; rustup has none for the router CPUs) and zig supplies musl and the linker, through
 # cargo-zigbuild. That standard library is built at the profile's size optimisation and
 # without backtrace symbolization (its DWARF reader could only read symbols that strip removes):
-# aarch64 with every feature shrinks from 1.94 to 1.64 MiB. A panic still prints its message.
+# aarch64 with every feature shrinks from 1.85 to 1.64 MiB. A panic still prints its message.
 # ring (TLS) has C and assembly: zig compiles them for every target. This script installs what
 # is missing: rust-src, cargo-zigbuild (cargo install) and zig (the PyPI package ziglang, into
 # target/tools). `cross` with cross.toml is the Docker alternative.
