@@ -937,24 +937,14 @@ fn an_smd_node_gets_its_lease_from_udhcpc() {
         "netbootd.toml",
         "[subnets.lab]\ncidr = \"10.77.0.0/16\"\ngateway = \"10.77.0.1\"\ndns = [\"10.77.0.1\"]\ndomain = \"cluster.example\"\nlease-time = 600\n",
     );
-    let mut cmd = lab.srv.command(&[BIN]);
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--backend-smd-url",
-            "http://127.0.0.1:27779",
+    let mut server = smd_netbootd(
+        &lab,
+        &config,
+        &[
             "--ipxe-script-url-template",
             "http://10.77.0.1:8081/boot/v1/bootscript?mac={mac}&xname={xname}",
-            "--dhcp-iface",
-            "s0",
-            "--tftp-enabled=false",
-            "--syslog-enabled=false",
-            "--http-ipxe-binary-enabled=false",
-            "--http-ipxe-script-enabled=false",
-        ]);
-    let mut server = Server::spawn(cmd);
+        ],
+    );
     server.wait_for("smd: snapshot in service: 1 machines (1 netboot)", LIMIT);
     let hook = write_hook(&dir);
     let out = lab
@@ -1076,6 +1066,28 @@ fn smd_post(lab: &Lab, path: &str, body: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// netbootd in the server's namespace on the SMD stand-in, DHCP only (packet socket on s0),
+/// with `extra` options.
+fn smd_netbootd(lab: &Lab, config: &Path, extra: &[&str]) -> Server {
+    let mut cmd = lab.srv.command(&[BIN]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--backend-smd-url",
+            "http://127.0.0.1:27779",
+            "--dhcp-iface",
+            "s0",
+            "--tftp-enabled=false",
+            "--syslog-enabled=false",
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+        ])
+        .args(extra);
+    Server::spawn(cmd)
+}
+
 /// Node 7 with `ip` in the stand-in.
 fn smd_node(lab: &Lab, ip: &str) {
     smd_post(
@@ -1108,28 +1120,18 @@ fn smd_down_serves_the_cache_and_a_changed_address_follows_smd() {
     );
     let state = dir.path("state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut cmd = lab.srv.command(&[BIN]);
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--backend-smd-url",
-            "http://127.0.0.1:27779",
+    let mut server = smd_netbootd(
+        &lab,
+        &config,
+        &[
             "--backend-smd-refresh",
             "1s",
             "--backend-smd-timeout",
             "1s",
             "--state-dir",
             state.to_str().unwrap(),
-            "--dhcp-iface",
-            "s0",
-            "--tftp-enabled=false",
-            "--syslog-enabled=false",
-            "--http-ipxe-binary-enabled=false",
-            "--http-ipxe-script-enabled=false",
-        ]);
-    let mut server = Server::spawn(cmd);
+        ],
+    );
     server.wait_for("smd: snapshot in service: 1 machines", LIMIT);
     let hook = write_hook(&dir);
     let lease = |dir: &TempDir| {
