@@ -117,9 +117,15 @@ impl Client {
         self.socket.send_to(bytes, to).unwrap();
     }
 
-    /// The next packet, with its sender; panics after 3 s.
+    /// The next packet, with its sender; panics after 3 s. A signal that interrupts the wait
+    /// (EINTR) does not count as no reply.
     fn recv(&mut self) -> (Packet<'_>, SocketAddr) {
-        let (len, from) = self.socket.recv_from(&mut self.buf).expect("a reply");
+        let (len, from) = loop {
+            match self.socket.recv_from(&mut self.buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other.expect("a reply"),
+            }
+        };
         (Packet::parse(&self.buf[..len]).expect("parses"), from)
     }
 
