@@ -58,6 +58,9 @@ struct Lookup {
     macs: Vec<MacAddr>,
     /// The store's generation the merge was built on: stale if a refresh came meanwhile.
     base: u64,
+    /// pixiecore answers were asked for again: the merge may drop machines, so it goes into
+    /// service even when nothing new was found.
+    renewed: bool,
     /// The inventory with the machines found added, and what was found.
     result: Result<(Inventory, Vec<Machine>), String>,
 }
@@ -357,6 +360,7 @@ impl RemoteService {
         let room = PIXIECORE_BATCH.saturating_sub(macs.len());
         let again: Vec<MacAddr> = self.again.drain(..room.min(self.again.len())).collect();
         macs.extend(&again);
+        let renewed = !again.is_empty();
         let current = if again.is_empty() {
             current
         } else {
@@ -379,6 +383,7 @@ impl RemoteService {
                 Done::Looked(Box::new(Lookup {
                     macs: job_macs,
                     base,
+                    renewed,
                     result,
                 }))
             },
@@ -386,6 +391,7 @@ impl RemoteService {
                 Done::Looked(Box::new(Lookup {
                     macs,
                     base,
+                    renewed,
                     result: Err("the look-up failed unexpectedly (a netbootd bug)".into()),
                 }))
             },
@@ -429,11 +435,12 @@ impl RemoteService {
                 &[("source", who), ("result", "not_found")],
             );
         }
-        let before = self.store.snapshot();
-        // Nothing found and nothing gone (a pixiecore answer asked again may be).
-        if found.is_empty() && merged.len() == before.len() {
+        // Nothing found, and no pixiecore answer asked again (whose merge may drop machines):
+        // nothing to put in service (SMD's empty look-up result is no inventory).
+        if found.is_empty() && !lookup.renewed {
             return;
         }
+        let before = self.store.snapshot();
         if self.store.generation() != lookup.base {
             // A refresh came meanwhile: it holds what SMD has now (the machine included).
             return;
