@@ -53,6 +53,13 @@ pub fn main() -> i32 {
     if argv.first().is_some_and(|a| a == "openwrt-config") {
         return openwrt_config(argv.get(1).map(String::as_str));
     }
+    // `unknown --yaml`: a switch of that command only.
+    let unknown_yaml =
+        argv.first().is_some_and(|a| a == "unknown") && argv.iter().any(|a| a == "--yaml");
+    let argv: Vec<String> = argv
+        .into_iter()
+        .filter(|a| !(unknown_yaml && a == "--yaml"))
+        .collect();
     let flags = match args::parse(&argv) {
         Ok(flags) => flags,
         Err(message) => {
@@ -65,8 +72,10 @@ pub fn main() -> i32 {
         return 0;
     }
     let command = flags.command.clone().unwrap_or_else(|| "serve".into());
-    if !matches!(command.as_str(), "serve" | "check" | "config") {
-        eprintln!("netbootd: unknown command {command:?} (expected serve, check or config)");
+    if !matches!(command.as_str(), "serve" | "check" | "config" | "unknown") {
+        eprintln!(
+            "netbootd: unknown command {command:?} (expected serve, check, config or unknown)"
+        );
         return 2;
     }
     // vars_os: `vars()` panics on a variable that is not UTF-8, anywhere in the environment.
@@ -83,6 +92,7 @@ pub fn main() -> i32 {
     };
     match command.as_str() {
         "check" => check(&config),
+        "unknown" => unknown(&config, unknown_yaml),
         "config" => {
             print!("{}", describe_settings(&settings, &config));
             0
@@ -93,6 +103,89 @@ pub fn main() -> i32 {
             serve(settings, config, source)
         }
     }
+}
+
+/// `netbootd unknown [--yaml]`: the discovery list as the pool journal in `--state-dir` holds
+/// it (new MACs, their facts and pool addresses are written at once; DISCOVER counts and
+/// last-seen times at the journal's next rewrite, at most a minute later, and at shutdown).
+/// `--yaml` prints a hardware-file entry per MAC, with its pool address as the reservation.
+fn unknown(config: &Config, yaml: bool) -> i32 {
+    use crate::policy::pool::{journal, Pools};
+    let path = config.state_dir.join(crate::io::pool_journal::FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            eprintln!("netbootd: {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut pools = Pools::new(config.pools.clone(), Vec::new());
+    for record in journal::read(&bytes).records {
+        pools.replay(record);
+    }
+    let mut seen: Vec<_> = pools.discovered().cloned().collect();
+    seen.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.mac.cmp(&b.mac)));
+    let time = |ms: u64| crate::wire::json::rfc3339_utc(ms);
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    if yaml {
+        println!(
+            "# netbootd unknown --yaml: {} machines not in the inventory",
+            seen.len()
+        );
+        for d in &seen {
+            let settings = d
+                .address
+                .and_then(|ip| config.pools.iter().find(|p| p.in_range(ip)));
+            println!(
+                "# first seen {}, last seen {}, {} DISCOVERs via {}; arch {}; vendor class {}; host name {}",
+                time(d.first_seen),
+                time(d.last_seen),
+                d.discovers,
+                d.via,
+                d.arch.map_or_else(|| "-".into(), |a| a.to_string()),
+                dash(&d.vendor_class),
+                dash(&d.hostname)
+            );
+            println!("{}:", d.mac);
+            match (d.address, settings) {
+                (Some(ip), Some(p)) => {
+                    println!("  ipAddress: {ip}  # its pool address: change it to the reservation");
+                    println!("  subnetMask: {}", p.mask());
+                    if let Some(gw) = p.gateway {
+                        println!("  defaultGateway: {gw}");
+                    }
+                }
+                _ => println!("  # ipAddress: (none given yet)"),
+            }
+            if let Some(host) = &d.hostname {
+                println!("  hostname: {host}");
+            }
+            println!("  netboot:\n    allowPxe: {}", d.arch.is_some());
+        }
+        return 0;
+    }
+    println!(
+        "{:<17}  {:<20}  {:<20}  {:>9}  {:<16}  {:>4}  {:<15}  vendor class / host name",
+        "MAC", "first seen", "last seen", "discovers", "via", "arch", "pool address"
+    );
+    for d in &seen {
+        let stamp = |ms: u64| time(ms).chars().take(19).collect::<String>();
+        println!(
+            "{:<17}  {:<20}  {:<20}  {:>9}  {:<16}  {:>4}  {:<15}  {} / {}",
+            d.mac,
+            stamp(d.first_seen),
+            stamp(d.last_seen),
+            d.discovers,
+            d.via,
+            d.arch.map_or_else(|| "-".into(), |a| a.to_string()),
+            d.address.map_or_else(|| "-".into(), |a| a.to_string()),
+            dash(&d.vendor_class),
+            dash(&d.hostname)
+        );
+    }
+    println!("{} unknown MACs (journal {})", seen.len(), path.display());
+    0
 }
 
 /// `netbootd openwrt-config /etc/config/netbootd`: prints the TOML that UCI file means.
@@ -130,11 +223,12 @@ pub fn load_config(
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = Settings::resolve(flags, env, file.as_ref());
-    let (profiles, subnets, hostnames) = file
-        .map(|f| (f.profiles, f.subnets, f.hostnames))
+    let (profiles, subnets, hostnames, pools) = file
+        .map(|f| (f.profiles, f.subnets, f.hostnames, f.pools))
         .unwrap_or_default();
     let mut config = Config::from_settings(&settings, profiles, &SystemHost)
         .and_then(|c| c.with_source_tables(subnets, hostnames))
+        .and_then(|c| c.with_pools(pools))
         .map_err(|e| e.0)?;
     for var in Settings::unknown_env(env) {
         config.warnings.push(format!(
@@ -426,6 +520,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         metrics,
         source: Default::default(),
         lookups: Default::default(),
+        pools: Default::default(),
     };
     let Some(services) = start_services(&config, &ctx) else {
         return 1;
@@ -509,11 +604,12 @@ fn describe_settings(settings: &Settings, config: &Config) -> String {
 pub fn help_text() -> String {
     let mut out = format!(
         "netbootd {VERSION}: network-boot bare-metal machines (DHCP, TFTP, HTTP, syslog)\n\n\
-         Usage: netbootd [serve|check|config] [--option value | --option=value ...]\n\n\
+         Usage: netbootd [serve|check|config|unknown] [--option value | --option=value ...]\n\n\
          Commands:\n  \
            serve   run the server (the default)\n  \
            check   validate the configuration and the hardware file; print warnings and a summary\n  \
            config  print every option's effective value and where it came from\n  \
+           unknown print the unknown MACs the address pools saw (--yaml: as hardware-file entries)\n  \
            openwrt-config FILE  print the TOML an OpenWrt UCI file means (for the init script)\n\n\
          Every option can also be set in the environment (NETBOOTD_<NAME>; Smee's options also\n\
          SMEE_<NAME>) and in the TOML file given by --config (default {}).\n\

@@ -7,10 +7,10 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::netns::{need_root_and, udhcpc_args, Lab, SRV_IP};
+use common::netns::{hook_env, need_root_and, udhcpc_args, write_hook, Lab, SRV_IP};
 use common::{text, Server, TempDir, BIN};
 use netbootd::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 
@@ -45,30 +45,6 @@ const HARDWARE: &str = r#"
 "#;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Writes the hook that dhclient, udhcpc and dhcpcd call: it appends the client's variables to
-/// `hook.env` and applies the address inside the client namespace only.
-fn write_hook(dir: &TempDir) -> PathBuf {
-    let env = dir.path("hook.env");
-    let hook = dir.write(
-        "hook.sh",
-        &format!(
-            "#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nev=${{reason:-$1}}\n\
-             {{ echo \"event=$ev\"; env | sort; }} >> {env}\n\
-             case $ev in\n\
-               BOUND|RENEW|REBIND|REBOOT) ip addr replace \"$new_ip_address/$new_subnet_mask\" dev \"$interface\" ;;\n\
-               bound|renew) ip addr replace \"$ip/$mask\" dev \"$interface\" ;;\n\
-             esac\nexit 0\n",
-            env = env.display()
-        ),
-    );
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    hook
-}
-
-fn hook_env(dir: &TempDir) -> String {
-    std::fs::read_to_string(dir.path("hook.env")).unwrap_or_default()
-}
 
 /// netbootd in the server namespace on `s0`, DHCP only.
 fn start_server(lab: &Lab, dir: &TempDir, hardware: &str, extra: &[&str]) -> Server {

@@ -25,7 +25,7 @@ say() { printf '\n== %s\n' "$*"; }
 # Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv;
 # static builds (.ci/cross-check.sh, benches/footprint.sh): qemu-user, file, and python3-pip
 # to fetch zig for the armv7 and mipsel builds.
-APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin
+APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin tcpdump
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
   systemd util-linux qemu-user file)
 missing=()

@@ -34,6 +34,8 @@ pub struct ConfigFile {
     pub subnets: Subnets,
     /// `[hostnames]`: a pattern per SMD component type (lowercase) and `default`.
     pub hostnames: hostname::Patterns,
+    /// `[[pool]]`: address pools for unknown machines, in file order.
+    pub pools: Vec<super::pools::PoolSettings>,
 }
 
 struct Reader<'a> {
@@ -87,6 +89,9 @@ impl Reader<'_> {
                 }
                 DeValue::Table(inner) if path.is_empty() && key.get_ref() == "hostnames" => {
                     self.hostnames(inner)
+                }
+                DeValue::Array(items) if path.is_empty() && key.get_ref() == "pool" => {
+                    self.pools(items, line)
                 }
                 DeValue::Table(inner) => self.table(inner, &key_path),
                 _ => self.option(value, &key_path, line),
@@ -171,6 +176,28 @@ impl Reader<'_> {
                     self.file,
                     name.get_ref()
                 )),
+            }
+        }
+    }
+
+    /// `[[pool]]`: one table per pool (see [`super::pools::parse_pool`]).
+    fn pools(&mut self, items: &[Spanned<DeValue<'_>>], line: usize) {
+        for (i, item) in items.iter().enumerate() {
+            let node = inventory::toml::node(item, &self.index);
+            if !matches!(item.get_ref(), DeValue::Table(_)) {
+                self.errors.push(format!(
+                    "{}:{line}: pool: expected [[pool]] tables",
+                    self.file
+                ));
+                continue;
+            }
+            let file = self.file.clone();
+            let at = move |line: usize, key: &str, why: String| {
+                format!("{file}:{line}: pool[{}].{key}: {why}", i + 1)
+            };
+            match super::pools::parse_pool(&node, i + 1, &at) {
+                Ok(pool) => self.out.pools.push(pool),
+                Err(errors) => self.errors.extend(errors),
             }
         }
     }

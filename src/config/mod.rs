@@ -6,6 +6,7 @@
 pub mod args;
 pub mod file;
 pub mod options;
+pub mod pools;
 pub mod reload;
 pub mod uci;
 
@@ -448,6 +449,8 @@ pub struct Config {
     pub subnets: Subnets,
     /// The config file's `[hostnames]`: how SMD machines are named, by component type.
     pub hostnames: crate::inventory::hostname::Patterns,
+    /// The config file's `[[pool]]` tables: addresses for machines the inventory does not know.
+    pub pools: Vec<pools::PoolSettings>,
     /// `--log-budget-lines`, `--log-budget-bytes`: a second's client-caused log lines.
     pub log_budget_lines: u32,
     pub log_budget_bytes: u64,
@@ -797,6 +800,7 @@ impl Config {
             profiles,
             subnets: Subnets::new(),
             hostnames: Default::default(),
+            pools: Vec::new(),
             warnings,
         })
     }
@@ -815,6 +819,44 @@ impl Config {
             ));
         }
         self.subnets = subnets;
+        Ok(self)
+    }
+
+    /// Adds the config file's `[[pool]]` tables: a pool's boot profile must exist; pools are a
+    /// reservation-mode feature (an error with DHCP off, ignored with a warning in the proxy
+    /// modes, which never hand out addresses).
+    pub fn with_pools(
+        mut self,
+        mut pools: Vec<pools::PoolSettings>,
+    ) -> Result<Config, ConfigError> {
+        if pools.is_empty() {
+            return Ok(self);
+        }
+        pools::check_pools(&pools).map_err(ConfigError)?;
+        if !self.dhcp.enabled {
+            return Err(ConfigError(
+                "[[pool]] tables need netbootd's DHCP (--dhcp-mode reservation): DHCP is off"
+                    .into(),
+            ));
+        }
+        if self.dhcp.mode != DhcpMode::Reservation {
+            self.warnings.push(format!(
+                "[[pool]] tables are ignored in --dhcp-mode {}: only reservation mode hands out addresses",
+                self.dhcp.mode.as_str()
+            ));
+        }
+        for pool in &mut pools {
+            if let pools::PoolBoot::Profile(name, resolved) = &mut pool.boot {
+                let profile = self.profiles.get(name.as_str()).ok_or_else(|| {
+                    ConfigError(format!(
+                        "pool {}: boot = {name:?} names no [profiles.{name}] table (or use \"reboot\")",
+                        pool.name
+                    ))
+                })?;
+                *resolved = Some(profile.clone());
+            }
+        }
+        self.pools = pools;
         Ok(self)
     }
 

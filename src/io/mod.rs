@@ -14,7 +14,9 @@ pub mod limits;
 pub mod logger;
 pub mod netif;
 pub mod packet;
+pub mod pool_journal;
 pub mod privileges;
+pub mod probe;
 pub mod signals;
 #[cfg(feature = "remote")]
 pub mod tls;

@@ -91,7 +91,7 @@ impl AsFd for PacketSocket {
 }
 
 /// `sockaddr_ll` for binding to (interface, protocol).
-fn link_address(ifindex: u32, protocol: u16) -> SockAddr {
+pub(crate) fn link_address(ifindex: u32, protocol: u16) -> SockAddr {
     let mut storage = SockAddrStorage::zeroed();
     // SAFETY: sockaddr_ll is one of the platform's sockaddr types and fits in the storage
     // (checked by view_as); every field is plain data and the rest stays zeroed.

@@ -11,8 +11,10 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::config::pools::PoolSettings;
 use crate::config::{Dhcp, DhcpMode};
-use crate::inventory::{Inventory, Machine};
+use crate::inventory::{Inventory, Machine, Netboot};
+use crate::policy::pool::{Ask, AskKind, ClientKey, Decision, Quiet};
 use crate::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 use crate::wire::{pxe, MacAddr};
 
@@ -155,6 +157,8 @@ pub enum Silence {
     UnlistedRelay(Ipv4Addr),
     /// A ciaddr no client can have, or an unrelayed INFORM whose ciaddr is not its source.
     ForgedClientAddress(Ipv4Addr),
+    /// An unknown MAC the address pool does not answer.
+    Pool(Quiet),
 }
 
 impl Silence {
@@ -181,6 +185,10 @@ impl Silence {
             Silence::ForgedRelay(_) => "forged_relay",
             Silence::UnlistedRelay(_) => "unlisted_relay",
             Silence::ForgedClientAddress(_) => "forged_client_address",
+            Silence::Pool(Quiet::NoPool) => "unknown_machine",
+            Silence::Pool(Quiet::Full { .. }) => "pool_full",
+            Silence::Pool(Quiet::Probing(_)) => "pool_probing",
+            Silence::Pool(Quiet::NoLease) => "no_pool_lease",
         }
     }
 
@@ -246,6 +254,7 @@ impl fmt::Display for Silence {
             Silence::ForgedClientAddress(ip) => {
                 write!(f, "ciaddr {ip} is not the client's address")
             }
+            Silence::Pool(quiet) => write!(f, "{quiet}"),
         }
     }
 }
@@ -519,11 +528,17 @@ fn inform_ack(msg: &Message, client: &Client, machine: &Machine, cfg: &Dhcp) -> 
 }
 
 fn nak(msg: &Message, requested: Ipv4Addr, reserved: Ipv4Addr, cfg: &Dhcp) -> Reply {
+    nak_saying(
+        msg,
+        format!("{requested} is not yours; your address is {reserved}"),
+        cfg,
+    )
+}
+
+/// A NAK with `why` in option 56.
+fn nak_saying(msg: &Message, why: String, cfg: &Dhcp) -> Reply {
     let mut reply = reply_to(msg, MessageType::Nak, cfg);
-    reply.options.set(
-        code::MESSAGE,
-        format!("{requested} is not yours; your address is {reserved}").into_bytes(),
-    );
+    reply.options.set(code::MESSAGE, why.into_bytes());
     if !msg.giaddr.is_unspecified() {
         reply.flags |= BROADCAST_FLAG;
     }
@@ -845,6 +860,104 @@ fn boot_server(
         to,
         boot: Some(boot),
     })
+}
+
+/// What an unknown MAC's message asks of the address pool. REQUESTs, RELEASEs and DECLINEs
+/// naming another server are not ours.
+pub fn pool_ask(msg: &Message, cfg: &Dhcp) -> Result<Ask, Silence> {
+    let mac = msg.mac().ok_or(Silence::NotEthernet)?;
+    let msg_type = msg.message_type().ok_or(Silence::NoMessageType)?;
+    if let Some(server) = msg.server_id().filter(|s| *s != cfg.ip_for_packet) {
+        return Err(Silence::OtherServer(server));
+    }
+    let ciaddr = Some(msg.ciaddr).filter(|ip| !ip.is_unspecified());
+    let kind = match msg_type {
+        MessageType::Discover => AskKind::Discover {
+            requested: msg.requested_address(),
+        },
+        MessageType::Request => match (msg.server_id(), msg.requested_address(), ciaddr) {
+            (Some(_), Some(requested), _) => AskKind::Select { requested },
+            (None, Some(requested), None) => AskKind::InitReboot { requested },
+            (_, _, Some(ciaddr)) => AskKind::Renew { ciaddr },
+            _ => return Err(Silence::NoRequestedAddress),
+        },
+        MessageType::Release => AskKind::Release {
+            ciaddr: ciaddr.ok_or(Silence::Released(msg.ciaddr))?,
+        },
+        MessageType::Decline => AskKind::Decline {
+            requested: msg.requested_address().ok_or(Silence::Declined(None))?,
+        },
+        other => return Err(Silence::UnexpectedType(other)),
+    };
+    Ok(Ask {
+        kind,
+        client: ClientKey::new(msg.options.get(code::CLIENT_ID), mac),
+        mac,
+        network: network_of(msg, cfg),
+    })
+}
+
+/// The network a request comes from: the relay's, else the server's own address's.
+pub fn network_of(msg: &Message, cfg: &Dhcp) -> Ipv4Addr {
+    if msg.giaddr.is_unspecified() {
+        cfg.ip_for_packet
+    } else {
+        msg.giaddr
+    }
+}
+
+/// Where iPXE on an unknown machine finds its script: `/unknown.ipxe` on the script server.
+pub fn unknown_script_url(cfg: &Dhcp) -> String {
+    let base = crate::config::UrlBase {
+        path: "/unknown.ipxe".into(),
+        ..cfg.ipxe_script_base.clone()
+    };
+    base.to_string()
+}
+
+/// A pool client as a machine record: the pool's address and network settings, and, when it
+/// netboots, the iPXE binary for its architecture, then [`unknown_script_url`].
+pub fn pool_machine(mac: MacAddr, ip: Ipv4Addr, s: &PoolSettings, cfg: &Dhcp) -> Machine {
+    Machine {
+        mac,
+        ip_address: Some(ip),
+        subnet_mask: Some(s.mask()),
+        default_gateway: s.gateway,
+        name_servers: s.name_servers.clone(),
+        domain_name: s.domain.clone(),
+        lease_time: s.lease_time,
+        netboot: Netboot {
+            allow_pxe: true,
+            ipxe_script_url: Some(unknown_script_url(cfg)),
+            ..Netboot::default()
+        },
+        ..Machine::default()
+    }
+}
+
+/// The reply for the pool's decision (`settings` of the pool it names).
+pub fn pool_reply(
+    msg: &Message,
+    decision: &Decision,
+    settings: Option<&PoolSettings>,
+    cfg: &Dhcp,
+) -> Verdict {
+    let client = classify(msg, cfg);
+    let mac = msg.mac().ok_or(Silence::NotEthernet)?;
+    let lease = |msg_type, ip| {
+        let s = settings.ok_or(Silence::Pool(Quiet::NoPool))?;
+        let machine = pool_machine(mac, ip, s, cfg);
+        Ok(lease_reply(msg, msg_type, &client, &machine, cfg))
+    };
+    match decision {
+        Decision::Offer { ip, .. } => lease(MessageType::Offer, *ip),
+        Decision::Ack { ip, .. } => lease(MessageType::Ack, *ip),
+        Decision::Nak { why } => Ok(nak_saying(msg, why.clone(), cfg)),
+        Decision::Probe { ip, .. } => Err(Silence::Pool(Quiet::Probing(*ip))),
+        Decision::Released(ip) => Err(Silence::Released(*ip)),
+        Decision::Declined(ip) => Err(Silence::Declined(Some(*ip))),
+        Decision::Silent(quiet) => Err(Silence::Pool(quiet.clone())),
+    }
 }
 
 #[cfg(test)]

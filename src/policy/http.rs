@@ -36,6 +36,11 @@ pub enum Route {
     Asset(String),
     Health,
     Metrics,
+    /// `/unknown.ipxe` (any directory): the script of the address pool the client's address
+    /// lies in (reboot after a while, or the pool's boot profile).
+    UnknownScript,
+    /// `/unknown`: the discovery list and the pools' leases, as JSON.
+    Unknown,
     /// With the reason, for the log.
     NotFound(&'static str),
 }
@@ -49,6 +54,8 @@ impl Route {
             Route::Asset(_) => "assets",
             Route::Health => "healthcheck",
             Route::Metrics => "metrics",
+            Route::UnknownScript => "script",
+            Route::Unknown => "unknown",
             Route::NotFound(_) => "other",
         }
     }
@@ -76,6 +83,8 @@ pub fn route(path: &str) -> Route {
         ["assets", rest @ ..] if !rest.is_empty() => Route::Asset(rest.join("/")),
         ["healthcheck"] => Route::Health,
         ["metrics"] => Route::Metrics,
+        ["unknown"] => Route::Unknown,
+        [.., "unknown.ipxe"] => Route::UnknownScript,
         // Smee: any path ending in auto.ipxe; the element before it names the machine when
         // it is a MAC, else the machine is the client's address.
         [.., before, "auto.ipxe"] => match MacAddr::parse(before) {
@@ -160,6 +169,8 @@ pub enum ScriptKind {
     Hook,
     /// Smee's static script, for a machine with no record in auto-proxy mode.
     Static,
+    /// The address pool's: sleep, then reboot, until the machine is known.
+    Reboot,
 }
 
 impl ScriptKind {
@@ -170,6 +181,7 @@ impl ScriptKind {
             ScriptKind::Profile => "profile",
             ScriptKind::Hook => "hook",
             ScriptKind::Static => "static",
+            ScriptKind::Reboot => "reboot",
         }
     }
 }
@@ -231,6 +243,34 @@ pub fn unknown_machine_script(s: &ScriptSettings) -> Result<(ScriptKind, String)
             Some(osie) => static_hook_script(osie, s).map(|t| (ScriptKind::Static, t)),
             None => Err(NoScript::NothingToBoot),
         },
+    }
+}
+
+/// The script of the pool whose network holds `client` (the first pool when none does):
+/// a reboot after the pool's `reboot-sleep`, or its boot profile.
+pub fn pool_script(
+    pools: &[crate::config::pools::PoolSettings],
+    client: IpAddr,
+    s: &ScriptSettings,
+) -> Result<(ScriptKind, String), NoScript> {
+    use crate::config::pools::PoolBoot;
+    let pool = pools
+        .iter()
+        .find(|p| p.subnet.contains(client))
+        .or(pools.first())
+        .ok_or(NoScript::UnknownMachine)?;
+    match &pool.boot {
+        PoolBoot::Reboot { sleep } => Ok((
+            ScriptKind::Reboot,
+            format!(
+                "#!ipxe\n# netbootd: pool {name}: this machine is not in the inventory yet\n\necho netbootd: ${{mac}} is not in the inventory yet (pool {name}); rebooting in {sleep} s\nsleep {sleep}\nreboot\n",
+                name = pool.name
+            ),
+        )),
+        PoolBoot::Profile(name, Some(profile)) => {
+            profile_script("${mac}", Some(name), profile, s).map(|t| (ScriptKind::Profile, t))
+        }
+        PoolBoot::Profile(_, None) => Err(NoScript::NothingToBoot),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod dhcp;
 pub mod event;
 pub mod http;
+pub mod pool;
 pub mod served;
 pub mod source;
 pub mod syslog;

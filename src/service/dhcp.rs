@@ -8,7 +8,13 @@
 //!   request came in on (IP_PKTINFO).
 //! - Always: the PXE boot server on UDP 4011.
 //!
-//! Decisions are [`crate::policy::dhcp`]'s; this module only does the I/O and the log line.
+//! - With `[[pool]]` tables (reservation mode): unknown MACs go to the address pool
+//!   ([`crate::policy::pool`]); a new address is probed first (the DISCOVER waits, then is
+//!   decided again), and a pool ACK leaves only once its journal record is synced: the ACKs
+//!   of one batch of datagrams share one `fdatasync`.
+//!
+//! Decisions are [`crate::policy::dhcp`]'s and [`crate::policy::pool`]'s; this module only
+//! does the I/O and the log line.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -16,19 +22,25 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{debug, log_enabled, warn, Level};
+use log::{debug, error, info, log_enabled, warn, Level};
 
-use crate::config::{Config, Dhcp};
+use crate::config::{Config, Dhcp, DhcpMode};
+use crate::inventory::Inventory;
 use crate::inventory::InventoryStore;
 use crate::io::packet::{PacketSocket, DROP_ALL};
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
-use crate::policy::dhcp::{classify, decide, screen, Destination, Port, Reply, Source, Verdict};
+use crate::policy::dhcp::{
+    classify, decide, network_of, pool_ask, pool_reply, screen, Destination, Port, Reply, Silence,
+    Source, Verdict,
+};
 use crate::policy::event::Event;
+use crate::policy::pool::{printable, Decision, Quiet, Sighting};
 use crate::service::log_gate::LogGate;
 use crate::service::metrics::Metrics;
+use crate::service::pool::{wall_ms, PoolRuntime, ProbeBy, MAX_PROBES, PROBE_WAIT};
 use crate::service::{Context, Service};
-use crate::wire::dhcp::{Message, MessageType, CLIENT_PORT, PXE_PORT, SERVER_PORT};
+use crate::wire::dhcp::{code, Message, MessageType, CLIENT_PORT, PXE_PORT, SERVER_PORT};
 use crate::wire::frame::{emit_udp_frame, parse_udp_frame};
 use crate::wire::MacAddr;
 
@@ -57,9 +69,30 @@ pub struct DhcpService {
     input: Input,
     boot_server: UdpEndpoint,
     buf: Vec<u8>,
+    /// The address pool, with `[[pool]]` tables in reservation mode.
+    pool: Option<PoolRuntime>,
+    /// DISCOVERs waiting for the probe of the address they are to be offered.
+    probes: Vec<Probe>,
+    /// Pool ACKs waiting for their journal records to be synced.
+    held: Vec<(Message, Reply, Arrival)>,
 }
 
+/// A DISCOVER whose address is being probed.
+struct Probe {
+    ip: std::net::Ipv4Addr,
+    deadline: Instant,
+    msg: Message,
+    arrival: Arrival,
+    from: SocketAddrV4,
+    /// Probes run for this DISCOVER so far (each answered one picks another address).
+    attempts: u8,
+}
+
+/// Addresses probed for one DISCOVER before it is left unanswered (the client asks again).
+const MAX_PROBE_ATTEMPTS: u8 = 4;
+
 /// Where a request came from, for the reply and the log.
+#[derive(Clone)]
 struct Arrival {
     port: Port,
     /// Interface index (UDP mode), to send broadcasts back out of it.
@@ -116,6 +149,18 @@ impl DhcpService {
                 ..UdpOptions::default()
             },
         )?;
+        let pool = if config.pools.is_empty() || cfg.mode != DhcpMode::Reservation {
+            None
+        } else {
+            let runtime = PoolRuntime::start(
+                config,
+                ctx.pools.clone(),
+                ctx.metrics.clone(),
+                Instant::now(),
+            )
+            .map_err(io::Error::other)?;
+            Some(runtime)
+        };
         Ok(DhcpService {
             cfg: cfg.clone(),
             store: ctx.inventory.clone(),
@@ -125,29 +170,40 @@ impl DhcpService {
             input,
             boot_server,
             buf: vec![0; BUF_LEN],
+            pool,
+            probes: Vec::new(),
+            held: Vec::new(),
         })
     }
 
     fn receive_main(&mut self) -> io::Result<()> {
         let mut buf = std::mem::take(&mut self.buf);
-        let result = match &self.input {
+        // (payload range in `buf`, arrival, source) of a datagram for UDP 67.
+        let received = match &self.input {
             Input::Packet { raw, .. } => {
-                raw.recv(&mut buf)
-                    .map(|frame| match parse_udp_frame(frame) {
+                let on_loopback = raw.interface == "lo";
+                raw.recv(&mut buf).map(|frame| {
+                    let base = frame.as_ptr() as usize;
+                    match parse_udp_frame(frame) {
                         Ok(udp) if udp.dst.port() == SERVER_PORT => {
+                            let start = udp.payload.as_ptr() as usize - base;
                             let arrival = Arrival {
                                 port: Port::Dhcp,
                                 ifindex: None,
                                 source: Source {
                                     ip: *udp.src.ip(),
-                                    on_loopback: raw.interface == "lo",
+                                    on_loopback,
                                 },
                             };
-                            self.handle(udp.payload, &arrival, udp.src);
+                            Some((start..start + udp.payload.len(), arrival, udp.src))
                         }
-                        Ok(_) => {}
-                        Err(e) => debug!("dhcp: dropped a frame: {e}"),
-                    })
+                        Ok(_) => None,
+                        Err(e) => {
+                            debug!("dhcp: dropped a frame: {e}");
+                            None
+                        }
+                    }
+                })
             }
             Input::Udp(udp) => udp.recv(&mut buf).map(|r| {
                 let arrival = Arrival {
@@ -155,9 +211,14 @@ impl DhcpService {
                     ifindex: r.ifindex,
                     source: udp_source(&r),
                 };
-                self.handle(&buf[..r.len], &arrival, r.from);
+                Some((0..r.len, arrival, r.from))
             }),
         };
+        let result = received.map(|got| {
+            if let Some((range, arrival, from)) = got {
+                self.handle(&buf[range], &arrival, from);
+            }
+        });
         self.buf = buf;
         result
     }
@@ -177,7 +238,7 @@ impl DhcpService {
     }
 
     /// One datagram: parse, decide, log, send.
-    fn handle(&self, payload: &[u8], arrival: &Arrival, from: SocketAddrV4) {
+    fn handle(&mut self, payload: &[u8], arrival: &Arrival, from: SocketAddrV4) {
         let msg = match Message::parse(payload) {
             Ok(m) => m,
             Err(e) => {
@@ -186,23 +247,196 @@ impl DhcpService {
                 return;
             }
         };
+        self.process(msg, arrival.clone(), from, 0);
+    }
+
+    /// Decides on a parsed request (again, after a probe: `attempts` probes so far), logs,
+    /// and sends the reply or holds it for the journal.
+    fn process(&mut self, msg: Message, arrival: Arrival, from: SocketAddrV4, attempts: u8) {
         let inventory = self.store.snapshot();
-        let verdict = screen(&msg, &arrival.source, &self.cfg)
+        let mut verdict = screen(&msg, &arrival.source, &self.cfg)
             .and_then(|()| decide(&msg, arrival.port, &inventory, &self.cfg));
         // A MAC the inventory does not know: the remote source (if any) looks it up now, so a
         // machine just added there is answered at the client's next retransmission.
         if let Some(mac) = msg.mac().filter(|m| inventory.by_mac(*m).is_none()) {
-            self.lookups.request(mac);
+            if attempts == 0 {
+                self.lookups.request(mac);
+            }
         }
-        self.count(&msg, arrival, &verdict);
-        self.log(&msg, arrival, &verdict);
-        if let Ok(reply) = verdict {
-            if let Err(e) = self.send(&msg, &reply, arrival) {
-                warn!(
-                    "dhcp: xid={:#010x} sending {} to {} failed: {e}",
-                    msg.xid,
-                    reply.message_type(),
-                    reply.to
+        let mut from_pool = false;
+        if self.pool.is_some() && arrival.port == Port::Dhcp {
+            (verdict, from_pool) =
+                self.pool_step(&msg, &arrival, from, &inventory, verdict, attempts);
+        }
+        self.count(&msg, &arrival, &verdict);
+        self.log(&msg, &arrival, &verdict);
+        let Ok(reply) = verdict else {
+            return;
+        };
+        // A pool ACK waits for its record to be durable (see `commit`).
+        if from_pool && reply.message_type() == MessageType::Ack {
+            self.held.push((msg, reply, arrival));
+        } else {
+            self.send_logged(&msg, &reply, &arrival);
+        }
+    }
+
+    fn send_logged(&self, msg: &Message, reply: &Reply, arrival: &Arrival) {
+        if let Err(e) = self.send(msg, reply, arrival) {
+            warn!(
+                "dhcp: xid={:#010x} sending {} to {} failed: {e}",
+                msg.xid,
+                reply.message_type(),
+                reply.to
+            );
+        }
+    }
+
+    /// The pool's part: an unknown MAC is answered from the pool (or probed for); a known MAC
+    /// that held a pool lease loses it. Returns the verdict and whether the pool decided it.
+    fn pool_step(
+        &mut self,
+        msg: &Message,
+        arrival: &Arrival,
+        from: SocketAddrV4,
+        inventory: &Inventory,
+        verdict: Verdict,
+        attempts: u8,
+    ) -> (Verdict, bool) {
+        let Some(pool) = self.pool.as_mut() else {
+            return (verdict, false);
+        };
+        let Some(mac) = msg.mac() else {
+            return (verdict, false);
+        };
+        if !matches!(verdict, Err(Silence::UnknownMachine)) {
+            if inventory.by_mac(mac).is_some() {
+                if let Some(ip) = pool.lock().forget_mac(mac) {
+                    info!("pool: {mac} is in the inventory now: its pool lease of {ip} is dropped");
+                }
+            }
+            return (verdict, false);
+        }
+        let now = wall_ms();
+        let ask = match pool_ask(msg, &self.cfg) {
+            Ok(ask) => ask,
+            Err(why) => return (Err(why), true),
+        };
+        let mut pools = pool.lock();
+        if attempts == 0 {
+            pools.saw(sighting(msg, &self.cfg), now);
+        }
+        let decision = pools.handle(&ask, now, &|ip| inventory.by_ip(ip).is_some());
+        let index = match &decision {
+            Decision::Offer { pool, .. }
+            | Decision::Ack { pool, .. }
+            | Decision::Probe { pool, .. } => Some(*pool),
+            _ => None,
+        };
+        let settings = index.and_then(|i| pools.settings(i)).cloned();
+        if let (Decision::Probe { ip, .. }, Some(s)) = (&decision, &settings) {
+            let by = pool.probe_by(s);
+            let unprobed = by == ProbeBy::Nothing || self.probes.len() >= MAX_PROBES;
+            if unprobed {
+                // Nothing to probe with, or too many probes running: offer it as it is.
+                pools.probe_result(*ip, false, now);
+                if by != ProbeBy::Nothing {
+                    self.metrics.inc("netbootd_pool_probes_skipped_total", &[]);
+                }
+                let decision = pools.handle(&ask, now, &|ip| inventory.by_ip(ip).is_some());
+                drop(pools);
+                return (
+                    pool_reply(msg, &decision, settings.as_ref(), &self.cfg),
+                    true,
+                );
+            }
+            drop(pools);
+            self.metrics.inc("netbootd_pool_probes_total", &[]);
+            if let Err(e) = pool.send_probe(by, *ip) {
+                debug!("pool: probing {ip}: {e}");
+            }
+            self.probes.push(Probe {
+                ip: *ip,
+                deadline: Instant::now() + PROBE_WAIT,
+                msg: msg.clone(),
+                arrival: arrival.clone(),
+                from,
+                attempts: attempts + 1,
+            });
+            return (Err(Silence::Pool(Quiet::Probing(*ip))), true);
+        }
+        drop(pools);
+        (
+            pool_reply(msg, &decision, settings.as_ref(), &self.cfg),
+            true,
+        )
+    }
+
+    /// Probes answered on probe socket `fd`: each address is quarantined and its DISCOVER
+    /// decided again (another address).
+    fn on_probe_answers(&mut self, fd: RawFd) {
+        let Some(pool) = &self.pool else { return };
+        let answered = pool.answers(fd);
+        for ip in answered {
+            let Some(i) = self.probes.iter().position(|p| p.ip == ip) else {
+                continue;
+            };
+            let probe = self.probes.swap_remove(i);
+            if let Some(pool) = &self.pool {
+                pool.lock().probe_result(ip, true, wall_ms());
+            }
+            self.metrics.inc("netbootd_pool_probes_answered_total", &[]);
+            warn!(
+                "pool: {ip} answered a probe: something uses it; not offered to {} (quarantined for 10 minutes)",
+                probe.msg.mac().map_or_else(|| "-".into(), |m| m.to_string())
+            );
+            if probe.attempts < MAX_PROBE_ATTEMPTS {
+                self.process(probe.msg, probe.arrival, probe.from, probe.attempts);
+            }
+        }
+    }
+
+    /// Probes whose wait is over with no answer: their DISCOVERs get the offer now.
+    fn on_probe_deadlines(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.probes.retain(|p| {
+            let over = p.deadline <= now;
+            if over {
+                due.push((p.ip, p.msg.clone(), p.arrival.clone(), p.from, p.attempts));
+            }
+            !over
+        });
+        for (ip, msg, arrival, from, attempts) in due {
+            if let Some(pool) = &self.pool {
+                pool.lock().probe_result(ip, false, wall_ms());
+            }
+            self.process(msg, arrival, from, attempts);
+        }
+    }
+
+    /// Makes the pool's records durable, then sends the ACKs that waited for them. A journal
+    /// that cannot be written sends none (each is logged): a lease is never promised unless it
+    /// will survive a crash.
+    fn commit(&mut self) {
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        if self.held.is_empty() && !pool.lock().has_records() {
+            return;
+        }
+        let result = pool.commit();
+        let held = std::mem::take(&mut self.held);
+        match result {
+            Ok(()) => {
+                for (msg, reply, arrival) in &held {
+                    self.send_logged(msg, reply, arrival);
+                }
+            }
+            Err(e) => {
+                self.metrics.inc("netbootd_pool_journal_errors_total", &[]);
+                error!(
+                    "pool: the journal cannot be written ({e}): {} ACKs not sent",
+                    held.len()
                 );
             }
         }
@@ -227,7 +461,10 @@ impl DhcpService {
         );
     }
 
-    fn log(&self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
+    fn log(&mut self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
+        if let Err(Silence::Pool(Quiet::Full { pool })) = verdict {
+            return self.log_pool_full(*pool);
+        }
         let level = match verdict {
             Ok(_) => Level::Info,
             Err(why) if why.is_notable() => Level::Warn,
@@ -301,6 +538,33 @@ impl DhcpService {
                 .map_or(Origin::Ip(arrival.source.ip.into()), Origin::Mac);
             self.log.line(Kind::Dhcp, origin, level, &event);
         }
+    }
+
+    /// A full pool turns every new client away: one line a second says how many.
+    fn log_pool_full(&mut self, index: usize) {
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        let name = pool
+            .lock()
+            .settings(index)
+            .map_or_else(|| "?".into(), |s| s.name.clone());
+        self.metrics
+            .inc("netbootd_pool_full_total", &[("pool", name.as_str())]);
+        pool.full_unlogged += 1;
+        let now = Instant::now();
+        if pool
+            .full_logged_at
+            .is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        warn!(
+            "pool {name}: full: {} unknown clients got no address since the last such line",
+            pool.full_unlogged
+        );
+        pool.full_unlogged = 0;
+        pool.full_logged_at = Some(now);
     }
 
     fn send(&self, request: &Message, reply: &Reply, arrival: &Arrival) -> io::Result<()> {
@@ -377,16 +641,69 @@ impl Service for DhcpService {
         )
     }
 
-    /// The main socket (packet or UDP), then the boot server's.
+    /// The main socket (packet or UDP), then the boot server's, then the pool's probes.
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let main = match &self.input {
             Input::Packet { raw, .. } => raw.as_fd(),
             Input::Udp(udp) => udp.as_fd(),
         };
-        vec![main, self.boot_server.as_fd()]
+        let mut fds = vec![main, self.boot_server.as_fd()];
+        if let Some(pool) = &self.pool {
+            fds.extend(pool.fds());
+        }
+        fds
     }
 
-    fn on_readable(&mut self, fd: RawFd, _now: Instant) {
+    fn on_readable(&mut self, fd: RawFd, now: Instant) {
+        if self.pool.as_ref().is_some_and(|p| p.owns(fd)) {
+            self.on_probe_answers(fd);
+            self.commit();
+            return;
+        }
+        self.receive_batch(fd, now);
+        self.commit();
+    }
+
+    /// Probe deadlines and the pool's upkeep (journal compaction, gauges).
+    fn poll_at(&self) -> Option<Instant> {
+        let probes = self.probes.iter().map(|p| p.deadline).min();
+        let pool = self.pool.as_ref().map(PoolRuntime::poll_at);
+        probes.into_iter().chain(pool).min()
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        self.on_probe_deadlines(now);
+        self.commit();
+        if let Some(pool) = self.pool.as_mut() {
+            pool.on_timer(now);
+        }
+    }
+
+    /// Shutdown: the journal is rewritten with the discovery list's latest counts.
+    fn drain(&mut self) -> bool {
+        self.commit();
+        if let Some(pool) = self.pool.as_mut() {
+            pool.compact();
+        }
+        false
+    }
+
+    /// Reply contents (addresses, URLs, iPXE binaries) from now on; the pools' new ranges
+    /// (leases outside every new range are dropped).
+    fn reconfigure(&mut self, config: &Config) {
+        self.cfg = config.dhcp.clone();
+        if let Some(pool) = self.pool.as_mut() {
+            pool.lock().reconfigure(
+                config.pools.clone(),
+                crate::service::pool::own_addresses(config),
+            );
+        }
+        self.commit();
+    }
+}
+
+impl DhcpService {
+    fn receive_batch(&mut self, fd: RawFd, _now: Instant) {
         let boot_server = fd == self.boot_server.as_fd().as_raw_fd();
         for _ in 0..BATCH {
             let more = if boot_server {
@@ -405,9 +722,31 @@ impl Service for DhcpService {
             }
         }
     }
+}
 
-    /// Reply contents (addresses, URLs, iPXE binaries) from now on.
-    fn reconfigure(&mut self, config: &Config) {
-        self.cfg = config.dhcp.clone();
+/// What the discovery list keeps from an unknown MAC's request.
+fn sighting(msg: &Message, cfg: &Dhcp) -> Sighting {
+    let via = if msg.giaddr.is_unspecified() {
+        cfg.iface.clone().unwrap_or_else(|| "local".into())
+    } else {
+        format!("relay {}", network_of(msg, cfg))
+    };
+    Sighting {
+        mac: msg.mac().unwrap_or_default(),
+        via,
+        arch: msg.client_arches().first().copied(),
+        vendor_class: msg.options.get(code::VENDOR_CLASS).and_then(printable),
+        user_class: msg.options.get(code::USER_CLASS).and_then(|u| {
+            // RFC 3004 length-prefixed classes, or iPXE's bare string.
+            let classes = msg.user_classes();
+            let text: Vec<String> = classes.iter().filter_map(|c| printable(c)).collect();
+            if text.is_empty() {
+                printable(u)
+            } else {
+                Some(text.join(","))
+            }
+        }),
+        hostname: msg.options.get(code::HOSTNAME).and_then(printable),
+        discover: msg.message_type() == Some(MessageType::Discover),
     }
 }

@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod http;
 pub mod log_gate;
 pub mod metrics;
+pub mod pool;
 pub mod reload;
 #[cfg(feature = "remote")]
 pub mod remote;
@@ -48,6 +49,9 @@ pub struct Context {
     pub lookups: Arc<Lookups>,
     /// The hardware file and a remote source served as one (`None`: one source).
     pub combined: Option<Arc<Combined>>,
+    /// The address pools for unknown machines and their discovery list: the DHCP service
+    /// changes them, `/unknown` reads them (empty without `[[pool]]` tables).
+    pub pools: Arc<Mutex<crate::policy::pool::Pools>>,
 }
 
 /// The hardware file and a remote source served as one: each source keeps its own store, and

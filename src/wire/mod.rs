@@ -10,6 +10,7 @@ pub mod frame;
 pub mod http;
 pub mod json;
 mod mac;
+pub mod probe;
 pub mod pxe;
 #[cfg(feature = "remote")]
 pub mod response;

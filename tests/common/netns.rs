@@ -312,3 +312,27 @@ pub fn udhcpc_args(hook: &Path) -> Vec<&str> {
         hook.to_str().unwrap(),
     ]
 }
+
+/// Writes the hook that dhclient, udhcpc and dhcpcd call: it appends the client's variables to
+/// `hook.env` and applies the address inside the client namespace only.
+pub fn write_hook(dir: &super::TempDir) -> std::path::PathBuf {
+    let env = dir.path("hook.env");
+    let hook = dir.write(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nev=${{reason:-$1}}\n\
+             {{ echo \"event=$ev\"; env | sort; }} >> {env}\n\
+             case $ev in\n\
+               BOUND|RENEW|REBIND|REBOOT) ip addr replace \"$new_ip_address/$new_subnet_mask\" dev \"$interface\" ;;\n\
+               bound|renew) ip addr replace \"$ip/$mask\" dev \"$interface\" ;;\n\
+             esac\nexit 0\n",
+            env = env.display()
+        ),
+    );
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hook
+}
+
+pub fn hook_env(dir: &super::TempDir) -> String {
+    std::fs::read_to_string(dir.path("hook.env")).unwrap_or_default()
+}

@@ -31,6 +31,8 @@ pub enum Body {
     Health,
     /// `/metrics`: the service renders the registry.
     Metrics,
+    /// `/unknown`: the service renders the pools' discovery list and leases.
+    Unknown,
 }
 
 /// A response, decided.
@@ -163,6 +165,31 @@ fn answer(
                 "text/plain; version=0.0.4; charset=utf-8",
                 String::new(),
             )
+        },
+        Route::UnknownScript if !cfg.http.ipxe_script_enabled => {
+            Plan::status(404, "scripts are off")
+        }
+        Route::UnknownScript => {
+            let forwarded: Vec<&str> = head.headers_named("x-forwarded-for").collect();
+            let ip = client_ip(peer, &forwarded, &cfg.http.trusted_proxies);
+            let settings = ScriptSettings {
+                http: &cfg.http,
+                syslog_host: &cfg.dhcp.syslog_host,
+                base_url: format!("http://{}", authority(cfg, head.header("host"))),
+            };
+            match super::pool_script(&cfg.pools, ip, &settings) {
+                Ok((kind, text)) => {
+                    let mut plan = Plan::text(200, "text/plain; charset=utf-8", text);
+                    plan.note = format!("script {} (client {ip})", kind.label());
+                    plan
+                }
+                Err(_) if cfg.pools.is_empty() => Plan::status(404, "no [[pool]] tables"),
+                Err(why) => Plan::status(404, why.describe()),
+            }
+        }
+        Route::Unknown => Plan {
+            body: Body::Unknown,
+            ..Plan::text(200, "application/json", String::new())
         },
         Route::NotFound(why) => Plan::status(404, *why),
     }

@@ -139,6 +139,11 @@ impl<'a> Connection<'a> {
             Body::Bytes(b) => Payload::Bytes(b.clone()),
             Body::Health => Payload::Bytes(self.health().into_bytes()),
             Body::Metrics => Payload::Bytes(self.shared.metrics.render().into_bytes()),
+            Body::Unknown => {
+                let pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
+                let now = crate::service::pool::wall_ms();
+                Payload::Bytes(crate::policy::pool::unknown_json(&pools, now).into_bytes())
+            }
             Body::File {
                 root,
                 relative,

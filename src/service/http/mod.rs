@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) source: Arc<Mutex<Option<crate::service::SourceStatus>>>,
     /// Open connections by source address.
     per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// The address pools, for `/unknown`.
+    pub(crate) pools: Arc<Mutex<crate::policy::pool::Pools>>,
 }
 
 impl Shared {
@@ -126,6 +128,7 @@ impl HttpService {
             log: ctx.log.clone(),
             source: ctx.source.clone(),
             per_source: Mutex::new(HashMap::new()),
+            pools: ctx.pools.clone(),
         });
         let open = shared.clone();
         ctx.metrics

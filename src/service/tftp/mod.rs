@@ -444,6 +444,7 @@ mod tests {
             metrics,
             source: Default::default(),
             lookups: Default::default(),
+            pools: Default::default(),
             combined: None,
         };
         TftpService::start(&config, &ctx).unwrap()

@@ -1,0 +1,291 @@
+//! The address pool's side effects, for the DHCP service: the journal (loaded at start, records
+//! appended and synced before the ACKs they stand for leave, compacted when it has grown), the
+//! probes (ARP or ICMP, 200 ms) run before a new address is offered, and the pool's gauges.
+//! The decisions are [`crate::policy::pool`]'s.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+
+use crate::config::pools::PoolSettings;
+use crate::config::Config;
+use crate::io::pool_journal::Journal;
+use crate::io::probe::{ArpProbe, IcmpProbe};
+use crate::policy::pool::{Millis, Pools};
+use crate::service::metrics::Metrics;
+
+/// How long a probe waits for an answer.
+pub const PROBE_WAIT: Duration = Duration::from_millis(200);
+/// Probes running at once; beyond, the address is offered unprobed (and counted).
+pub const MAX_PROBES: usize = 4096;
+/// How often the discovery list's counters are written (by a compaction) when they changed.
+const DISCOVERY_SAVE: Duration = Duration::from_secs(60);
+/// How often the gauges are brought up to date.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the Unix epoch, the pool's clock.
+pub fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The server's own addresses, never handed out.
+pub fn own_addresses(config: &Config) -> Vec<Ipv4Addr> {
+    let mut own = vec![
+        config.dhcp.ip_for_packet,
+        *config.dhcp.addr.ip(),
+        config.dhcp.tftp_ip,
+        config.http.addr,
+        config.tftp.addr,
+    ];
+    own.retain(|ip| !ip.is_unspecified());
+    own.sort();
+    own.dedup();
+    own
+}
+
+/// Which way a pool's addresses are probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeBy {
+    Arp,
+    Icmp,
+    /// No socket could be opened (warned at start): offered unprobed.
+    Nothing,
+}
+
+pub struct PoolRuntime {
+    pub state: Arc<Mutex<Pools>>,
+    journal: Journal,
+    arp: Option<ArpProbe>,
+    icmp: Option<IcmpProbe>,
+    server_ip: Ipv4Addr,
+    metrics: Arc<Metrics>,
+    next_discovery_save: Instant,
+    next_gauges: Instant,
+    /// Pool-full silences not logged yet, and when the last such line was written.
+    pub full_unlogged: u64,
+    pub full_logged_at: Option<Instant>,
+}
+
+impl PoolRuntime {
+    /// Loads the journal into `state` (configured with `config`'s pools), rewrites it (a torn
+    /// last record goes), and opens the probe sockets. Errors name the state directory.
+    pub fn start(
+        config: &Config,
+        state: Arc<Mutex<Pools>>,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Result<PoolRuntime, String> {
+        let (mut journal, read) = Journal::open(&config.state_dir)?;
+        let wall = wall_ms();
+        let snapshot = {
+            let mut pools = lock(&state);
+            *pools = Pools::new(config.pools.clone(), own_addresses(config));
+            let n = read.records.len();
+            for record in read.records {
+                pools.replay(record);
+            }
+            let leases = pools.leases().iter().filter(|l| l.bound(wall)).count();
+            info!(
+                "pool: {} loaded: {n} records, {leases} leases in force, {} unknown MACs{}{}",
+                journal.path().display(),
+                pools.discovered().count(),
+                if read.torn {
+                    "; a torn last record (a write cut short) was ignored"
+                } else {
+                    ""
+                },
+                if read.damaged > 0 {
+                    format!("; {} damaged records skipped", read.damaged)
+                } else {
+                    String::new()
+                }
+            );
+            pools.snapshot(wall)
+        };
+        journal
+            .compact(&snapshot)
+            .map_err(|e| format!("{}: {e}", journal.path().display()))?;
+        let arp = match &config.dhcp.iface {
+            Some(iface) => match ArpProbe::open(iface, config.dhcp.ip_for_packet) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!("pool: no ARP probes on {iface}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let icmp = match IcmpProbe::open() {
+            Ok(i) => Some(i),
+            Err(e) => {
+                warn!("pool: no ICMP probes (a raw socket needs CAP_NET_RAW): {e}");
+                None
+            }
+        };
+        Ok(PoolRuntime {
+            state,
+            journal,
+            arp,
+            icmp,
+            server_ip: config.dhcp.ip_for_packet,
+            metrics,
+            next_discovery_save: now + DISCOVERY_SAVE,
+            next_gauges: now,
+            full_unlogged: 0,
+            full_logged_at: None,
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Pools> {
+        lock(&self.state)
+    }
+
+    /// How `pool`'s addresses are probed: ARP when the pool is on the DHCP interface's
+    /// segment, else ICMP echo.
+    pub fn probe_by(&self, pool: &PoolSettings) -> ProbeBy {
+        if self.arp.is_some() && pool.serves(self.server_ip) {
+            ProbeBy::Arp
+        } else if self.icmp.is_some() {
+            ProbeBy::Icmp
+        } else {
+            ProbeBy::Nothing
+        }
+    }
+
+    /// Sends one probe of `ip`.
+    pub fn send_probe(&mut self, by: ProbeBy, ip: Ipv4Addr) -> std::io::Result<()> {
+        match by {
+            ProbeBy::Arp => self.arp.as_ref().map_or(Ok(()), |a| a.send(ip)),
+            ProbeBy::Icmp => self.icmp.as_mut().map_or(Ok(()), |i| i.send(ip)),
+            ProbeBy::Nothing => Ok(()),
+        }
+    }
+
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = Vec::new();
+        if let Some(a) = &self.arp {
+            fds.push(a.as_fd());
+        }
+        if let Some(i) = &self.icmp {
+            fds.push(i.as_fd());
+        }
+        fds
+    }
+
+    pub fn owns(&self, fd: RawFd) -> bool {
+        self.fds().iter().any(|f| f.as_raw_fd() == fd)
+    }
+
+    /// Addresses that answered, read from the probe socket `fd` until it would block.
+    pub fn answers(&self, fd: RawFd) -> Vec<Ipv4Addr> {
+        let mut out = Vec::new();
+        for _ in 0..1024 {
+            let got = if self
+                .arp
+                .as_ref()
+                .is_some_and(|a| a.as_fd().as_raw_fd() == fd)
+            {
+                self.arp.as_ref().map(ArpProbe::recv)
+            } else {
+                self.icmp.as_ref().map(IcmpProbe::recv)
+            };
+            match got {
+                Some(Ok(Some(ip))) => out.push(ip),
+                Some(Ok(None)) => {}
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Some(Err(e)) => {
+                    debug!("pool: probe socket: {e}");
+                    break;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Writes the pool's unwritten records and syncs them. Ok: the ACKs waiting may go.
+    pub fn commit(&mut self) -> Result<(), String> {
+        let records = lock(&self.state).take_records();
+        self.journal
+            .append(&records)
+            .map_err(|e| format!("{}: {e}", self.journal.path().display()))
+    }
+
+    /// When [`PoolRuntime::on_timer`] next has work.
+    pub fn poll_at(&self) -> Instant {
+        self.next_gauges.min(self.next_discovery_save)
+    }
+
+    /// Compaction when due, and the gauges.
+    pub fn on_timer(&mut self, now: Instant) {
+        let due = self.journal.wants_compaction()
+            || (now >= self.next_discovery_save && lock(&self.state).discovery_dirty());
+        if now >= self.next_discovery_save {
+            self.next_discovery_save = now + DISCOVERY_SAVE;
+        }
+        if due {
+            self.compact();
+        }
+        if now >= self.next_gauges {
+            self.next_gauges = now + GAUGES_EVERY;
+            self.gauges();
+        }
+    }
+
+    /// Rewrites the journal from the pool's state (records not yet written are in it).
+    pub fn compact(&mut self) {
+        let started = Instant::now();
+        let state = {
+            // Records not yet appended stay queued: appended after, they repeat what the
+            // snapshot holds, which replays the same.
+            lock(&self.state).snapshot(wall_ms())
+        };
+        match self.journal.compact(&state) {
+            Ok(()) => debug!(
+                "pool: journal rewritten with {} records in {:.1} ms",
+                state.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => error!(
+                "pool: rewriting {} failed: {e} (appends go on to the old file)",
+                self.journal.path().display()
+            ),
+        }
+    }
+
+    fn gauges(&self) {
+        let pools = lock(&self.state);
+        let now = wall_ms();
+        for s in pools.stats(now) {
+            let free =
+                u64::from(s.size).saturating_sub((s.bound + s.offered + s.quarantined) as u64);
+            for (state, n) in [
+                ("bound", s.bound as u64),
+                ("offered", s.offered as u64),
+                ("quarantined", s.quarantined as u64),
+                ("free", free),
+            ] {
+                self.metrics.set(
+                    "netbootd_pool_addresses",
+                    &[("pool", &s.name), ("state", state)],
+                    n,
+                );
+            }
+        }
+        self.metrics.set(
+            "netbootd_unknown_machines",
+            &[],
+            pools.discovered().count() as u64,
+        );
+    }
+}
+
+fn lock(state: &Mutex<Pools>) -> MutexGuard<'_, Pools> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
