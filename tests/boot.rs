@@ -143,11 +143,22 @@ impl Drop for Reaped {
     }
 }
 
+/// Where the machine is known from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The hardware file.
+    File,
+    /// SMD (and its script in BSS), not a hardware file.
+    Smd,
+    /// Nowhere at first: it boots from the address pool (the reboot script) and reboots; after
+    /// its second reboot script the hardware file gets it, and its next boot is the profile's.
+    PoolThenFile,
+}
+
 struct Boot {
     firmware: Firmware,
     mode: Mode,
-    /// The machine is in SMD (and its script in BSS), not in a hardware file.
-    smd: bool,
+    source: Source,
     script: Option<String>,
     /// Console lines that mark progress, in the order they should appear.
     milestones: &'static [&'static str],
@@ -208,7 +219,7 @@ impl Boot {
             lab.start_plain_dhcp(&dir.0);
         }
         let _ra = router_adverts(&lab, &dir);
-        let _smd = self.smd.then(|| smd_standin(&lab, &dir));
+        let _smd = (self.source == Source::Smd).then(|| smd_standin(&lab, &dir));
         let mut server = self.start_server(&lab, &dir, assets);
 
         lab.cli
@@ -233,12 +244,15 @@ impl Boot {
             "none",
             "-monitor",
             "none",
-            "-no-reboot",
             "-serial",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // A machine from the pool must reboot; every other boot ends QEMU if it tries.
+        if self.source != Source::PoolThenFile {
+            args.push("-no-reboot".into());
+        }
         args.push(format!("file:{}", serial.display()));
         args.extend(self.firmware_args(&dir));
         args.extend([
@@ -267,7 +281,19 @@ impl Boot {
         let mut qemu = Reaped(qemu);
 
         let mut seen: Vec<(Duration, &str)> = Vec::new();
+        let mut known = self.source != Source::PoolThenFile;
         let marker = loop {
+            if !known
+                && server
+                    .log(Duration::from_millis(1))
+                    .matches("/unknown.ipxe -> 200")
+                    .count()
+                    >= 2
+            {
+                std::fs::write(dir.path("hardware.yaml"), hardware(self.script.as_deref()))
+                    .unwrap();
+                known = true;
+            }
             let console = plain(&std::fs::read(&serial).unwrap_or_default());
             for m in self.milestones {
                 if !seen.iter().any(|(_, s)| s == m) && console.contains(m) {
@@ -347,18 +373,21 @@ impl Boot {
     }
 
     fn start_server(&self, lab: &Lab, dir: &TempDir, assets: &Path) -> Server {
-        let hw = dir.write("hardware.yaml", &hardware(self.script.as_deref()));
+        let hw = match self.source {
+            Source::PoolThenFile => dir.write("hardware.yaml", "{}\n"),
+            _ => dir.write("hardware.yaml", &hardware(self.script.as_deref())),
+        };
         let mode = match self.mode {
             Mode::Reservation => "reservation",
             Mode::Proxy => "proxy",
         };
-        let config = dir.write("netbootd.toml", SMD_SUBNETS);
+        let config = dir.write("netbootd.toml", &format!("{SMD_SUBNETS}{POOL}"));
         let state = dir.path("state");
         std::fs::create_dir_all(&state).unwrap();
         let template = format!("http://{SRV_IP}:{SMD_PORT}/boot/v1/bootscript?mac={{mac}}");
         let smd_url = format!("http://{SRV_IP}:{SMD_PORT}");
-        let source = if self.smd {
-            vec![
+        let source = match self.source {
+            Source::Smd => vec![
                 "--config",
                 config.to_str().unwrap(),
                 "--backend-smd-url",
@@ -367,9 +396,16 @@ impl Boot {
                 &template,
                 "--state-dir",
                 state.to_str().unwrap(),
-            ]
-        } else {
-            vec!["--backend-file-path", hw.to_str().unwrap()]
+            ],
+            Source::PoolThenFile => vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--backend-file-path",
+                hw.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            Source::File => vec!["--backend-file-path", hw.to_str().unwrap()],
         };
         let args = [
             "--dhcp-iface",
@@ -452,6 +488,8 @@ impl Boot {
 const SMD_PORT: u16 = 27779;
 
 /// What SMD does not hold, for the lab's network.
+/// The pool of the unknown-machine boots: a short sleep before the reboot.
+const POOL: &str = "[[pool]]\nrange = \"10.77.9.100-10.77.9.119\"\nsubnet = \"10.77.0.0/16\"\ngateway = \"10.77.0.1\"\nreboot-sleep = \"1s\"\n";
 const SMD_SUBNETS: &str = "[subnets.lab]\ncidr = \"10.77.0.0/16\"\ngateway = \"10.77.0.1\"\n";
 
 /// The SMD stand-in in the server's namespace, on the server's address, holding the VM as
@@ -549,7 +587,7 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
-        smd: false,
+        source: Source::File,
         script: None,
         milestones: BIOS_MILESTONES,
     }
@@ -571,7 +609,7 @@ fn bios_chains_undionly_over_tftp_from_an_inline_script() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
-        smd: false,
+        source: Source::File,
         script: Some(chain_script()),
         milestones: &[
             "iPXE initialising",
@@ -607,7 +645,7 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
-        smd: false,
+        source: Source::File,
         script: None,
         milestones: UEFI_MILESTONES,
     }
@@ -633,7 +671,7 @@ fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Proxy,
-        smd: false,
+        source: Source::File,
         script: None,
         milestones: BIOS_MILESTONES,
     }
@@ -654,7 +692,7 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Proxy,
-        smd: false,
+        source: Source::File,
         script: None,
         milestones: UEFI_MILESTONES,
     }
@@ -698,7 +736,7 @@ fn bios_boots_a_machine_known_only_to_smd_with_its_bss_script() {
     let b = Boot {
         firmware: Firmware::Bios,
         mode: Mode::Reservation,
-        smd: true,
+        source: Source::Smd,
         script: None,
         milestones: BIOS_MILESTONES,
     }
@@ -713,7 +751,7 @@ fn uefi_boots_a_machine_known_only_to_smd_with_its_bss_script() {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
-        smd: true,
+        source: Source::Smd,
         script: None,
         milestones: UEFI_MILESTONES,
     }
@@ -723,6 +761,66 @@ fn uefi_boots_a_machine_known_only_to_smd_with_its_bss_script() {
     assert!(offer.contains("file=ipxe.efi"), "{offer}");
     b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
     assert_booted_from_smd(&b);
+}
+
+/// Two boots from the pool ended in the reboot script; the third, once known, in the profile.
+fn assert_rebooted_until_known(b: &Booted) {
+    let scripts: Vec<&str> = b
+        .server
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .filter(|l| l.contains("/unknown.ipxe -> 200") && l.contains("script reboot"))
+        .collect();
+    assert!(scripts.len() >= 2, "{scripts:?}");
+    let pool_acks = b
+        .server
+        .iter()
+        .filter(|(_, l)| l.contains(&format!("mac={VM_MAC}")) && l.contains("-> ACK 10.77.9.100"))
+        .count();
+    assert!(pool_acks >= 2, "{pool_acks} pool ACKs");
+    let (t_reboot, _) = b.first(&["/unknown.ipxe -> 200"]);
+    let (t_known, _) = b.first(&[&format!("mac={VM_MAC}"), &format!("-> ACK {VM_IP}")]);
+    assert!(t_reboot < t_known);
+    b.first(&[&format!("pool: {VM_MAC} is in the inventory now")]);
+    assert_served(b, "netbootd-test=profile", "profile", VM_IP);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn bios_unknown_machine_reboots_from_the_pool_until_it_is_known() {
+    need_root_and("boot bios pool", TOOLS);
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        source: Source::PoolThenFile,
+        script: None,
+        milestones: BIOS_MILESTONES,
+    }
+    .run("boot-bios-pool");
+    assert_rebooted_until_known(&b);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_unknown_machine_reboots_from_the_pool_until_it_is_known() {
+    need_root_and("boot uefi pool", TOOLS);
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Reservation,
+        source: Source::PoolThenFile,
+        script: None,
+        milestones: UEFI_MILESTONES,
+    }
+    .run("boot-uefi-pool");
+    // The firmware got iPXE from the pool (its binary for arch 7) before the reboot script.
+    let (_, offer) = b.first(&[
+        "DISCOVER",
+        "arch=7",
+        "client=firmware",
+        "-> OFFER 10.77.9.100",
+    ]);
+    assert!(offer.contains("file=ipxe.efi"), "{offer}");
+    assert_rebooted_until_known(&b);
 }
 
 #[test]
