@@ -520,3 +520,97 @@ fn sigkill_during_2000_unknown_macs_loses_no_acknowledged_lease() {
         again.len()
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn a_full_pool_turns_clients_away_with_one_line_a_second() {
+    need_root_and("pool full", &["perfdhcp", "curl", "ip"]);
+    let dir = TempDir::new("pool-full");
+    config(
+        &dir,
+        "range = \"10.77.9.100-10.77.9.102\"\nlease-time = \"1h\"",
+    );
+    let lab = Lab::new("02:77:00:00:09:31");
+    lab.cli_address("10.77.0.2/16");
+    let mut server = start(&lab, &dir, "{}\n", &[]);
+    let out = lab.cli.run_for(
+        Duration::from_secs(30),
+        &[
+            "perfdhcp", "-4", "-l", "br0", "-r", "50", "-R", "60", "-p", "4", SRV_IP,
+        ],
+    );
+    let report = text(&out.stdout);
+    // Three addresses: three MACs hold them (perfdhcp picks MACs at random, so the lucky
+    // ones are ACKed again and again); the rest get nothing.
+    assert!(perfdhcp_acks(&report) >= 3, "{report}");
+    let table = leases(&lab);
+    assert_eq!(table.len(), 3, "{table:?}");
+    let log = server.log(Duration::from_millis(1500));
+    let full: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pool lab: full:"))
+        .collect();
+    assert!(
+        !full.is_empty() && full.len() <= 7,
+        "{} lines:\n{}",
+        full.len(),
+        full.join("\n")
+    );
+    let metrics = text(
+        &lab.cli
+            .run(&[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{SRV_IP}:8080/metrics"),
+            ])
+            .stdout,
+    );
+    let turned_away: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("netbootd_pool_full_total{pool=\"lab\"}"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    assert!(turned_away > 100, "{metrics}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn a_read_only_state_dir_is_a_start_up_error_with_a_pool() {
+    need_root_and("pool read-only state", &["unshare", "mount", "sh"]);
+    let dir = TempDir::new("pool-ro");
+    let conf = config(&dir, "range = \"10.77.9.0/24\"");
+    let hw = dir.write("hardware.yaml", "{}\n");
+    let hw = hw.to_str().unwrap();
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let (state, conf) = (state.to_str().unwrap(), conf.to_str().unwrap());
+    // A mount namespace of its own, where the state directory is a read-only bind mount.
+    let script = format!(
+        "mount --bind {state} {state} && mount -o remount,ro,bind {state} && exec {BIN} \
+         --config {conf} --state-dir {state} --dhcp-addr 127.0.0.1:16767 --dhcp-ip-for-packet 127.0.0.1 \
+         --backend-file-path {hw} --tftp-enabled=false --syslog-enabled=false \
+         --http-ipxe-binary-enabled=false --http-ipxe-script-enabled=false"
+    );
+    let out = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("--state-dir {state}, which cannot be written"))
+            && err.contains("Read-only file system"),
+        "{err}"
+    );
+}

@@ -668,3 +668,96 @@ fn every_key_finds_its_own_option() {
     assert_eq!(s.get(Key::tftp_port).spec.field, "tftp_port");
     assert_eq!(Key::config.spec().field, "config");
 }
+
+/// The config file's `[[pool]]` tables, through [`Config::with_pools`].
+fn with_pools(args: &[&str], toml: &str) -> Result<Config, ConfigError> {
+    let file = file::parse(toml, Path::new("/etc/nb/netbootd.toml"))
+        .map_err(|e| ConfigError(e.join("\n")))?;
+    let s = settings(args, &[], Some(toml));
+    Config::from_settings(&s, file.profiles, &host())?.with_pools(file.pools)
+}
+
+#[test]
+fn pools_are_read_checked_and_need_reservation_mode() {
+    let toml = "[[pool]]\nrange = \"10.0.9.100-10.0.9.199\"\nsubnet = \"10.0.0.0/16\"\ngateway = \"10.0.0.1\"\ndns = [\"10.0.0.2\"]\ndomain = \"lab.example\"\n\
+                [[pool]]\nname = \"bmc\"\nrange = \"10.254.0.0/24\"\nlease-time = \"1m\"\nboot = \"rescue\"\n\
+                [profiles.rescue]\nkernel = \"vmlinuz\"\n";
+    let c = with_pools(&[], toml).unwrap();
+    let (a, b) = (&c.pools[0], &c.pools[1]);
+    assert_eq!(
+        (a.name.as_str(), a.lease_time, a.size()),
+        ("pool1", 300, 100)
+    );
+    assert_eq!(a.mask(), Ipv4Addr::new(255, 255, 0, 0));
+    assert_eq!(a.boot, pools::PoolBoot::Reboot { sleep: 30 });
+    // A CIDR range: its host addresses; network and broadcast are never in range.
+    assert_eq!(
+        (b.first, b.last, b.lease_time),
+        (
+            Ipv4Addr::new(10, 254, 0, 1),
+            Ipv4Addr::new(10, 254, 0, 254),
+            60
+        )
+    );
+    assert!(!b.in_range(Ipv4Addr::new(10, 254, 0, 255)));
+    assert!(
+        matches!(&b.boot, pools::PoolBoot::Profile(n, Some(p)) if n == "rescue" && p.kernel == "vmlinuz")
+    );
+
+    for (text, want) in [
+        (
+            "[[pool]]\nsubnet = \"10.0.0.0/16\"\n",
+            "pool[1].range: required",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.1-10.0.9.9\"\n",
+            "pool[1].subnet: required when the range is not a CIDR",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.9-10.0.9.1\"\nsubnet = \"10.0.0.0/16\"\n",
+            "comes before",
+        ),
+        (
+            "[[pool]]\nrange = \"10.1.9.1-10.1.9.9\"\nsubnet = \"10.0.0.0/16\"\n",
+            "outside the subnet",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.0.0/8\"\n",
+            "a pool holds at most 65536",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.0/24\"\nlease-time = \"2s\"\n",
+            "lease-time: expected 10s to 24h",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.0/24\"\nrouters = \"x\"\n",
+            "netbootd.toml:3: pool[1].routers: unknown key",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.0/24\"\n[[pool]]\nrange = \"10.0.9.128/25\"\n",
+            "overlap",
+        ),
+        (
+            "[[pool]]\nrange = \"10.0.9.0/24\"\nboot = \"nope\"\n",
+            "names no [profiles.nope] table",
+        ),
+    ] {
+        let err = with_pools(&[], text).map(|_| ()).unwrap_err().0;
+        assert!(err.contains(want), "{text}: {err}");
+    }
+    // DHCP off: an error; the proxy modes: ignored with a warning.
+    let one = "[[pool]]\nrange = \"10.0.9.0/24\"\n";
+    let err = with_pools(&["--dhcp-mode=off"], one)
+        .map(|_| ())
+        .unwrap_err()
+        .0;
+    assert!(err.contains("DHCP is off"), "{err}");
+    let c = with_pools(&["--dhcp-mode=proxy"], one).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("ignored in --dhcp-mode proxy")),
+        "{:?}",
+        c.warnings
+    );
+}
