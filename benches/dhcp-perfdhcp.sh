@@ -4,6 +4,14 @@
 # network namespaces (created here, deleted on exit). Not a test: it prints figures.
 #
 #   sudo benches/dhcp-perfdhcp.sh            # RATES="1000 2000 4000 8000 16000 32000" PERIOD=5
+#   sudo benches/dhcp-perfdhcp.sh pool       # unknown MACs from an address pool, leases on disk
+#
+# Pool mode: 5000 unknown MACs (perfdhcp -R) against netbootd's [[pool]] (leases in its journal,
+# synced before each ACK batch; new addresses ARP-probed for 200 ms), Kea's kea-dhcp4 2.2 from
+# Debian (memfile, lease file on disk; unpacked from its package, never installed as a service)
+# and dnsmasq (lease file on disk, no-ping: dnsmasq's ping check would make it wait); each
+# server starts with no leases and keeps them from one rate to the next. The summary adds CPU
+# per 1,000 ACKs over the whole sweep.
 #
 # For each server: the highest target rate finished with 0 % drops, the highest completed
 # rate (ACKs per second), the average DORA delay at the highest lossless rate, and at the end
@@ -13,6 +21,7 @@
 # leases in memory (dnsmasq: leasefile-ro) and answer only the reserved MACs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-reservation}
 RATES=${RATES:-1000 2000 4000 8000 16000 32000}
 PERIOD=${PERIOD:-5}
 CLIENTS=${CLIENTS:-5000}
@@ -28,6 +37,15 @@ if ((${#need[@]})); then
 fi
 cargo build --release --locked -q
 BIN=$PWD/target/release/netbootd
+KEA=
+if [ "$MODE" = pool ]; then
+  # Kea's DHCPv4 server from its Debian package, unpacked (its package would start a service).
+  KEA_ROOT=$PWD/target/peers/kea
+  if [ ! -x "$KEA_ROOT/usr/sbin/kea-dhcp4" ]; then
+    mkdir -p "$KEA_ROOT" && (cd "$KEA_ROOT" && apt-get download -q kea-dhcp4-server >/dev/null 2>&1 && dpkg -x kea-dhcp4-server_*.deb .)
+  fi
+  KEA=$KEA_ROOT/usr/sbin/kea-dhcp4
+fi
 
 SERVER_PID=
 cleanup() {
@@ -84,7 +102,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 # sweep NAME: one perfdhcp run per rate; prints a row each and sets BEST_* for the summary
 sweep() {
   local name=$1 r out rate acks d1 d2 avg
-  BEST_LOSSLESS=0 BEST_ACKS=0 BEST_DELAY=-
+  BEST_LOSSLESS=0 BEST_ACKS=0 BEST_DELAY=- SUM_TICKS=0 SUM_ACKS=0
   printf '%-9s %-7s %-8s %-9s %-9s %-7s %-11s %s\n' server target acks/s drop_DO% drop_RA% avg_ms server_cpu% perfdhcp_cpu%
   for r in $RATES; do
     out=$WORK/$name-$r.out
@@ -92,7 +110,8 @@ sweep() {
     t0=$(date +%s%N) c0=$(cpu_ticks)
     local gen
     gen=$( { TIMEFORMAT=%P; time timeout $((PERIOD + 30)) ip netns exec "$NS_CLI" perfdhcp -4 -l c0 \
-      -r "$r" -M "$WORK/macs.txt" -p "$PERIOD" -W 1000000 10.77.0.1 >"$out" 2>&1 || true; } 2>&1 )
+      -r "$r" "${CLIENT_ARGS[@]}" -p "$PERIOD" -W 1000000 10.77.0.1 >"$out" 2>&1 || true; } 2>&1 )
+    SUM_TICKS=$((SUM_TICKS + $(cpu_ticks) - c0))
     cpu=$(awk -v c="$(( $(cpu_ticks) - c0 ))" -v t="$(( $(date +%s%N) - t0 ))" -v hz="$(getconf CLK_TCK)" \
       'BEGIN{printf "%.0f", 100 * c / hz / (t / 1e9)}')
     read -r d1 d2 <<<"$(awk '/^drops ratio/{printf "%s ", $3}' "$out")"
@@ -103,8 +122,56 @@ sweep() {
       BEST_LOSSLESS=$r BEST_DELAY=$avg
     fi
     if [ "${acks:-0}" -gt "$BEST_ACKS" ]; then BEST_ACKS=$acks; fi
+    SUM_ACKS=$((SUM_ACKS + ${acks:-0} * PERIOD))
   done
+  CPU_PER_1000=$(awk -v t="$SUM_TICKS" -v a="$SUM_ACKS" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "%.0f", (a ? 1000 * 1000 * t / hz / a : 0)}')
 }
+
+if [ "$MODE" = pool ]; then
+  CLIENT_ARGS=(-R "$CLIENTS")
+  echo "perfdhcp $(perfdhcp -v 2>&1 | head -1), $CLIENTS unknown MACs from a pool of 8188, leases on disk, ${PERIOD}s per rate, relay path"
+  printf '[[pool]]\nname = "bench"\nrange = "10.77.16.1-10.77.47.252"\nsubnet = "10.77.0.0/16"\ngateway = "10.77.0.1"\nlease-time = "1h"\n' > "$WORK/pool.toml"
+  echo '{}' > "$WORK/empty.yaml"
+  mkdir -p "$WORK/state" "$WORK/kea"
+  start netbootd "$BIN" --config "$WORK/pool.toml" --backend-file-path "$WORK/empty.yaml" \
+    --state-dir "$WORK/state" --dhcp-iface s0 --ipxe-dir "$WORK" --tftp-enabled=false \
+    --syslog-enabled=false --http-ipxe-binary-enabled=false --http-ipxe-script-enabled=false \
+    --log-level warn
+  sweep netbootd
+  NB_LOSSLESS=$BEST_LOSSLESS NB_ACKS=$BEST_ACKS NB_DELAY=$BEST_DELAY NB_CPU=$CPU_PER_1000
+  stop
+  echo "netbootd journal: $(wc -l < "$WORK/state/pool.journal") records, $(du -k "$WORK/state/pool.journal" | cut -f1) KiB"
+  printf '%s\n' '{"Dhcp4": {' \
+    '  "interfaces-config": {"interfaces": ["s0"], "dhcp-socket-type": "udp"},' \
+    "  \"lease-database\": {\"type\": \"memfile\", \"persist\": true, \"name\": \"$WORK/kea/leases4.csv\", \"lfc-interval\": 0}," \
+    '  "valid-lifetime": 3600,' \
+    '  "subnet4": [{"id": 1, "subnet": "10.77.0.0/16", "pools": [{"pool": "10.77.16.1 - 10.77.47.252"}],' \
+    '               "option-data": [{"name": "routers", "data": "10.77.0.1"}]}],' \
+    '  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}]' \
+    '}}' > "$WORK/kea.json"
+  start kea env KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" "$KEA" -c "$WORK/kea.json"
+  sweep kea
+  KEA_LOSSLESS=$BEST_LOSSLESS KEA_ACKS=$BEST_ACKS KEA_DELAY=$BEST_DELAY KEA_CPU=$CPU_PER_1000
+  stop
+  printf '%s\n' port=0 interface=s0 bind-interfaces pid-file= log-facility=- \
+    "dhcp-leasefile=$WORK/dnsmasq.leases" quiet-dhcp no-ping dhcp-authoritative \
+    dhcp-lease-max=100000 dhcp-range=10.77.16.1,10.77.47.252,255.255.0.0,1h > "$WORK/dnsmasq-pool.conf"
+  start dnsmasq dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq-pool.conf"
+  sweep dnsmasq
+  DM_LOSSLESS=$BEST_LOSSLESS DM_ACKS=$BEST_ACKS DM_DELAY=$BEST_DELAY DM_CPU=$CPU_PER_1000
+  stop
+  echo
+  printf '%-9s %-22s %-20s %-20s %s\n' server highest_lossless/s highest_completed/s avg_ms_at_lossless cpu_ms_per_1000_acks
+  printf '%-9s %-22s %-20s %-20s %s\n' netbootd "$NB_LOSSLESS" "$NB_ACKS" "$NB_DELAY" "$NB_CPU"
+  printf '%-9s %-22s %-20s %-20s %s\n' kea "$KEA_LOSSLESS" "$KEA_ACKS" "$KEA_DELAY" "$KEA_CPU"
+  printf '%-9s %-22s %-20s %-20s %s\n' dnsmasq "$DM_LOSSLESS" "$DM_ACKS" "$DM_DELAY" "$DM_CPU"
+  awk -v a="$NB_LOSSLESS" -v b="$KEA_LOSSLESS" -v c="$NB_ACKS" -v d="$KEA_ACKS" -v e="$DM_LOSSLESS" -v f="$DM_ACKS" 'BEGIN{
+    printf "ratio netbootd/kea: lossless %.1fx, completed %.1fx; netbootd/dnsmasq: lossless %.1fx, completed %.1fx\n",
+      (b ? a/b : 0), (d ? c/d : 0), (e ? a/e : 0), (f ? c/f : 0)}'
+  exit 0
+fi
+CLIENT_ARGS=(-M "$WORK/macs.txt")
 
 echo "perfdhcp $(perfdhcp -v 2>&1 | head -1), $CLIENTS reserved MACs, ${PERIOD}s per rate, relay path"
 start netbootd "$BIN" --backend-file-path "$WORK/hardware.yaml" --dhcp-iface s0 --ipxe-dir "$WORK" \
