@@ -449,6 +449,13 @@ fn sigkill_during_2000_unknown_macs_loses_no_acknowledged_lease() {
     });
     assert!(killed_at.get().is_some());
     let _ = server.wait_exit(LIMIT);
+    // The journal was rewritten (in the background) at least once before the kill.
+    let log = server.log(Duration::from_millis(100));
+    let rewrites: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pool: journal rewritten"))
+        .collect();
+    assert!(!rewrites.is_empty(), "{log}");
     let acked = acks_in(&dir.path("first.pcap"));
     let perf_acks = perfdhcp_acks(&out);
     assert!(
@@ -513,11 +520,12 @@ fn sigkill_during_2000_unknown_macs_loses_no_acknowledged_lease() {
         );
     }
     eprintln!(
-        "perfdhcp ACKs before the kill: {perf_acks}; captured {} ({} MACs); leases after restart: {}; second run ACKs: {}",
+        "perfdhcp ACKs before the kill: {perf_acks}; captured {} ({} MACs); leases after restart: {}; second run ACKs: {}; {}",
         acked.len(),
         by_mac.len(),
         table.len(),
-        again.len()
+        again.len(),
+        rewrites[0]
     );
 }
 

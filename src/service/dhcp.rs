@@ -655,6 +655,10 @@ impl Service for DhcpService {
     }
 
     fn on_readable(&mut self, fd: RawFd, now: Instant) {
+        if let Some(pool) = self.pool.as_mut().filter(|p| p.is_rewrite(fd)) {
+            pool.on_rewrite_done();
+            return;
+        }
         if self.pool.as_ref().is_some_and(|p| p.owns(fd)) {
             self.on_probe_answers(fd);
             self.commit();

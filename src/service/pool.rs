@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,8 @@ use log::{debug, error, info, warn};
 
 use crate::config::pools::PoolSettings;
 use crate::config::Config;
-use crate::io::pool_journal::Journal;
+use crate::io::background::Background;
+use crate::io::pool_journal::{write_new, Journal};
 use crate::io::probe::{ArpProbe, IcmpProbe};
 use crate::policy::pool::{Millis, Pools};
 use crate::service::metrics::Metrics;
@@ -64,6 +66,9 @@ pub struct PoolRuntime {
     icmp: Option<IcmpProbe>,
     server_ip: Ipv4Addr,
     metrics: Arc<Metrics>,
+    /// The journal's rewrite, off the loop: (temporary file, how writing it went).
+    rewrite: Background<(std::path::PathBuf, std::io::Result<()>)>,
+    rewrite_started: Option<Instant>,
     next_discovery_save: Instant,
     next_gauges: Instant,
     /// Pool-full silences not logged yet, and when the last such line was written.
@@ -134,6 +139,8 @@ impl PoolRuntime {
             icmp,
             server_ip: config.dhcp.ip_for_packet,
             metrics,
+            rewrite: Background::new("pool journal").map_err(|e| e.to_string())?,
+            rewrite_started: None,
             next_discovery_save: now + DISCOVERY_SAVE,
             next_gauges: now,
             full_unlogged: 0,
@@ -167,7 +174,7 @@ impl PoolRuntime {
     }
 
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        let mut fds = Vec::new();
+        let mut fds = vec![self.rewrite.fd()];
         if let Some(a) = &self.arp {
             fds.push(a.as_fd());
         }
@@ -179,6 +186,11 @@ impl PoolRuntime {
 
     pub fn owns(&self, fd: RawFd) -> bool {
         self.fds().iter().any(|f| f.as_raw_fd() == fd)
+    }
+
+    /// Is `fd` the rewrite's wake-up (else a probe socket)?
+    pub fn is_rewrite(&self, fd: RawFd) -> bool {
+        self.rewrite.fd().as_raw_fd() == fd
     }
 
     /// Addresses that answered, read from the probe socket `fd` until it would block.
@@ -222,15 +234,15 @@ impl PoolRuntime {
         self.next_gauges.min(self.next_discovery_save)
     }
 
-    /// Compaction when due, and the gauges.
+    /// A rewrite of the journal when due (in the background), and the gauges.
     pub fn on_timer(&mut self, now: Instant) {
         let due = self.journal.wants_compaction()
             || (now >= self.next_discovery_save && lock(&self.state).discovery_dirty());
         if now >= self.next_discovery_save {
             self.next_discovery_save = now + DISCOVERY_SAVE;
         }
-        if due {
-            self.compact();
+        if due && !self.rewrite.is_running() {
+            self.begin_rewrite(now);
         }
         if now >= self.next_gauges {
             self.next_gauges = now + GAUGES_EVERY;
@@ -238,14 +250,61 @@ impl PoolRuntime {
         }
     }
 
-    /// Rewrites the journal from the pool's state (records not yet written are in it).
+    /// Takes the state (on the loop: encoding only) and has a thread write it.
+    fn begin_rewrite(&mut self, now: Instant) {
+        let state = lock(&self.state).snapshot(wall_ms());
+        let (tmp, text) = self.journal.begin_rewrite(&state);
+        let job_tmp = tmp.clone();
+        let started = self.rewrite.start(
+            move || {
+                let r = write_new(&job_tmp, &text);
+                (job_tmp, r)
+            },
+            move || {
+                (
+                    tmp,
+                    Err(std::io::Error::other("the rewrite thread panicked")),
+                )
+            },
+        );
+        match started {
+            Ok(()) => self.rewrite_started = Some(now),
+            Err(e) => {
+                let _ = self.journal.finish_rewrite(Path::new(""), Err(e));
+            }
+        }
+    }
+
+    /// The background write is done: the records appended meanwhile are added and the new
+    /// file replaces the old one.
+    pub fn on_rewrite_done(&mut self) {
+        let Some((tmp, written)) = self.rewrite.take() else {
+            return;
+        };
+        let began = self.rewrite_started.take();
+        let finished = Instant::now();
+        match self.journal.finish_rewrite(&tmp, written) {
+            Ok(()) => info!(
+                "pool: journal rewritten ({} records) in {:.1} ms, {:.1} ms of it on the loop",
+                self.journal.compacted_with,
+                began.map_or(0.0, |b| finished.duration_since(b).as_secs_f64() * 1000.0),
+                finished.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => error!(
+                "pool: rewriting {} failed: {e} (appends go on to the old file)",
+                self.journal.path().display()
+            ),
+        }
+    }
+
+    /// Rewrites the journal from the pool's state, on this thread (start-up is done by
+    /// [`PoolRuntime::start`]; this is for shutdown). A rewrite running in the background is
+    /// abandoned: this one holds everything.
     pub fn compact(&mut self) {
         let started = Instant::now();
-        let state = {
-            // Records not yet appended stay queued: appended after, they repeat what the
-            // snapshot holds, which replays the same.
-            lock(&self.state).snapshot(wall_ms())
-        };
+        // Records not yet appended stay queued: appended after, they repeat what the
+        // snapshot holds, which replays the same.
+        let state = lock(&self.state).snapshot(wall_ms());
         match self.journal.compact(&state) {
             Ok(()) => debug!(
                 "pool: journal rewritten with {} records in {:.1} ms",
