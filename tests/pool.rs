@@ -299,7 +299,7 @@ fn unknown_clients_get_pool_leases_and_a_known_one_is_naked_to_its_reservation()
 
 #[test]
 #[ignore = "needs root and network namespaces: run tests/run.sh"]
-fn an_address_something_answers_arp_for_is_skipped() {
+fn an_address_something_answers_arp_or_ping_for_is_skipped() {
     need_root_and("pool ARP probe", &["busybox", "ip"]);
     let dir = TempDir::new("pool-arp");
     config(&dir, "range = \"10.77.9.100-10.77.9.119\"");
@@ -324,6 +324,45 @@ fn an_address_something_answers_arp_for_is_skipped() {
     assert!(env.lines().any(|l| l == "ip=10.77.9.101"), "{env}");
     let (line, _) = server.wait_for("answered a probe", LIMIT);
     assert!(line.contains("10.77.9.100 answered a probe"), "{line}");
+    drop(server);
+
+    // Without --dhcp-iface (one UDP socket) the probe is an ICMP echo.
+    let hw = dir.path("hardware.yaml");
+    let (state, conf) = (dir.path("state-udp"), dir.path("netbootd.toml"));
+    let mut cmd = lab.srv.command(&[BIN]);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "--config",
+            conf.to_str().unwrap(),
+            "--backend-file-path",
+            hw.to_str().unwrap(),
+            "--dhcp-ip-for-packet",
+            SRV_IP,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--ipxe-dir",
+            dir.path("ipxe").to_str().unwrap(),
+            "--tftp-enabled=false",
+            "--syslog-enabled=false",
+            "--http-ipxe-binary-enabled=false",
+            "--http-ipxe-script-enabled=false",
+        ]);
+    let mut server = Server::spawn(cmd);
+    server.wait_for("DHCP reservation on UDP", LIMIT);
+    lab.set_client_mac("02:77:00:00:09:12");
+    lab.cli_address("10.77.9.100/16");
+    let _ = std::fs::remove_file(dir.path("hook.env"));
+    let out = lab
+        .cli
+        .run_for(Duration::from_secs(20), &udhcpc_args(&hook));
+    let env = hook_env(&dir);
+    assert!(out.status.success(), "udhcpc: {}\n{env}", text(&out.stderr));
+    assert!(env.lines().any(|l| l == "ip=10.77.9.101"), "{env}");
+    let (line, _) = server.wait_for("answered a probe", LIMIT);
+    assert!(line.contains("10.77.9.100 answered a probe"), "{line}");
+    let metrics_line = server.seen.iter().any(|l| l.contains("no ICMP probes"));
+    assert!(!metrics_line, "{:?}", server.seen);
 }
 
 /// The ACKs in a pcap file of relay traffic: (client MAC, address).

@@ -911,3 +911,104 @@ fn the_network_asking_chooses_among_a_machines_addresses() {
     let r = ask(Ipv4Addr::new(10, 200, 0, 1), MessageType::Discover, None);
     assert_eq!(r.message.yiaddr, Ipv4Addr::new(10, 77, 0, 50));
 }
+
+/// What the pool's messages ask, and the replies its decisions make, by kind of client.
+#[test]
+fn pool_asks_and_replies() {
+    use crate::config::pools::{PoolBoot, PoolSettings};
+    use crate::policy::pool::{AskKind, Decision, Quiet};
+    let c = cfg(DhcpMode::Reservation);
+    const UNKNOWN: &str = "02:77:00:00:09:99";
+    let ip = Ipv4Addr::new(10, 77, 9, 100);
+    let ask = |m: &Message| pool_ask(m, &c).map(|a| a.kind);
+    assert_eq!(
+        ask(&request(UNKNOWN, MessageType::Discover)),
+        Ok(AskKind::Discover { requested: None })
+    );
+    let mut select = request(UNKNOWN, MessageType::Request);
+    select.options.set(code::REQUESTED_ADDRESS, ip.octets());
+    let mut reboot = select.clone();
+    select.options.set(code::SERVER_ID, SERVER.octets());
+    assert_eq!(ask(&select), Ok(AskKind::Select { requested: ip }));
+    assert_eq!(ask(&reboot), Ok(AskKind::InitReboot { requested: ip }));
+    reboot.options.remove(code::REQUESTED_ADDRESS);
+    reboot.ciaddr = ip;
+    assert_eq!(ask(&reboot), Ok(AskKind::Renew { ciaddr: ip }));
+    let mut other = select.clone();
+    other.options.set(code::SERVER_ID, [10, 77, 0, 3]);
+    assert_eq!(
+        ask(&other),
+        Err(Silence::OtherServer(Ipv4Addr::new(10, 77, 0, 3)))
+    );
+    assert_eq!(
+        ask(&request(UNKNOWN, MessageType::Inform)),
+        Err(Silence::UnexpectedType(MessageType::Inform))
+    );
+
+    let pool = PoolSettings {
+        name: "lab".into(),
+        subnet: crate::value::Cidr::parse("10.77.0.0/16").unwrap(),
+        first: ip,
+        last: Ipv4Addr::new(10, 77, 9, 119),
+        gateway: Some(SERVER),
+        name_servers: vec![SERVER],
+        domain: Some("unknown.example".into()),
+        lease_time: 300,
+        boot: PoolBoot::Reboot { sleep: 5 },
+    };
+    let offer = Decision::Offer { pool: 0, ip };
+    // A BMC: the address and the pool's options, no boot file.
+    let plain = reply(pool_reply(
+        &request(UNKNOWN, MessageType::Discover),
+        &offer,
+        Some(&pool),
+        &c,
+    ));
+    assert_eq!((plain.message.yiaddr, plain.boot.clone()), (ip, None));
+    assert_eq!(
+        opt(&plain, code::LEASE_TIME),
+        Some(300u32.to_be_bytes().to_vec())
+    );
+    assert_eq!(opt(&plain, code::SUBNET_MASK), Some(vec![255, 255, 0, 0]));
+    assert_eq!(
+        opt(&plain, code::DOMAIN_NAME),
+        Some(b"unknown.example".to_vec())
+    );
+    // Firmware: the binary for its architecture; iPXE: /unknown.ipxe.
+    let fw = reply(pool_reply(
+        &pxe(request(UNKNOWN, MessageType::Discover), 7),
+        &offer,
+        Some(&pool),
+        &c,
+    ));
+    assert_eq!(fw.boot.map(|b| b.file), Some("ipxe.efi".to_string()));
+    let ipxe_reply = reply(pool_reply(
+        &ipxe(request(UNKNOWN, MessageType::Discover)),
+        &offer,
+        Some(&pool),
+        &c,
+    ));
+    assert_eq!(
+        ipxe_reply.boot.map(|b| b.file),
+        Some("http://10.77.0.1:8080/unknown.ipxe".to_string())
+    );
+    // NAK carries its reason; silences keep theirs.
+    let nak = reply(pool_reply(
+        &select,
+        &Decision::Nak { why: "gone".into() },
+        None,
+        &c,
+    ));
+    assert_eq!(nak.message_type(), MessageType::Nak);
+    assert_eq!(opt(&nak, code::MESSAGE), Some(b"gone".to_vec()));
+    assert_eq!(
+        pool_reply(
+            &select,
+            &Decision::Silent(Quiet::Full { pool: 0 }),
+            None,
+            &c
+        )
+        .map(|_| ()),
+        Err(Silence::Pool(Quiet::Full { pool: 0 }))
+    );
+}

@@ -353,3 +353,57 @@ fn a_host_name_cannot_chain_a_command_into_a_profile_script() {
         Err(NoScript::Unsafe("hostname", _))
     ));
 }
+
+#[test]
+fn the_pool_script_reboots_or_boots_the_pools_profile() {
+    use crate::config::pools::{PoolBoot, PoolSettings};
+    let http = crate::config::tests::loopback_config().http;
+    let s = ScriptSettings {
+        http: &http,
+        syslog_host: "10.0.0.1",
+        base_url: "http://10.0.0.1:8080".into(),
+    };
+    let pool = |name: &str, cidr: &str, boot| PoolSettings {
+        name: name.into(),
+        subnet: crate::value::Cidr::parse(cidr).unwrap(),
+        first: Ipv4Addr::new(10, 0, 9, 1),
+        last: Ipv4Addr::new(10, 0, 9, 9),
+        gateway: None,
+        name_servers: vec![],
+        domain: None,
+        lease_time: 300,
+        boot,
+    };
+    let profile = crate::inventory::BootProfile {
+        kernel: "discover/vmlinuz".into(),
+        initrd: vec![],
+        cmdline: "console=ttyS0".into(),
+    };
+    let pools = [
+        pool("lab", "10.0.0.0/16", PoolBoot::Reboot { sleep: 7 }),
+        pool(
+            "bmc",
+            "10.1.0.0/16",
+            PoolBoot::Profile("discover".into(), Some(profile)),
+        ),
+    ];
+    let (kind, text) = pool_script(&pools, "10.0.9.3".parse().unwrap(), &s).unwrap();
+    assert_eq!(kind, ScriptKind::Reboot);
+    assert!(
+        text.starts_with("#!ipxe\n") && text.contains("sleep 7\nreboot\n"),
+        "{text}"
+    );
+    let (kind, text) = pool_script(&pools, "10.1.2.3".parse().unwrap(), &s).unwrap();
+    assert_eq!(kind, ScriptKind::Profile);
+    assert!(
+        text.contains("kernel http://10.0.0.1:8080/assets/discover/vmlinuz console=ttyS0"),
+        "{text}"
+    );
+    assert!(matches!(
+        pool_script(&[], "10.0.9.3".parse().unwrap(), &s),
+        Err(NoScript::UnknownMachine)
+    ));
+    assert_eq!(route("/unknown.ipxe"), Route::UnknownScript);
+    assert_eq!(route("/a/b/unknown.ipxe"), Route::UnknownScript);
+    assert_eq!(route("/unknown"), Route::Unknown);
+}
