@@ -253,6 +253,22 @@ fn check(config: &Config) -> i32 {
     for w in &config.warnings {
         println!("warning: {w}");
     }
+    for p in &config.pools {
+        let boot = match &p.boot {
+            config::pools::PoolBoot::Reboot { sleep } => format!("reboot after {sleep} s"),
+            config::pools::PoolBoot::Profile(name, _) => format!("profile {name}"),
+        };
+        println!(
+            "pool {}: {}-{} in {} ({} addresses, {} s leases, iPXE: {boot}; leases in {})",
+            p.name,
+            p.first,
+            p.last,
+            p.subnet,
+            p.size(),
+            p.lease_time,
+            config.state_dir.join(crate::io::pool_journal::FILE_NAME).display()
+        );
+    }
     let file = config.hardware_file().map(|path| check_file(config, path));
     let smd = config.remote().map(|_| check_remote(config));
     match (file, smd) {
