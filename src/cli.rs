@@ -266,7 +266,10 @@ fn check(config: &Config) -> i32 {
             p.subnet,
             p.size(),
             p.lease_time,
-            config.state_dir.join(crate::io::pool_journal::FILE_NAME).display()
+            config
+                .state_dir
+                .join(crate::io::pool_journal::FILE_NAME)
+                .display()
         );
     }
     let file = config.hardware_file().map(|path| check_file(config, path));

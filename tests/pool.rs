@@ -179,6 +179,23 @@ fn unknown_clients_get_pool_leases_and_a_known_one_is_naked_to_its_reservation()
         LIMIT,
     );
     assert!(line.contains("REQUEST"), "{line}");
+    let deadline = Instant::now() + LIMIT;
+    while !hook_env(&dir).contains("new_ip_address=10.77.9.102") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let env = hook_env(&dir);
+    for want in [
+        "new_ip_address=10.77.9.102",
+        "new_subnet_mask=255.255.0.0",
+        "new_routers=10.77.0.1",
+        "new_domain_name=unknown.example",
+        "new_dhcp_lease_time=20",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "dhclient lacks {want}:\n{env}"
+        );
+    }
     // The renewal at T1 (10 s), unicast with ciaddr.
     let (line, _) = server.wait_for(
         &format!("mac={known} arch=- client=plain mode=reservation -> ACK 10.77.9.102 to unicast"),
