@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
-use common::netns::{hook_env, need_root_and, udhcpc_args, write_hook, Lab, SRV_IP};
+use common::netns::{
+    get_from_client, hook_env, need_root_and, udhcpc_args, write_hook, Lab, SRV_IP,
+};
 use common::{text, Server, TempDir, BIN};
 use netbootd::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 
@@ -117,16 +119,6 @@ fn probe(
             Some((from.to_string(), Message::parse(&bytes).ok()?))
         })
         .collect()
-}
-
-/// netbootd's /metrics (HTTP on 10.77.0.1:8080), fetched from the client's namespace.
-fn metrics_seen_by_client(lab: &Lab) -> String {
-    let url = format!("http://{SRV_IP}:8080/metrics");
-    text(
-        &lab.cli
-            .run(&["curl", "-sS", "--max-time", "5", &url])
-            .stdout,
-    )
 }
 
 /// A request from `mac` with the broadcast flag set.
@@ -548,7 +540,7 @@ fn bad_packets_are_dropped_and_the_next_good_one_answered() {
     assert!(server.is_running());
     // Every packet is in /metrics: the answer by type and verdict, the silences by reason,
     // the unparsable ones as malformed.
-    let metrics = metrics_seen_by_client(&lab);
+    let metrics = get_from_client(&lab, "/metrics");
     for series in [
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"OFFER\"} 1",
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"not_a_request\"} 1",
@@ -621,7 +613,7 @@ fn forged_relay_and_client_addresses_get_no_reply() {
     ] {
         server.wait_for(line, LIMIT);
     }
-    let metrics = metrics_seen_by_client(&lab);
+    let metrics = get_from_client(&lab, "/metrics");
     for series in [
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"forged_relay\"} 3",
         "netbootd_dhcp_packets_total{port=\"67\",type=\"DISCOVER\",verdict=\"unlisted_relay\"} 1",

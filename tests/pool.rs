@@ -13,7 +13,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::netns::{hook_env, need_root_and, udhcpc_args, write_hook, Lab, SRV_IP};
+use common::netns::{
+    get_from_client, hook_env, need_root_and, udhcpc_args, write_hook, Lab, SRV_IP,
+};
 use common::{text, Server, TempDir, BIN};
 use netbootd::wire::dhcp::{Message, MessageType};
 use netbootd::wire::frame::parse_udp_frame;
@@ -66,16 +68,6 @@ fn start(lab: &Lab, dir: &TempDir, hardware: &str, extra: &[&str]) -> Server {
     let mut server = Server::spawn(cmd);
     server.wait_for("on packet socket on s0", LIMIT);
     server
-}
-
-/// `/unknown` as the client namespace sees it.
-fn unknown_json(lab: &Lab) -> String {
-    let url = format!("http://{SRV_IP}:8080/unknown");
-    text(
-        &lab.cli
-            .run(&["curl", "-sS", "--max-time", "5", &url])
-            .stdout,
-    )
 }
 
 #[test]
@@ -231,7 +223,7 @@ fn unknown_clients_get_pool_leases_and_a_known_one_is_naked_to_its_reservation()
     );
 
     // /unknown lists the two unknown MACs (the known one left the list) and their leases.
-    let json = unknown_json(&lab);
+    let json = get_from_client(&lab, "/unknown");
     for want in [
         "\"mac\":\"02:77:00:00:09:01\"",
         "\"mac\":\"02:77:00:00:09:02\"",
@@ -296,17 +288,7 @@ fn unknown_clients_get_pool_leases_and_a_known_one_is_naked_to_its_reservation()
     );
     // /metrics carries the pool's gauges (brought up to date every second).
     std::thread::sleep(Duration::from_millis(1100));
-    let metrics = text(
-        &lab.cli
-            .run(&[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{SRV_IP}:8080/metrics"),
-            ])
-            .stdout,
-    );
+    let metrics = get_from_client(&lab, "/metrics");
     assert!(
         metrics.contains("netbootd_pool_addresses{pool=\"lab\",state=\"bound\"}"),
         "{metrics}"
@@ -470,7 +452,7 @@ fn perfdhcp_acks(out: &str) -> usize {
 
 /// The bound leases of `/unknown`: MAC → address.
 fn leases(lab: &Lab) -> BTreeMap<String, String> {
-    let json = unknown_json(lab);
+    let json = get_from_client(lab, "/unknown");
     let part = json.split("\"leases\":[").nth(1).unwrap_or("");
     part.split('{')
         .filter(|l| l.contains("\"state\":\"bound\""))
@@ -620,17 +602,7 @@ fn a_full_pool_turns_clients_away_with_one_line_a_second() {
         full.len(),
         full.join("\n")
     );
-    let metrics = text(
-        &lab.cli
-            .run(&[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{SRV_IP}:8080/metrics"),
-            ])
-            .stdout,
-    );
+    let metrics = get_from_client(&lab, "/metrics");
     let turned_away: u64 = metrics
         .lines()
         .find(|l| l.starts_with("netbootd_pool_full_total{pool=\"lab\"}"))

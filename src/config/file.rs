@@ -229,17 +229,7 @@ impl Reader<'_> {
             (None, vec![], None, None);
         for entry in entries {
             let line = entry.value.line;
-            let texts: Vec<&str> = match &entry.value.value {
-                Value::Text(t) => vec![t.as_str()],
-                Value::List(items) => items
-                    .iter()
-                    .filter_map(|i| match &i.value {
-                        Value::Text(t) => Some(t.as_str()),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let texts = texts_of(&entry.value.value);
             let one = texts.first().copied().unwrap_or("");
             let key = entry.key.as_str();
             let result = match normalize_key(key).as_str() {
@@ -289,6 +279,21 @@ impl Reader<'_> {
             domain,
             lease_time,
         })
+    }
+}
+
+/// A table value as text: a string, or a list's strings (anything else: none).
+pub(super) fn texts_of(value: &Value) -> Vec<&str> {
+    match value {
+        Value::Text(t) => vec![t.as_str()],
+        Value::List(items) => items
+            .iter()
+            .filter_map(|i| match &i.value {
+                Value::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

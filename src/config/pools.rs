@@ -122,17 +122,7 @@ pub fn parse_pool(
     let (mut lease_time, mut boot, mut sleep) = (DEFAULT_POOL_LEASE, None, DEFAULT_REBOOT_SLEEP);
     for entry in entries {
         let line = entry.value.line;
-        let texts: Vec<&str> = match &entry.value.value {
-            Value::Text(t) => vec![t.as_str()],
-            Value::List(items) => items
-                .iter()
-                .filter_map(|i| match &i.value {
-                    Value::Text(t) => Some(t.as_str()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let texts = super::file::texts_of(&entry.value.value);
         let one = texts.first().copied().unwrap_or("");
         let key = entry.key.as_str();
         let result = match normalize_key(key).as_str() {

@@ -336,3 +336,11 @@ pub fn write_hook(dir: &super::TempDir) -> std::path::PathBuf {
 pub fn hook_env(dir: &super::TempDir) -> String {
     std::fs::read_to_string(dir.path("hook.env")).unwrap_or_default()
 }
+
+/// The body of `http://10.77.0.1:8080<path>` (netbootd's HTTP), fetched from the client's
+/// namespace.
+pub fn get_from_client(lab: &Lab, path: &str) -> String {
+    let url = format!("http://{SRV_IP}:8080{path}");
+    let out = lab.cli.run(&["curl", "-sS", "--max-time", "5", &url]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
