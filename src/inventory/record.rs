@@ -16,6 +16,8 @@ use crate::wire::MacAddr;
 /// Errors reported before the rest are summarised.
 const MAX_ERRORS: usize = 100;
 
+mod tinkerbell;
+
 const MACHINE_FIELDS: &[&str] = &[
     "mac",
     "ipAddress",
@@ -169,8 +171,10 @@ impl<'a> Checker<'a> {
         let entries = match &doc.value {
             Value::Null => return Vec::new(),
             Value::Map(entries) => entries,
+            // Tinkerbell's file backend: a list of Hardware objects.
+            Value::List(items) if format == Format::Yaml => return self.hardware_list(items),
             _ => {
-                self.error(top, "expected a map of machines keyed by MAC address");
+                self.error(top, "expected a map of machines keyed by MAC address, or a list of Tinkerbell Hardware objects");
                 self.fatal = true;
                 return Vec::new();
             }

@@ -583,3 +583,102 @@ fn the_file_is_served_over_a_remote_source_and_wins_every_clash() {
     let (waiting, clashes) = Inventory::layered(file, Arc::new(Inventory::pending()));
     assert!(clashes.is_empty() && waiting.is_pending() && waiting.len() == 2);
 }
+
+#[test]
+fn tinkerbell_hardware_lists_load_like_smees_map() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tinkerbell/hardware-list-example.yaml"
+    ))
+    .unwrap();
+    let loaded = load(&text).unwrap();
+    let inv = &loaded.inventory;
+    assert_eq!(inv.len(), 4);
+    let m = inv.by_mac("52:54:00:aa:88:2a".parse().unwrap()).unwrap();
+    assert_eq!(m.ip_address, Some(Ipv4Addr::new(192, 168, 2, 15)));
+    assert_eq!(m.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(m.default_gateway, Some(Ipv4Addr::new(192, 168, 2, 1)));
+    assert_eq!(m.hostname.as_deref(), Some("sandbox"));
+    assert_eq!(m.domain_name.as_deref(), Some("example.com"));
+    assert_eq!(m.name_servers.len(), 2);
+    assert_eq!(m.ntp_servers[0], Ipv4Addr::new(132, 163, 96, 2));
+    assert_eq!(m.lease_time, 86400);
+    assert!(m.netboot.allow_pxe);
+    assert_eq!(
+        m.netboot.ipxe_script_url.as_deref(),
+        Some("https://boot.netboot.xyz")
+    );
+    // The bad object is refused, named by namespace/name, MAC and Hardware field.
+    assert_eq!(loaded.refused, 1);
+    let e = loaded.errors[0].to_string();
+    assert!(
+        e.contains("default/bad-data 08:00:27:29:4e:68: spec.interfaces[0].dhcp.ip.address: \"3\": not an IPv4 address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tinkerbell_objects_interfaces_duplicates_and_disabled_dhcp() {
+    let text = r#"
+- apiVersion: tinkerbell.org/v1alpha1
+  kind: Hardware
+  metadata: {name: two-nics, namespace: rack1}
+  spec:
+    metadata: {facility: {facility_code: ewr1}}
+    interfaces:
+    - dhcp: {mac: "02:00:00:00:00:01", arch: aarch64, vlan_id: "12", lease_time: 0, ip: {address: 10.0.0.11, netmask: 255.255.255.0}}
+      netboot: {allowPXE: true, ipxe: {contents: "chain http://x/y.ipxe"}}
+    - dhcp: {mac: "02:00:00:00:00:02", ip: {address: 10.0.1.11, netmask: 255.255.255.0}}
+      disableDhcp: true
+    - netboot: {allowPXE: false}
+- apiVersion: tinkerbell.org/v1alpha1
+  kind: Hardware
+  metadata: {name: a, namespace: rack1}
+  spec:
+    interfaces:
+    - dhcp: {mac: "02:00:00:00:00:09", ip: {address: 10.0.0.21, netmask: 255.255.255.0}}
+- apiVersion: tinkerbell.org/v1alpha1
+  kind: Hardware
+  metadata: {name: b, namespace: rack2}
+  spec:
+    interfaces:
+    - dhcp: {mac: "02:00:00:00:00:09", ip: {address: 10.0.0.22, netmask: 255.255.255.0}}
+- kind: Machine
+  metadata: {name: not-hardware}
+"#;
+    let loaded = load(text).unwrap();
+    let inv = &loaded.inventory;
+    let one = inv.by_mac("02:00:00:00:00:01".parse().unwrap()).unwrap();
+    assert_eq!(one.arch.as_deref(), Some("aarch64"));
+    assert_eq!(one.vlan_id, Some(12));
+    assert_eq!(
+        one.lease_time, DEFAULT_LEASE_TIME,
+        "lease_time 0 is netbootd's default"
+    );
+    assert_eq!(one.netboot.facility.as_deref(), Some("ewr1"));
+    assert_eq!(
+        one.netboot.ipxe_script.as_deref(),
+        Some("chain http://x/y.ipxe")
+    );
+    let two = inv.by_mac("02:00:00:00:00:02".parse().unwrap()).unwrap();
+    assert!(two.disabled, "disableDhcp");
+    // The MAC in two objects: both refused, each object named.
+    assert!(inv.by_mac("02:00:00:00:00:09".parse().unwrap()).is_none());
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let all = errors.join("\n");
+    assert!(
+        all.contains("rack2/b 02:00:00:00:00:09: spec.interfaces[0].dhcp.mac: duplicate MAC"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "rack1/a 02:00:00:00:00:09: 02:00:00:00:00:09 is also in rack2/b: both are refused"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("not-hardware") && all.contains("expected a Hardware object"),
+        "{all}"
+    );
+    assert_eq!(inv.len(), 2);
+}
