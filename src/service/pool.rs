@@ -69,6 +69,8 @@ pub struct PoolRuntime {
     /// The journal's rewrite, off the loop: (temporary file, how writing it went).
     rewrite: Background<(std::path::PathBuf, std::io::Result<()>)>,
     rewrite_started: Option<Instant>,
+    /// After a failed rewrite, none before this (one error line a minute at most).
+    rewrite_not_before: Option<Instant>,
     next_discovery_save: Instant,
     next_gauges: Instant,
     /// Pool-full silences not logged yet, and when the last such line was written.
@@ -141,6 +143,7 @@ impl PoolRuntime {
             metrics,
             rewrite: Background::new("pool journal").map_err(|e| e.to_string())?,
             rewrite_started: None,
+            rewrite_not_before: None,
             next_discovery_save: now + DISCOVERY_SAVE,
             next_gauges: now,
             full_unlogged: 0,
@@ -241,7 +244,8 @@ impl PoolRuntime {
         if now >= self.next_discovery_save {
             self.next_discovery_save = now + DISCOVERY_SAVE;
         }
-        if due && !self.rewrite.is_running() {
+        let allowed = self.rewrite_not_before.is_none_or(|at| now >= at);
+        if due && allowed && !self.rewrite.is_running() {
             self.begin_rewrite(now);
         }
         if now >= self.next_gauges {
@@ -290,10 +294,13 @@ impl PoolRuntime {
                 began.map_or(0.0, |b| finished.duration_since(b).as_secs_f64() * 1000.0),
                 finished.elapsed().as_secs_f64() * 1000.0
             ),
-            Err(e) => error!(
-                "pool: rewriting {} failed: {e} (appends go on to the old file)",
-                self.journal.path().display()
-            ),
+            Err(e) => {
+                self.rewrite_not_before = Some(finished + DISCOVERY_SAVE);
+                error!(
+                    "pool: rewriting {} failed: {e} (appends go on to the old file; next try in a minute)",
+                    self.journal.path().display()
+                )
+            }
         }
     }
 
