@@ -244,7 +244,6 @@ impl Boot {
             "none",
             "-monitor",
             "none",
-            "-serial",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -253,6 +252,7 @@ impl Boot {
         if self.source != Source::PoolThenFile {
             args.push("-no-reboot".into());
         }
+        args.push("-serial".into());
         args.push(format!("file:{}", serial.display()));
         args.extend(self.firmware_args(&dir));
         args.extend([
