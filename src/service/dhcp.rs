@@ -414,6 +414,22 @@ impl DhcpService {
         }
     }
 
+    /// A new inventory: MACs it knows leave the discovery list (and lose their pool lease)
+    /// even if they never ask again.
+    fn prune_known(&mut self) {
+        let generation = self.store.generation();
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        if pool.seen_generation == generation {
+            return;
+        }
+        pool.seen_generation = generation;
+        let inventory = self.store.snapshot();
+        pool.lock()
+            .prune_known(&|mac| inventory.by_mac(mac).is_some());
+    }
+
     /// Makes the pool's records durable, then sends the ACKs that waited for them. A journal
     /// that cannot be written sends none (each is logged): a lease is never promised unless it
     /// will survive a crash.
@@ -677,6 +693,7 @@ impl Service for DhcpService {
 
     fn on_timer(&mut self, now: Instant) {
         self.on_probe_deadlines(now);
+        self.prune_known();
         self.commit();
         if let Some(pool) = self.pool.as_mut() {
             pool.on_timer(now);

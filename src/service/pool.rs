@@ -73,6 +73,8 @@ pub struct PoolRuntime {
     rewrite_not_before: Option<Instant>,
     next_discovery_save: Instant,
     next_gauges: Instant,
+    /// The inventory generation whose MACs were last taken off the discovery list.
+    pub seen_generation: u64,
     /// Pool-full silences not logged yet, and when the last such line was written.
     pub full_unlogged: u64,
     pub full_logged_at: Option<Instant>,
@@ -146,6 +148,7 @@ impl PoolRuntime {
             rewrite_not_before: None,
             next_discovery_save: now + DISCOVERY_SAVE,
             next_gauges: now,
+            seen_generation: 0,
             full_unlogged: 0,
             full_logged_at: None,
         })

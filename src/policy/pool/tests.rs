@@ -534,3 +534,30 @@ fn reconfigure_keeps_leases_inside_the_new_ranges_only() {
     assert!(p.leases().iter().any(|l| l.ip == b));
     assert_eq!(p.forget_mac(mac(2)), Some(b));
 }
+
+#[test]
+fn macs_the_inventory_knows_now_are_pruned_without_asking_again() {
+    let mut p = pools(10, 20);
+    for n in [1, 2] {
+        p.saw(
+            Sighting {
+                mac: mac(n),
+                via: "s0".into(),
+                discover: true,
+                ..Sighting::default()
+            },
+            T0,
+        );
+        bind(&mut p, n, T0);
+    }
+    let _ = p.take_records();
+    p.prune_known(&|m| m == mac(2));
+    assert_eq!(
+        p.discovered().map(|d| d.mac).collect::<Vec<_>>(),
+        vec![mac(1)]
+    );
+    let records = p.take_records();
+    assert!(records.contains(&Record::Unseen(mac(2))), "{records:?}");
+    assert!(records.contains(&Record::Forget(ip(11))), "{records:?}");
+    assert!(p.leases().iter().all(|l| l.mac != mac(2)));
+}
