@@ -172,7 +172,12 @@ impl<'a> Checker<'a> {
             Value::Null => return Vec::new(),
             Value::Map(entries) => entries,
             // Tinkerbell's file backend: a list of Hardware objects.
-            Value::List(items) if format == Format::Yaml => return self.hardware_list(items),
+            Value::List(items)
+                if format == Format::Yaml
+                    && items.iter().all(|i| matches!(i.value, Value::Map(_))) =>
+            {
+                return self.hardware_list(items)
+            }
             _ => {
                 self.error(top, "expected a map of machines keyed by MAC address, or a list of Tinkerbell Hardware objects");
                 self.fatal = true;
