@@ -795,17 +795,24 @@ impl Pools {
         self.discovered.values()
     }
 
-    /// Drops discovery entries of MACs that `known` says are in the inventory now.
-    pub fn prune_known(&mut self, known: &dyn Fn(MacAddr) -> bool) {
-        let gone: Vec<MacAddr> = self
+    /// Drops the discovery entries and pool leases of MACs that `known` says are in the
+    /// inventory now; returns each MAC with the address it held, if any.
+    pub fn prune_known(
+        &mut self,
+        known: &dyn Fn(MacAddr) -> bool,
+    ) -> Vec<(MacAddr, Option<Ipv4Addr>)> {
+        let mut macs: Vec<MacAddr> = self
             .discovered
             .keys()
             .copied()
             .filter(|m| known(*m))
             .collect();
-        for mac in gone {
-            self.forget_mac(mac);
-        }
+        macs.extend(self.by_mac.keys().copied().filter(|m| known(*m)));
+        macs.sort();
+        macs.dedup();
+        macs.into_iter()
+            .map(|mac| (mac, self.forget_mac(mac)))
+            .collect()
     }
 
     pub fn stats(&self, now: Millis) -> Vec<PoolStats> {

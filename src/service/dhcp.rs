@@ -426,8 +426,17 @@ impl DhcpService {
         }
         pool.seen_generation = generation;
         let inventory = self.store.snapshot();
-        pool.lock()
+        let known = pool
+            .lock()
             .prune_known(&|mac| inventory.by_mac(mac).is_some());
+        for (mac, held) in known {
+            match held {
+                Some(ip) => {
+                    info!("pool: {mac} is in the inventory now: its pool lease of {ip} is dropped")
+                }
+                None => info!("pool: {mac} is in the inventory now: it leaves the unknown list"),
+            }
+        }
     }
 
     /// Makes the pool's records durable, then sends the ACKs that waited for them. A journal

@@ -551,7 +551,10 @@ fn macs_the_inventory_knows_now_are_pruned_without_asking_again() {
         bind(&mut p, n, T0);
     }
     let _ = p.take_records();
-    p.prune_known(&|m| m == mac(2));
+    assert_eq!(
+        p.prune_known(&|m| m == mac(2)),
+        vec![(mac(2), Some(ip(11)))]
+    );
     assert_eq!(
         p.discovered().map(|d| d.mac).collect::<Vec<_>>(),
         vec![mac(1)]
