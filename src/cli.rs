@@ -124,8 +124,7 @@ fn unknown(config: &Config, yaml: bool) -> i32 {
     for record in journal::read(&bytes).records {
         pools.replay(record);
     }
-    let mut seen: Vec<_> = pools.discovered().cloned().collect();
-    seen.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.mac.cmp(&b.mac)));
+    let seen = pools.discovered_list();
     let time = |ms: u64| crate::wire::json::rfc3339_utc(ms);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     if yaml {
@@ -133,7 +132,7 @@ fn unknown(config: &Config, yaml: bool) -> i32 {
             "# netbootd unknown --yaml: {} machines not in the inventory",
             seen.len()
         );
-        for d in &seen {
+        for d in seen.iter().copied() {
             let settings = d
                 .address
                 .and_then(|ip| config.pools.iter().find(|p| p.in_range(ip)));
@@ -169,7 +168,7 @@ fn unknown(config: &Config, yaml: bool) -> i32 {
         "{:<17}  {:<20}  {:<20}  {:>9}  {:<16}  {:>4}  {:<15}  vendor class / host name",
         "MAC", "first seen", "last seen", "discovers", "via", "arch", "pool address"
     );
-    for d in &seen {
+    for d in seen.iter().copied() {
         let stamp = |ms: u64| time(ms).chars().take(19).collect::<String>();
         println!(
             "{:<17}  {:<20}  {:<20}  {:>9}  {:<16}  {:>4}  {:<15}  {} / {}",

@@ -765,30 +765,33 @@ impl Pools {
         self.discovery_dirty = false;
         let mut out = Vec::new();
         for pool in &self.pools {
-            let mut leases: Vec<&Lease> = pool
+            let leases = pool
                 .leases
                 .values()
-                .filter(|l| matches!(l.state, LeaseState::Bound | LeaseState::Free))
-                .collect();
-            leases.sort_by_key(|l| l.ip);
-            out.extend(leases.into_iter().cloned().map(Record::Lease));
-            let mut q: Vec<(&Ipv4Addr, &Millis)> =
-                pool.quarantined.iter().filter(|(_, u)| **u > now).collect();
-            q.sort();
-            out.extend(q.into_iter().map(|(ip, until)| Record::Quarantine {
-                ip: *ip,
-                until: *until,
-            }));
+                .filter(|l| matches!(l.state, LeaseState::Bound | LeaseState::Free));
+            out.extend(leases.cloned().map(Record::Lease));
+            out.extend(
+                pool.quarantined
+                    .iter()
+                    .filter(|(_, u)| **u > now)
+                    .map(|(ip, until)| Record::Quarantine {
+                        ip: *ip,
+                        until: *until,
+                    }),
+            );
         }
         out.extend(self.discovered.values().cloned().map(Record::Seen));
         out
     }
 
-    /// Leases (bound, at `now`) and every lease record, for `/unknown` and tests.
+    /// Every lease record (bound, held or free), in no particular order.
     pub fn leases(&self) -> Vec<&Lease> {
-        let mut all: Vec<&Lease> = self.pools.iter().flat_map(|p| p.leases.values()).collect();
-        all.sort_by_key(|l| l.ip);
-        all
+        self.pools.iter().flat_map(|p| p.leases.values()).collect()
+    }
+
+    /// The discovery list, by MAC.
+    pub fn discovered_list(&self) -> Vec<&Discovered> {
+        self.discovered.values().collect()
     }
 
     pub fn discovered(&self) -> impl Iterator<Item = &Discovered> {
@@ -807,9 +810,12 @@ impl Pools {
             .copied()
             .filter(|m| known(*m))
             .collect();
-        macs.extend(self.by_mac.keys().copied().filter(|m| known(*m)));
-        macs.sort();
-        macs.dedup();
+        let leased: Vec<MacAddr> = self.by_mac.keys().copied().filter(|m| known(*m)).collect();
+        for mac in leased {
+            if !macs.contains(&mac) {
+                macs.push(mac);
+            }
+        }
         macs.into_iter()
             .map(|mac| (mac, self.forget_mac(mac)))
             .collect()
@@ -833,7 +839,7 @@ impl Pools {
     }
 }
 
-/// `/unknown`: the unknown MACs seen (newest first), every pool's figures and its leases
+/// `/unknown`: the unknown MACs seen (by MAC), every pool's figures and its leases
 /// (bound or held at `now`), as JSON. Times are seconds since the Unix epoch.
 pub fn unknown_json(pools: &Pools, now: Millis) -> String {
     use crate::wire::json::string_into;
@@ -842,8 +848,7 @@ pub fn unknown_json(pools: &Pools, now: Millis) -> String {
         None => out.push_str("null"),
     };
     let mut out = String::from("{\"unknown\":[");
-    let mut seen: Vec<&Discovered> = pools.discovered().collect();
-    seen.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.mac.cmp(&b.mac)));
+    let seen = pools.discovered_list();
     for (i, d) in seen.iter().enumerate() {
         if i > 0 {
             out.push(',');

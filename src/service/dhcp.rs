@@ -252,6 +252,7 @@ impl DhcpService {
 
     /// Decides on a parsed request (again, after a probe: `attempts` probes so far), logs,
     /// and sends the reply or holds it for the journal.
+    #[inline(never)]
     fn process(&mut self, msg: Message, arrival: Arrival, from: SocketAddrV4, attempts: u8) {
         let inventory = self.store.snapshot();
         let mut verdict = screen(&msg, &arrival.source, &self.cfg)
@@ -281,6 +282,7 @@ impl DhcpService {
         }
     }
 
+    #[inline(never)]
     fn send_logged(&self, msg: &Message, reply: &Reply, arrival: &Arrival) {
         if let Err(e) = self.send(msg, reply, arrival) {
             warn!(
@@ -294,6 +296,7 @@ impl DhcpService {
 
     /// The pool's part: an unknown MAC is answered from the pool (or probed for); a known MAC
     /// that held a pool lease loses it. Returns the verdict and whether the pool decided it.
+    #[inline(never)]
     fn pool_step(
         &mut self,
         msg: &Message,
@@ -486,6 +489,7 @@ impl DhcpService {
         );
     }
 
+    #[inline(never)]
     fn log(&mut self, msg: &Message, arrival: &Arrival, verdict: &Verdict) {
         if let Err(Silence::Pool(Quiet::Full { pool })) = verdict {
             return self.log_pool_full(*pool);
