@@ -124,7 +124,7 @@ fn unknown(config: &Config, yaml: bool) -> i32 {
     for record in journal::read(&bytes).records {
         pools.replay(record);
     }
-    let seen = pools.discovered_list();
+    let seen: Vec<_> = pools.discovered().collect();
     let time = |ms: u64| crate::wire::json::rfc3339_utc(ms);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     if yaml {

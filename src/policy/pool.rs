@@ -789,11 +789,6 @@ impl Pools {
         self.pools.iter().flat_map(|p| p.leases.values()).collect()
     }
 
-    /// The discovery list, by MAC.
-    pub fn discovered_list(&self) -> Vec<&Discovered> {
-        self.discovered.values().collect()
-    }
-
     pub fn discovered(&self) -> impl Iterator<Item = &Discovered> {
         self.discovered.values()
     }
@@ -848,7 +843,7 @@ pub fn unknown_json(pools: &Pools, now: Millis) -> String {
         None => out.push_str("null"),
     };
     let mut out = String::from("{\"unknown\":[");
-    let seen = pools.discovered_list();
+    let seen: Vec<&Discovered> = pools.discovered().collect();
     for (i, d) in seen.iter().enumerate() {
         if i > 0 {
             out.push(',');
