@@ -294,9 +294,48 @@ pub fn binary_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Standard base64 (RFC 4648, `+/`, padding optional, whitespace ignored), as kubeconfig's
+/// `*-data` fields carry PEM files.
+pub fn base64(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let body = text.trim_end_matches(|c: char| c == '=' || c.is_ascii_whitespace());
+    for c in body.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return Err(format!("{:?} is not a base64 character", c as char)),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bits >= 6 {
+        return Err("base64 text of a wrong length".into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_decodes_padded_unpadded_and_wrapped_text() {
+        assert_eq!(base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64("aGVs\nbG8h\n").unwrap(), b"hello!");
+        assert_eq!(base64("").unwrap(), b"");
+        assert!(base64("aGV*").is_err());
+        assert!(base64("aGVsb").is_err());
+    }
 
     #[test]
     fn arch_tables() {

@@ -249,7 +249,7 @@ fn check_refuses_a_missing_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr)
-            .starts_with("error: /nonexistent/hardware.yaml:0: cannot open: No such file"),
+            .starts_with("error: /nonexistent/hardware.yaml: cannot open: No such file"),
         "{}",
         text(&out.stderr)
     );

@@ -25,9 +25,10 @@ say() { printf '\n== %s\n' "$*"; }
 # Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv;
 # static builds (.ci/cross-check.sh, benches/footprint.sh): qemu-user, file, and python3-pip
 # to fetch zig for the armv7 and mipsel builds.
+# Kubernetes backend (tests/kube.rs): openssl makes the API server's certificates.
 APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin tcpdump
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
-  systemd util-linux qemu-user file)
+  systemd util-linux qemu-user file openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -47,6 +48,13 @@ done
 say "Smee v0.15.2 peer (target/peers/smee)"
 tests/tools/build-smee.sh "$PWD/target/peers/smee"
 export NETBOOTD_SMEE="$PWD/target/peers/smee"
+
+# The Kubernetes API (tests/kube.rs, benches/kube.sh): the CRD API server built once with Go
+# (k8s.io/apiextensions-apiserver) and Debian's etcd-server unpacked, not installed.
+say "Kubernetes API peers (target/peers/kube)"
+tests/tools/build-kube-peers.sh "$PWD/target/peers/kube"
+export NETBOOTD_KUBE_APISERVER="$PWD/target/peers/kube/bin/apiextensions-apiserver"
+export NETBOOTD_ETCD="$PWD/target/peers/kube/etcd/usr/bin/etcd"
 
 # --- checks ----------------------------------------------------------------------------
 export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"   # one flag set for every step: one build cache

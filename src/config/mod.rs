@@ -5,6 +5,8 @@
 
 pub mod args;
 pub mod file;
+#[cfg(feature = "remote")]
+pub mod kubeconfig;
 pub mod options;
 pub mod pools;
 pub mod reload;
@@ -333,6 +335,9 @@ pub enum SourceKind {
     Http,
     /// pixiecore's API, asked per MAC (`--backend-pixiecore-url`).
     Pixiecore,
+    /// Tinkerbell Hardware objects from the Kubernetes API, listed and watched
+    /// (`--backend-kube-enabled`).
+    Kube,
 }
 
 impl SourceKind {
@@ -342,6 +347,7 @@ impl SourceKind {
             SourceKind::Smd => "smd",
             SourceKind::Http => "http",
             SourceKind::Pixiecore => "pixiecore",
+            SourceKind::Kube => "kube",
         }
     }
 }
@@ -398,6 +404,21 @@ pub struct RemoteSource {
     pub token_file: Option<PathBuf>,
     /// For an `https://` URL.
     pub tls: TlsFiles,
+    /// The Kubernetes backend's settings.
+    pub kube: Option<Box<KubeSource>>,
+}
+
+/// Where the Kubernetes backend finds its API server; resolved as kubectl does when the
+/// source starts (see [`kubeconfig`]): this kubeconfig, else `KUBECONFIG`, else the in-cluster
+/// service account, else `~/.kube/config`, else `api` alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeSource {
+    /// `--backend-kube-config`.
+    pub config: Option<PathBuf>,
+    /// `--backend-kube-api`: the server's URL, over the kubeconfig's.
+    pub api: Option<String>,
+    /// `--backend-kube-namespace`: watch one namespace (default: all).
+    pub namespace: Option<String>,
 }
 
 /// How a remote source's TLS connections are verified and authenticated (files read when the
@@ -860,9 +881,9 @@ impl Config {
         Ok(self)
     }
 
-    /// The file backend is netbootd's default. Smee's Kubernetes backend is accepted as a
-    /// setting but not available: asking for it without a file backend is an error, never a
-    /// silently empty inventory. Smee's own default (`backend-kube-enabled=true`) is not a request.
+    /// The file backend is netbootd's default. Smee's Kubernetes backend serves when it is asked
+    /// for (`backend-kube-enabled=true` set, no file backend), or when the file backend is
+    /// turned off; Smee's own default (`backend-kube-enabled=true`) alone is not a request.
     fn backend(r: &Reader, warnings: &mut Vec<String>) -> Result<Backend, ConfigError> {
         let file_enabled = r.settings.get(Key::backend_file_enabled);
         let file_on = r.flag(Key::backend_file_enabled)?;
@@ -916,15 +937,12 @@ impl Config {
             }
             return Ok(Backend::Noop);
         }
-        let not_available = || {
-            ConfigError(format!(
-                "{} asks for the Kubernetes backend, which netbootd does not have yet; use the file backend (--backend-file-path FILE)",
-                kube.origin()
-            ))
-        };
         if !file_on {
             if kube_on {
-                return Err(not_available());
+                return Ok(Backend::Remote {
+                    source: Self::kube_source(r)?,
+                    file: None,
+                });
             }
             return Err(ConfigError(format!(
                 "{} is false and no other backend is available",
@@ -932,11 +950,14 @@ impl Config {
             )));
         }
         if kube_asked && !file_asked {
-            return Err(not_available());
+            return Ok(Backend::Remote {
+                source: Self::kube_source(r)?,
+                file: None,
+            });
         }
         if kube_asked {
             warnings.push(format!(
-                "{} ignored: the Kubernetes backend is not available yet; using the file backend",
+                "{} ignored: the file backend is set too, and it comes first (as in Smee)",
                 kube.origin()
             ));
         }
@@ -1007,7 +1028,9 @@ impl Config {
             kind: k.kind,
             url: match k.kind {
                 SourceKind::Http => url,
-                SourceKind::Smd | SourceKind::Pixiecore => url.trim_end_matches('/').to_string(),
+                SourceKind::Smd | SourceKind::Pixiecore | SourceKind::Kube => {
+                    url.trim_end_matches('/').to_string()
+                }
             },
             refresh: bounded(k.refresh, Duration::from_secs(1), Duration::from_secs(3600))?,
             timeout: bounded(
@@ -1026,7 +1049,58 @@ impl Config {
             },
             token_file: r.path(k.token_file),
             tls,
+            kube: None,
         }))
+    }
+
+    /// The Kubernetes backend: Hardware objects listed and watched (no refresh interval: the
+    /// watch brings each change; an empty set is the truth, not an error).
+    fn kube_source(r: &Reader) -> Result<RemoteSource, ConfigError> {
+        let origin = r.settings.get(Key::backend_kube_enabled).origin();
+        if !cfg!(feature = "remote") {
+            return Err(ConfigError(format!(
+                "{origin}: this build has no remote sources (built without the 'remote' feature)"
+            )));
+        }
+        let api = match r.text(Key::backend_kube_api) {
+            Some(_) => Some(r.get(Key::backend_kube_api, |t| {
+                value::url(t, &["http", "https"]).map(|u| u.trim_end_matches('/').to_string())
+            })?),
+            None => None,
+        };
+        let namespace = match r.text(Key::backend_kube_namespace) {
+            Some(_) => Some(r.get(Key::backend_kube_namespace, |t| {
+                let ok = t.len() <= 63
+                    && !t.starts_with('-')
+                    && !t.ends_with('-')
+                    && t.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if ok {
+                    Ok(t.to_string())
+                } else {
+                    Err(
+                        "not a namespace name (lowercase letters, digits and '-', at most 63)"
+                            .into(),
+                    )
+                }
+            })?),
+            None => None,
+        };
+        Ok(RemoteSource {
+            kind: SourceKind::Kube,
+            url: api.clone().unwrap_or_default(),
+            refresh: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            allow_empty: true,
+            max_stale: None,
+            token_file: None,
+            tls: TlsFiles::default(),
+            kube: Some(Box::new(KubeSource {
+                config: r.path(Key::backend_kube_config),
+                api,
+                namespace,
+            })),
+        })
     }
 
     /// `--backend-pixiecore-url`: pixiecore's API, asked per MAC (no snapshot to refresh).
@@ -1061,6 +1135,7 @@ impl Config {
             max_stale: None,
             token_file: None,
             tls: TlsFiles::default(),
+            kube: None,
         }))
     }
 

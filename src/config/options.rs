@@ -176,10 +176,10 @@ options! {
 
     backend_file_enabled: Smee Bool = "true", "use the hardware file backend (netbootd's default; Smee's is false)";
     backend_file_path: Smee Value = "/etc/netbootd/hardware.yaml", "hardware file: Smee YAML, or TOML when it ends in .toml";
-    backend_kube_enabled: Smee Bool = "true", "Kubernetes backend (not available yet: used only when no file backend is set)";
-    backend_kube_config: Smee Value = "", "kubeconfig for the Kubernetes backend (accepted, not used yet)";
-    backend_kube_api: Smee Value = "", "Kubernetes API URL (accepted, not used yet)";
-    backend_kube_namespace: Smee Value = "", "Kubernetes namespace (accepted, not used yet)";
+    backend_kube_enabled: Smee Bool = "true", "Kubernetes backend: Tinkerbell Hardware objects, listed and watched (used when set and no file backend is set, or when the file backend is off)";
+    backend_kube_config: Smee Value = "", "kubeconfig for the Kubernetes backend (default: KUBECONFIG, then the in-cluster service account, then ~/.kube/config)";
+    backend_kube_api: Smee Value = "", "Kubernetes API server URL, over the kubeconfig's (alone: no credentials, e.g. kubectl proxy)";
+    backend_kube_namespace: Smee Value = "", "watch Hardware in this namespace only (default: all namespaces)";
     backend_noop_enabled: Smee Bool = "false", "no inventory at all, as Smee's noop backend: every machine is unknown (for auto-proxy mode); no hardware file is read";
     backend_smd_url: Own Value = "", "OpenCHAMI SMD base URL (http://smd:27779 or https://...): machines from its EthernetInterfaces and Components, refreshed in the background, with [subnets.NAME] tables of the config file for what SMD does not hold";
     backend_smd_refresh: Own Value = "30s", "how often the SMD snapshot is fetched whole (Go duration, 1s..1h)";

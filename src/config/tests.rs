@@ -312,9 +312,10 @@ fn script_url_drops_default_ports() {
 }
 
 #[test]
-fn kubernetes_backend_is_refused_unless_a_file_backend_is_given() {
+fn kubernetes_backend_serves_when_asked_for_without_a_file_backend() {
     // Smee's default backend-kube-enabled=true is not a request.
-    assert!(config(&[], &[], None).is_ok());
+    let c = config(&[], &[], None).unwrap();
+    assert!(c.remote().is_none());
     // Smee's Helm setup: kube explicitly on, file explicitly on with a path → file, with a warning.
     let c = config(
         &[],
@@ -334,14 +335,47 @@ fn kubernetes_backend_is_refused_unless_a_file_backend_is_given() {
         "{:?}",
         c.warnings
     );
-    // kube explicitly on, no file backend asked for → refused, clearly.
-    let e = error(&[], &[("SMEE_BACKEND_KUBE_ENABLED", "true")], None);
-    assert!(
-        e.contains("Kubernetes backend, which netbootd does not have yet"),
-        "{e}"
+    // kube explicitly on, no file backend asked for → the Kubernetes backend.
+    let c = config(
+        &[],
+        &[
+            ("SMEE_BACKEND_KUBE_ENABLED", "true"),
+            ("SMEE_BACKEND_KUBE_CONFIG", "/etc/kube/config"),
+            ("SMEE_BACKEND_KUBE_NAMESPACE", "tink-system"),
+        ],
+        None,
+    )
+    .unwrap();
+    let source = c.remote().unwrap();
+    assert_eq!(source.kind, SourceKind::Kube);
+    assert_eq!(c.hardware_file(), None);
+    let kube = source.kube.clone().unwrap();
+    assert_eq!(kube.config.as_deref(), Some(Path::new("/etc/kube/config")));
+    assert_eq!(kube.namespace.as_deref(), Some("tink-system"));
+    // The file backend turned off: Smee's default (kube) serves.
+    let c = config(
+        &[
+            "--backend-file-enabled=false",
+            "--backend-kube-api=http://127.0.0.1:8001/",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    let source = c.remote().unwrap();
+    assert_eq!(
+        (source.kind, source.url.as_str()),
+        (SourceKind::Kube, "http://127.0.0.1:8001")
     );
-    let e = error(&["--backend-file-enabled=false"], &[], None);
-    assert!(e.contains("Kubernetes backend"), "{e}");
+    let e = error(
+        &[
+            "--backend-kube-enabled=true",
+            "--backend-kube-namespace=Bad_NS",
+        ],
+        &[],
+        None,
+    );
+    assert!(e.contains("not a namespace name"), "{e}");
     let e = error(
         &[
             "--backend-file-enabled=false",

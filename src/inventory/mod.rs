@@ -11,6 +11,8 @@ pub mod hostname;
 #[cfg(feature = "remote")]
 pub mod json;
 #[cfg(feature = "remote")]
+pub mod kube;
+#[cfg(feature = "remote")]
 pub mod pixiecore;
 mod record;
 #[cfg(feature = "remote")]
@@ -193,7 +195,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file, self.line)?;
+        // Line 0: no line to name (a file that cannot be opened, an object from an API).
+        match self.line {
+            0 => write!(f, "{}: ", self.file)?,
+            line => write!(f, "{}:{line}: ", self.file)?,
+        }
         if let Some(mac) = &self.mac {
             write!(f, "{mac}: ")?;
         }

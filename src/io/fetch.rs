@@ -233,6 +233,21 @@ fn exchange(
     limits: &Limits,
     deadline: Instant,
 ) -> Result<(ResponseHead, Vec<u8>), FetchError> {
+    let (mut stream, head, first) = send(target, req, limits, deadline)?;
+    let framing = head.framing().map_err(FetchError::Protocol)?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let body = read_body(&mut stream, framing, first, limits, deadline, &mut chunk)?;
+    Ok((head, body))
+}
+
+/// Sends the request and reads the response's head: the stream, the head, and the bytes of
+/// the body read with it.
+fn send(
+    target: &Target,
+    req: &Request,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<(Stream, ResponseHead, Vec<u8>), FetchError> {
     let mut stream = connect(target, req, limits, deadline)?;
     let bearer = req.bearer.map(|t| format!("Bearer {t}"));
     let mut extra: Vec<(&str, &str)> = Vec::new();
@@ -262,7 +277,7 @@ fn exchange(
 
     // The head.
     let mut buf = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = [0u8; 8192];
     let head_len = loop {
         if let Some(end) = head_end(&buf) {
             break end;
@@ -285,10 +300,142 @@ fn exchange(
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = ResponseHead::parse(&buf[..head_len]).map_err(FetchError::Protocol)?;
+    Ok((stream, head, buf[head_len..].to_vec()))
+}
+
+/// A response whose body is read as it arrives, line by line (a Kubernetes WATCH stream).
+pub struct Streaming {
+    pub status: u16,
+    pub content_type: Option<String>,
+    stream: Stream,
+    framing: Framing,
+    decoder: Chunked,
+    /// Body bytes still to come, for a body framed by length.
+    left: u64,
+    /// Decoded body bytes not handed out yet.
+    pending: Vec<u8>,
+    ended: bool,
+}
+
+/// Opens `req.url` (no redirects) and reads the head; the body is read with
+/// [`Streaming::next_line`] or [`Streaming::rest`].
+pub fn open(req: &Request, limits: &Limits) -> Result<Streaming, FetchError> {
+    let deadline = Instant::now() + limits.total;
+    let target = Target::parse(req.url).map_err(FetchError::Url)?;
+    let (stream, head, first) = send(&target, req, limits, deadline)?;
     let framing = head.framing().map_err(FetchError::Protocol)?;
-    let first = buf[head_len..].to_vec();
-    let body = read_body(&mut stream, framing, first, limits, deadline, &mut chunk)?;
-    Ok((head, body))
+    let mut body = Streaming {
+        status: head.status,
+        content_type: head.header("content-type").map(str::to_string),
+        stream,
+        framing,
+        decoder: Chunked::default(),
+        left: match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        },
+        pending: Vec::new(),
+        ended: framing == Framing::None,
+    };
+    body.take_in(&first)?;
+    Ok(body)
+}
+
+impl Streaming {
+    /// Decodes `input` into [`Self::pending`].
+    fn take_in(&mut self, input: &[u8]) -> Result<(), FetchError> {
+        match self.framing {
+            Framing::Chunked => {
+                self.decoder
+                    .feed(input, &mut self.pending)
+                    .map_err(FetchError::Protocol)?;
+                self.ended = self.decoder.is_done();
+            }
+            Framing::Length(_) => {
+                let take = input
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                self.pending.extend_from_slice(&input[..take]);
+                self.left -= take as u64;
+                self.ended = self.left == 0;
+            }
+            Framing::Close => self.pending.extend_from_slice(input),
+            Framing::None => {}
+        }
+        Ok(())
+    }
+
+    /// Reads more of the body, waiting at most `wait`; false at its end.
+    fn read_more(&mut self, wait: Duration) -> Result<bool, FetchError> {
+        if self.ended {
+            return Ok(false);
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let limits = Limits {
+            read: wait,
+            ..Limits::default()
+        };
+        let deadline = Instant::now() + wait;
+        let n = read_some(
+            &mut self.stream,
+            &mut chunk,
+            &limits,
+            deadline,
+            "the stream",
+        )?;
+        if n == 0 {
+            if self.framing == Framing::Close {
+                self.ended = true;
+                return Ok(false);
+            }
+            return Err(FetchError::Truncated {
+                got: self.pending.len(),
+            });
+        }
+        self.take_in(&chunk[..n])?;
+        Ok(true)
+    }
+
+    /// The next line of the body (without its newline; blank lines skipped), waiting at most
+    /// `wait` for it: `Ok(None)` at the end of the body, [`FetchError::Timeout`] when it did
+    /// not come in time (what arrived of it is kept for the next call). A line longer than
+    /// `max_line` is an error.
+    pub fn next_line(
+        &mut self,
+        wait: Duration,
+        max_line: usize,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).take(end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            if self.pending.len() > max_line {
+                return Err(FetchError::TooLarge(max_line));
+            }
+            let wait = remaining(until, "the stream")?;
+            if !self.read_more(wait)? {
+                // The last line may lack its newline.
+                let line = std::mem::take(&mut self.pending);
+                return Ok(Some(line).filter(|l| !l.iter().all(u8::is_ascii_whitespace)));
+            }
+        }
+    }
+
+    /// The rest of the body, whole (at most `max` bytes), within `wait`.
+    pub fn rest(mut self, wait: Duration, max: usize) -> Result<Vec<u8>, FetchError> {
+        let until = Instant::now() + wait;
+        while self.read_more(remaining(until, "the body")?)? {
+            if self.pending.len() > max {
+                return Err(FetchError::TooLarge(max));
+            }
+        }
+        Ok(self.pending)
+    }
 }
 
 fn read_body(
@@ -435,6 +582,39 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
         ]));
         assert_eq!(r.body, b"z");
+    }
+
+    #[test]
+    fn a_stream_is_read_line_by_line_as_it_arrives() {
+        let url = serve(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":1\r\n3\r\n}\n\n\r\n4\r\n{}\n\n\r\n0\r\n\r\n".to_vec()],
+            Duration::from_millis(30),
+        );
+        let request = Request {
+            url: &url,
+            ..Request::default()
+        };
+        let mut body = open(&request, &quick()).unwrap();
+        assert_eq!(body.status, 200);
+        let wait = Duration::from_secs(2);
+        assert_eq!(body.next_line(wait, 100), Ok(Some(b"{\"a\":1}".to_vec())));
+        assert_eq!(body.next_line(wait, 100), Ok(Some(b"{}".to_vec())));
+        assert_eq!(body.next_line(wait, 100), Ok(None));
+        // A line that does not come in time: a timeout; one too long: an error.
+        let url = serve(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n0123456789".to_vec()],
+            Duration::from_millis(200),
+        );
+        let request = Request {
+            url: &url,
+            ..Request::default()
+        };
+        let mut body = open(&request, &quick()).unwrap();
+        assert_eq!(
+            body.next_line(Duration::from_millis(50), 100),
+            Err(FetchError::Timeout("the stream"))
+        );
+        assert_eq!(body.next_line(wait, 5), Err(FetchError::TooLarge(5)));
     }
 
     #[test]

@@ -8,14 +8,18 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
 use rustls::crypto::{
     CryptoProvider, GetRandomFailed, KeyProvider, SecureRandom, WebPkiSupportedAlgorithms,
 };
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::SigningKey;
-use rustls::SignatureScheme;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use webpki::ring as alg;
 
 use crate::config::TlsFiles;
 use crate::io::files;
@@ -35,32 +39,160 @@ const MAX_PEM: u64 = 4 << 20;
 /// A client configuration shared by every connection of a source.
 pub type Client = Arc<ClientConfig>;
 
+/// A PEM document in memory, and what it is called in messages (its file's path, or where
+/// inline data came from).
+pub struct PemText {
+    pub name: String,
+    pub text: Vec<u8>,
+}
+
+impl PemText {
+    pub fn read(path: &Path) -> Result<PemText, String> {
+        Ok(PemText {
+            name: path.display().to_string(),
+            text: read_pem(path)?.into_bytes(),
+        })
+    }
+}
+
 /// Builds the configuration `files` describe.
 pub fn client(files: &TlsFiles) -> Result<Client, String> {
-    let roots = match &files.ca_cert {
-        Some(path) => roots_from(path)?,
-        None => system_roots()?,
+    let ca = files.ca_cert.as_deref().map(PemText::read).transpose()?;
+    let pair = match (&files.client_cert, &files.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((PemText::read(cert)?, PemText::read(key)?)),
+        _ => return Err("a client certificate needs both the certificate and its key".into()),
     };
+    client_from(ca.as_ref(), pair.as_ref().map(|(c, k)| (c, k)), false)
+}
+
+/// Builds a configuration from PEM text: the trusted CAs (`None`: the system's), a client
+/// certificate chain and key, and whether the server's certificate goes unchecked
+/// (kubeconfig's `insecure-skip-tls-verify`; the handshake's signatures are still checked).
+pub fn client_from(
+    ca: Option<&PemText>,
+    pair: Option<(&PemText, &PemText)>,
+    insecure: bool,
+) -> Result<Client, String> {
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let config = match (&files.client_cert, &files.client_key) {
-        (None, None) => builder.with_no_client_auth(),
-        (Some(cert), Some(key)) => {
+        .map_err(|e| e.to_string())?;
+    let builder = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified))
+    } else {
+        let roots = match ca {
+            Some(pem) => roots_from(pem)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots)
+    };
+    let config = match pair {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
             let chain = certificates(cert)?;
-            let text = read_pem(key)?;
-            let key = PrivateKeyDer::from_pem_slice(text.as_bytes())
-                .map_err(|e| format!("{}: no usable private key ({e})", key.display()))?;
+            let private = PrivateKeyDer::from_pem_slice(&key.text)
+                .map_err(|e| format!("{}: no usable private key ({e})", key.name))?;
             builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("{}: {e}", cert.display()))?
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| format!("{}: {e}", cert.name))?
         }
-        _ => return Err("a client certificate needs both the certificate and its key".into()),
     };
     Ok(Arc::new(config))
 }
+
+/// `insecure-skip-tls-verify`: any server certificate is taken; the handshake's signatures
+/// are verified as usual (so the connection is still to whoever holds that certificate's key).
+#[derive(Debug)]
+struct Unverified;
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &SIGNATURES)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &SIGNATURES)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SIGNATURES.supported_schemes()
+    }
+}
+
+/// The certificate signatures checked (fewer than rustls's default provider links in).
+static SIGNATURES: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+    all: &[
+        alg::ECDSA_P256_SHA256,
+        alg::ECDSA_P256_SHA384,
+        alg::ECDSA_P384_SHA256,
+        alg::ECDSA_P384_SHA384,
+        alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+        alg::RSA_PKCS1_2048_8192_SHA256,
+        alg::RSA_PKCS1_2048_8192_SHA384,
+        alg::RSA_PKCS1_2048_8192_SHA512,
+    ],
+    // TLS 1.3 fixes the curve with the scheme.
+    mapping: &[
+        (
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+            &[alg::ECDSA_P384_SHA384],
+        ),
+        (
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &[alg::ECDSA_P256_SHA256],
+        ),
+        (
+            SignatureScheme::RSA_PSS_SHA512,
+            &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+        ),
+        (
+            SignatureScheme::RSA_PSS_SHA384,
+            &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+        ),
+        (
+            SignatureScheme::RSA_PSS_SHA256,
+            &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+        ),
+        (
+            SignatureScheme::RSA_PKCS1_SHA512,
+            &[alg::RSA_PKCS1_2048_8192_SHA512],
+        ),
+        (
+            SignatureScheme::RSA_PKCS1_SHA384,
+            &[alg::RSA_PKCS1_2048_8192_SHA384],
+        ),
+        (
+            SignatureScheme::RSA_PKCS1_SHA256,
+            &[alg::RSA_PKCS1_2048_8192_SHA256],
+        ),
+    ],
+};
 
 /// The algorithms offered, fewer than rustls's default provider (whose every algorithm would
 /// be linked in) to keep the binary small: TLS 1.3 with AES-GCM and X25519, which every TLS 1.3
@@ -69,56 +201,6 @@ pub fn client(files: &TlsFiles) -> Result<Client, String> {
 fn provider() -> CryptoProvider {
     use rustls::crypto::ring::cipher_suite;
     use rustls::crypto::ring::kx_group;
-    use webpki::ring as alg;
-    static SIGNATURES: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
-        all: &[
-            alg::ECDSA_P256_SHA256,
-            alg::ECDSA_P256_SHA384,
-            alg::ECDSA_P384_SHA256,
-            alg::ECDSA_P384_SHA384,
-            alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
-            alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
-            alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
-            alg::RSA_PKCS1_2048_8192_SHA256,
-            alg::RSA_PKCS1_2048_8192_SHA384,
-            alg::RSA_PKCS1_2048_8192_SHA512,
-        ],
-        // TLS 1.3 fixes the curve with the scheme.
-        mapping: &[
-            (
-                SignatureScheme::ECDSA_NISTP384_SHA384,
-                &[alg::ECDSA_P384_SHA384],
-            ),
-            (
-                SignatureScheme::ECDSA_NISTP256_SHA256,
-                &[alg::ECDSA_P256_SHA256],
-            ),
-            (
-                SignatureScheme::RSA_PSS_SHA512,
-                &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
-            ),
-            (
-                SignatureScheme::RSA_PSS_SHA384,
-                &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
-            ),
-            (
-                SignatureScheme::RSA_PSS_SHA256,
-                &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
-            ),
-            (
-                SignatureScheme::RSA_PKCS1_SHA512,
-                &[alg::RSA_PKCS1_2048_8192_SHA512],
-            ),
-            (
-                SignatureScheme::RSA_PKCS1_SHA384,
-                &[alg::RSA_PKCS1_2048_8192_SHA384],
-            ),
-            (
-                SignatureScheme::RSA_PKCS1_SHA256,
-                &[alg::RSA_PKCS1_2048_8192_SHA256],
-            ),
-        ],
-    };
     CryptoProvider {
         cipher_suites: vec![
             cipher_suite::TLS13_AES_128_GCM_SHA256,
@@ -159,24 +241,23 @@ fn read_pem(path: &Path) -> Result<String, String> {
     files::read_text(path, MAX_PEM).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = read_pem(path)?;
-    let certs = CertificateDer::pem_slice_iter(text.as_bytes())
+fn certificates(pem: &PemText) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(&pem.text)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", pem.name))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
+        return Err(format!("{}: no PEM certificate in it", pem.name));
     }
     Ok(certs)
 }
 
-fn roots_from(path: &Path) -> Result<RootCertStore, String> {
+fn roots_from(pem: &PemText) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(certificates(path)?);
+    let (added, ignored) = roots.add_parsable_certificates(certificates(pem)?);
     if added == 0 {
         return Err(format!(
             "{}: none of its {ignored} certificates is usable as a CA",
-            path.display()
+            pem.name
         ));
     }
     Ok(roots)
@@ -193,7 +274,7 @@ fn system_roots() -> Result<RootCertStore, String> {
                 SYSTEM_BUNDLES.join(", ")
             )
         })
-        .and_then(roots_from)
+        .and_then(|p| roots_from(&PemText::read(p)?))
 }
 
 /// A connection to a server: plain, or TLS over the socket.

@@ -24,8 +24,9 @@ pub struct Settings {
     pub allow_empty: bool,
     /// Past this age the source's machines are no longer answered (`--backend-smd-max-stale`).
     pub max_stale: Option<Duration>,
-    /// The first retry after a failure; it doubles up to `refresh`.
+    /// The first retry after a failure; it doubles up to `retry_max`.
     pub retry_first: Duration,
+    pub retry_max: Duration,
 }
 
 impl Default for Settings {
@@ -35,6 +36,7 @@ impl Default for Settings {
             allow_empty: false,
             max_stale: None,
             retry_first: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
         }
     }
 }
@@ -110,6 +112,9 @@ pub struct SourceCache {
     in_flight: bool,
     failures: u32,
     last_error: Option<String>,
+    /// A xorshift state for jittered retries (0: none), so that replicas that lost the same
+    /// server do not all come back at the same instant.
+    jitter: u64,
 }
 
 impl SourceCache {
@@ -125,7 +130,14 @@ impl SourceCache {
             in_flight: false,
             failures: u32::from(from_disk.is_some()),
             last_error: from_disk.map(|_| "serving the snapshot kept on disk".into()),
+            jitter: 0,
         }
+    }
+
+    /// Retries wait between half and all of their backoff, drawn from `seed` onwards.
+    pub fn jittered(mut self, seed: u64) -> SourceCache {
+        self.jitter = seed | 1;
+        self
     }
 
     /// When [`SourceCache::on_timer`] wants to be called; `None` while a fetch runs.
@@ -202,11 +214,19 @@ impl SourceCache {
             }
             Err(why) => {
                 self.failures = self.failures.saturating_add(1);
-                let backoff = self
+                let mut backoff = self
                     .settings
                     .retry_first
                     .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
-                    .min(self.settings.refresh);
+                    .min(self.settings.retry_max);
+                if self.jitter != 0 {
+                    self.jitter ^= self.jitter << 13;
+                    self.jitter ^= self.jitter >> 7;
+                    self.jitter ^= self.jitter << 17;
+                    let half = backoff / 2;
+                    let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).max(1);
+                    backoff = half + Duration::from_millis(self.jitter % millis);
+                }
                 self.next_fetch = now + backoff;
                 let changed = self.last_error.as_deref() != Some(why.as_str());
                 let line = changed.then(|| {
@@ -417,5 +437,46 @@ mod tests {
         assert!(c.serves(t0 + secs(300)));
         assert_eq!(c.state(t0 + secs(306)), State::Failing);
         assert!(!c.serves(t0 + secs(306)));
+    }
+
+    /// A watched source (Kubernetes): the next round starts at once after a success; failures
+    /// back off from 1 s doubling to 30 s, each wait between half and all of its step.
+    #[test]
+    fn a_watched_source_goes_on_at_once_and_backs_off_jittered() {
+        let t0 = Instant::now();
+        let settings = Settings {
+            refresh: Duration::ZERO,
+            allow_empty: true,
+            retry_max: secs(30),
+            ..Settings::default()
+        };
+        let mut c = SourceCache::new(settings, t0, None).jittered(0x9e37_79b9_7f4a_7c15);
+        c.on_timer(t0);
+        assert_eq!(c.on_result(json(3, "a"), t0).0, Decision::Install);
+        assert_eq!(c.poll_at(), Some(t0), "the next watch round at once");
+        let mut waits = Vec::new();
+        let mut t = t0;
+        for _ in 0..8 {
+            c.on_timer(t);
+            c.on_result(Outcome::Failed("connection refused".into()), t);
+            let next = c.poll_at().unwrap();
+            waits.push(next - t);
+            t = next;
+        }
+        let steps = [1, 2, 4, 8, 16, 30, 30, 30];
+        for (wait, step) in waits.iter().zip(steps) {
+            let step = secs(step);
+            assert!(
+                *wait >= step / 2 && *wait <= step,
+                "{wait:?} for a step of {step:?}"
+            );
+        }
+        assert!(
+            waits[5..].windows(2).any(|w| w[0] != w[1]),
+            "jittered: {waits:?}"
+        );
+        // An empty set from a working API is the truth.
+        c.on_timer(t);
+        assert_eq!(c.on_result(json(0, "b"), t).0, Decision::Install);
     }
 }

@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use serde_json::Value;
 
+use crate::config::kubeconfig::{self, KubeAccess, Pem, Token};
 use crate::config::{Config, RemoteSource, SourceKind};
 use crate::inventory::json as json_inventory;
+use crate::inventory::kube::{self as kube_inventory, Change, HardwareSet};
 use crate::inventory::pixiecore as pixiecore_inventory;
 use crate::inventory::smd::{self as smd_inventory, SmdRules};
 use crate::inventory::{Inventory, InventoryStore, Loaded, Machine, Problem, Profiles};
 use crate::io::background::Background;
-use crate::io::fetch::{self, Fetched, Limits, Request};
+use crate::io::fetch::{self, FetchError, Fetched, Limits, Request, Streaming};
 use crate::io::files;
 use crate::io::tls;
 use crate::policy::source::{is_json, Decision, Outcome, Settings, SourceCache, State};
@@ -79,6 +81,8 @@ enum Done {
     Fetched(Box<Fetch>),
     Looked(Box<Lookup>),
     Kept(Result<(), String>),
+    /// A Kubernetes watch round, and the watch state it hands back (`None`: lost, list again).
+    Watched(Box<Fetch>, Option<Box<KubeState>>),
 }
 
 /// A MAC SMD did not know is not asked for again for this long.
@@ -125,6 +129,12 @@ pub struct RemoteService {
     answered: HashMap<MacAddr, Instant>,
     /// pixiecore's answers due to be asked again.
     again: Vec<MacAddr>,
+    /// The Kubernetes backend: how to reach the API, and what the last round saw (`None`
+    /// while a round runs with it).
+    kube: Option<Arc<KubeLink>>,
+    kube_state: Option<Box<KubeState>>,
+    /// The watched set is written to the state directory no more often than this.
+    keep_after: Instant,
 }
 
 fn settings_of(source: &RemoteSource) -> Settings {
@@ -133,6 +143,10 @@ fn settings_of(source: &RemoteSource) -> Settings {
         allow_empty: source.allow_empty,
         max_stale: source.max_stale,
         retry_first: Duration::from_secs(1),
+        retry_max: match source.kind {
+            SourceKind::Kube => KUBE_RETRY_MAX,
+            _ => source.refresh,
+        },
     }
 }
 
@@ -174,6 +188,16 @@ impl RemoteService {
             .ok_or_else(|| std::io::Error::other("no remote source configured"))?;
         let who = source.kind.name();
         let tls = tls_of(&source).map_err(std::io::Error::other)?;
+        let kube = match source.kind {
+            SourceKind::Kube => Some(Arc::new(
+                KubeLink::resolve(&source).map_err(std::io::Error::other)?,
+            )),
+            _ => None,
+        };
+        let mut source = source;
+        if let Some(link) = &kube {
+            source.url = link.access.server.clone();
+        }
         let rules = rules_of(config);
         let now = Instant::now();
         let snapshot = config.state_dir.join(snapshot_file(source.kind));
@@ -199,8 +223,14 @@ impl RemoteService {
                 None
             }
         };
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
         let mut service = RemoteService {
-            cache: SourceCache::new(settings_of(&source), now, from_disk),
+            cache: SourceCache::new(settings_of(&source), now, from_disk).jittered(seed),
             source,
             tls,
             rules,
@@ -219,8 +249,11 @@ impl RemoteService {
             retired: Vec::new(),
             answered: HashMap::new(),
             again: Vec::new(),
+            kube,
+            kube_state: None,
+            keep_after: now,
         };
-        if service.source.kind != SourceKind::Http {
+        if matches!(service.source.kind, SourceKind::Smd | SourceKind::Pixiecore) {
             // SMD and pixiecore answer for one MAC; a JSON inventory is one document.
             ctx.lookups.enable();
         }
@@ -238,6 +271,7 @@ impl RemoteService {
                 SourceKind::Pixiecore => {
                     "netbootd_source_snapshot_age_seconds{source=\"pixiecore\"}"
                 }
+                SourceKind::Kube => "netbootd_source_snapshot_age_seconds{source=\"kube\"}",
             },
             "gauge",
             move || {
@@ -302,6 +336,36 @@ impl RemoteService {
             self.cache.on_result(answering, now);
             let machines = self.store.snapshot().len();
             self.publish(now, machines, None);
+            return;
+        }
+        if let Some(link) = self.kube.clone() {
+            let state = self.kube_state.take().unwrap_or_default();
+            let profiles = self.rules.profiles.clone();
+            let retired = std::mem::take(&mut self.retired);
+            let started = self.jobs.start(
+                move || {
+                    drop(retired);
+                    let (fetch, state) = watch_round(&link, state, &profiles);
+                    Done::Watched(Box::new(fetch), Some(state))
+                },
+                || {
+                    let failed =
+                        Outcome::Failed("the watch failed unexpectedly (a netbootd bug)".into());
+                    Done::Watched(
+                        Box::new(Fetch {
+                            outcome: failed,
+                            loaded: None,
+                            took: Duration::ZERO,
+                        }),
+                        None,
+                    )
+                },
+            );
+            if let Err(e) = started {
+                error!("{who}: no thread for a watch: {e}");
+                self.cache
+                    .on_result(Outcome::Failed(format!("no thread: {e}")), Instant::now());
+            }
             return;
         }
         let (source, rules) = (self.source.clone(), self.rules.clone());
@@ -491,7 +555,7 @@ impl RemoteService {
                         String::from_utf8_lossy(&interfaces),
                         String::from_utf8_lossy(&components)
                     ),
-                    SourceKind::Http | SourceKind::Pixiecore => {
+                    SourceKind::Http | SourceKind::Pixiecore | SourceKind::Kube => {
                         String::from_utf8_lossy(&interfaces).into_owned()
                     }
                 };
@@ -534,7 +598,16 @@ impl RemoteService {
                 let (count, netboot) = (loaded.inventory.len(), loaded.inventory.netboot_count());
                 let old = self.store.replace(loaded.inventory);
                 self.put_together();
-                if old.len() != count || self.withdrawn || old.is_pending() {
+                if self.kube.is_some() && !old.is_pending() && !self.withdrawn {
+                    // A watched change: what it did, by machine.
+                    let (added, removed, changed) = self.store.snapshot().diff(&old);
+                    if added + removed + changed > 0 {
+                        info!(
+                            "{who}: Hardware changed: {count} machines in service ({added} added, {removed} removed, {changed} changed), {} entries left out",
+                            loaded.refused
+                        );
+                    }
+                } else if old.len() != count || self.withdrawn || old.is_pending() {
                     info!(
                         "{who}: snapshot in service: {count} machines ({netboot} netboot), {} entries left out; fetched in {:.3}s",
                         loaded.refused,
@@ -608,8 +681,18 @@ pub fn check(config: &Config) -> Result<(String, Loaded), String> {
         );
         return Ok((summary, Loaded::default()));
     }
+    let mut source = source.clone();
+    if source.kind == SourceKind::Kube {
+        let link = KubeLink::resolve(&source)?;
+        source.url = format!(
+            "{}{} ({})",
+            link.access.server, link.path, link.access.origin
+        );
+    }
+    let source = &source;
     let fetch = fetch_snapshot(source, tls_of(source)?.as_ref(), &rules_of(config), None);
     let what = match source.kind {
+        SourceKind::Kube => "the Kubernetes API's Hardware",
         SourceKind::Smd => "SMD",
         SourceKind::Http | SourceKind::Pixiecore => "the JSON inventory",
     };
@@ -655,6 +738,12 @@ fn load_kept(path: &Path, source: &RemoteSource, rules: &Rules) -> Result<Option
             .map(ToString::to_string)
             .unwrap_or_default()
     };
+    if source.kind == SourceKind::Kube {
+        let name = path.display().to_string();
+        return kube_inventory::load(&text, &name, &rules.profiles)
+            .map(Some)
+            .map_err(first);
+    }
     if source.kind == SourceKind::Http {
         return json_inventory::load(text.as_bytes(), &source.url, &rules.profiles)
             .map(Some)
@@ -683,7 +772,15 @@ fn read_token(path: Option<&Path>) -> Result<Option<String>, String> {
     };
     let text = files::read_text(path, 64 * 1024)
         .map_err(|e| format!("token file {}: {e}", path.display()))?;
-    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+    let token = text.trim();
+    // It goes into a header line as it is.
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "token file {}: not one token (spaces or several lines in it)",
+            path.display()
+        ));
+    }
+    Ok(Some(token.to_string()).filter(|t| !t.is_empty()))
 }
 
 /// What a non-200 body says (RFC 7807 `detail`, else `title`), shortened.
@@ -707,7 +804,8 @@ fn limits_of(source: &RemoteSource) -> Limits {
 
 /// The TLS client of an `https://` source (its files read now), `None` for plain HTTP.
 fn tls_of(source: &RemoteSource) -> Result<Option<tls::Client>, String> {
-    if !source.url.starts_with("https://") {
+    // The Kubernetes backend's TLS comes from its kubeconfig (see KubeLink).
+    if !source.url.starts_with("https://") || source.kind == SourceKind::Kube {
         return Ok(None);
     }
     tls::client(&source.tls)
@@ -849,6 +947,14 @@ fn fetch_snapshot(
     match source.kind {
         SourceKind::Smd => fetch_smd(source, tls, &rules.smd),
         SourceKind::Http => fetch_json(source, tls, &rules.profiles, etag),
+        SourceKind::Kube => match KubeLink::resolve(source) {
+            Ok(link) => watch_round(&link, Box::default(), &rules.profiles).0,
+            Err(why) => Fetch {
+                outcome: Outcome::Failed(why),
+                loaded: None,
+                took: Duration::ZERO,
+            },
+        },
         // Nothing to fetch whole (begin_fetch does not come here for it).
         SourceKind::Pixiecore => Fetch {
             outcome: Outcome::Failed("pixiecore's API has no snapshot".into()),
@@ -988,19 +1094,429 @@ fn fetch_smd(source: &RemoteSource, tls: Option<&tls::Client>, rules: &SmdRules)
     }
 }
 
+/// Failed watch rounds back off up to this (from 1 s, doubling, jittered).
+const KUBE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The watched set is written to the state directory at most this often.
+const KEEP_GAP: Duration = Duration::from_secs(10);
+/// A LIST page.
+const KUBE_PAGE: usize = 500;
+/// The server ends each watch after this long (the next round opens another from where it
+/// ended); a watch silent for [`KUBE_SILENCE`] is taken for dead.
+const KUBE_WATCH_SECONDS: u64 = 30;
+const KUBE_SILENCE: Duration = Duration::from_secs(KUBE_WATCH_SECONDS + 15);
+/// Changes arriving within this of the first one go into service together.
+const KUBE_BATCH: Duration = Duration::from_millis(200);
+/// One watch event (one Hardware object) at most.
+const KUBE_MAX_EVENT: usize = 1 << 20;
+const HARDWARE_PATH: &str = "/apis/tinkerbell.org/v1alpha1";
+
+/// How the Kubernetes backend reaches its API server: resolved once (and again on a reload
+/// that changes its settings) from the kubeconfig, the service account or the bare URL.
+pub struct KubeLink {
+    access: KubeAccess,
+    tls: Option<tls::Client>,
+    /// The Hardware collection: all namespaces, or one.
+    path: String,
+}
+
+/// What the watch has seen, moved into each round's job and back.
+#[derive(Default)]
+pub struct KubeState {
+    set: HardwareSet,
+    /// The watch left open by the last round.
+    watch: Option<Streaming>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A PEM the kubeconfig names or carries.
+fn pem_text(pem: &Pem, what: &str, origin: &str) -> Result<tls::PemText, String> {
+    match pem {
+        Pem::File(path) => tls::PemText::read(path),
+        Pem::Data(bytes) => Ok(tls::PemText {
+            name: format!("{what}-data of {origin}"),
+            text: bytes.clone(),
+        }),
+    }
+}
+
+impl KubeLink {
+    /// Where the API is, as kubectl finds it: `--backend-kube-config`, else `KUBECONFIG` (its
+    /// first file that exists), else the in-cluster service account, else `~/.kube/config`,
+    /// else `--backend-kube-api` with no credentials; `--backend-kube-api` names the server
+    /// in every case.
+    fn resolve(source: &RemoteSource) -> Result<KubeLink, String> {
+        let settings = source.kube.clone().unwrap_or_default();
+        let from_file = |path: PathBuf| -> Result<KubeAccess, String> {
+            let text = files::read_text(&path, 1 << 20)
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+            kubeconfig::from_kubeconfig(&text, &path)
+        };
+        let listed = env("KUBECONFIG")
+            .and_then(|list| list.split(':').map(PathBuf::from).find(|p| p.is_file()));
+        let home = env("HOME")
+            .map(|h| Path::new(&h).join(".kube/config"))
+            .filter(|p| p.is_file());
+        let in_cluster = env("KUBERNETES_SERVICE_HOST").zip(env("KUBERNETES_SERVICE_PORT"));
+        let mut access = if let Some(path) = settings.config.or(listed) {
+            from_file(path)?
+        } else if let Some((host, port)) = in_cluster {
+            kubeconfig::in_cluster(&host, &port)
+        } else if let Some(path) = home {
+            from_file(path)?
+        } else if let Some(api) = &settings.api {
+            kubeconfig::bare(api)
+        } else {
+            return Err("the Kubernetes backend has no API to talk to: no --backend-kube-config, no KUBECONFIG, not in a cluster (KUBERNETES_SERVICE_HOST), no ~/.kube/config and no --backend-kube-api".into());
+        };
+        if let Some(api) = settings.api {
+            access.server = api;
+        }
+        let tls = if access.server.starts_with("https://") {
+            let origin = access.origin.clone();
+            let ca = access
+                .ca
+                .as_ref()
+                .map(|p| pem_text(p, "certificate-authority", &origin))
+                .transpose()?;
+            let pair = match &access.client {
+                Some((cert, key)) => Some((
+                    pem_text(cert, "client-certificate", &origin)?,
+                    pem_text(key, "client-key", &origin)?,
+                )),
+                None => None,
+            };
+            let client = tls::client_from(
+                ca.as_ref(),
+                pair.as_ref().map(|(c, k)| (c, k)),
+                access.insecure,
+            )
+            .map_err(|why| format!("Kubernetes TLS ({origin}): {why}"))?;
+            Some(client)
+        } else {
+            None
+        };
+        let path = match &settings.namespace {
+            Some(ns) => format!("{HARDWARE_PATH}/namespaces/{ns}/hardware"),
+            None => format!("{HARDWARE_PATH}/hardware"),
+        };
+        Ok(KubeLink { access, tls, path })
+    }
+
+    /// The bearer token, the file read anew each time (a rotated token is used at once).
+    fn token(&self) -> Result<Option<String>, String> {
+        match &self.access.token {
+            Token::None => Ok(None),
+            Token::Text(t) if t.chars().any(|c| c.is_control() || c == ' ') => Err(format!(
+                "{}: the user's token is not one token (spaces or several lines in it)",
+                self.access.origin
+            )),
+            Token::Text(t) => Ok(Some(t.clone())),
+            Token::File(path) => read_token(Some(path)),
+        }
+    }
+
+    fn request<'a>(&'a self, url: &'a str, token: Option<&'a str>) -> Request<'a> {
+        Request {
+            url,
+            etag: None,
+            bearer: token,
+            accept: Some("application/json"),
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+/// Percent-encodes a query value (a `continue` token).
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An answer that is not what was asked for, as the policy judges it (status, type, and the
+/// `Status` object's message).
+fn kube_refused(status: u16, content_type: Option<String>, body: &[u8], took: Duration) -> Fetch {
+    Fetch {
+        outcome: Outcome::Response {
+            status,
+            content_type,
+            machines: 0,
+            etag: None,
+            // A Status object's message, else the start of a plain-text body.
+            detail: kube_inventory::status_message(body).or_else(|| {
+                let text = String::from_utf8_lossy(body);
+                let line: String = text.lines().next()?.chars().take(200).collect();
+                (!line.trim().is_empty()).then_some(line)
+            }),
+        },
+        loaded: None,
+        took,
+    }
+}
+
+fn kube_failed(why: String, took: Duration) -> Fetch {
+    Fetch {
+        outcome: Outcome::Failed(why),
+        loaded: None,
+        took,
+    }
+}
+
+/// The set's machines, ready to go into service.
+fn kube_loaded(set: &HardwareSet, link: &KubeLink, profiles: &Profiles, took: Duration) -> Fetch {
+    let text = set.to_text();
+    match kube_inventory::load(&text, &link.access.server, profiles) {
+        Ok(loaded) => Fetch {
+            outcome: Outcome::Response {
+                status: 200,
+                content_type: Some("application/json".into()),
+                machines: loaded.inventory.len(),
+                etag: None,
+                detail: None,
+            },
+            loaded: Some((loaded, text.into_bytes(), Vec::new())),
+            took,
+        },
+        Err(problems) => kube_failed(
+            problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "the Hardware list did not validate".into()),
+            took,
+        ),
+    }
+}
+
+/// LISTs every Hardware object, page by page, into a new set (on the job's thread). A
+/// `continue` token that expired meanwhile (410) starts the list over, once.
+fn kube_list(
+    link: &KubeLink,
+    state: &mut KubeState,
+    profiles: &Profiles,
+    started: Instant,
+) -> Fetch {
+    let limits = Limits {
+        connect: Duration::from_secs(10),
+        read: Duration::from_secs(30),
+        total: Duration::from_secs(120),
+        max_body: MAX_BODY,
+        max_redirects: 0,
+    };
+    let mut set = HardwareSet::default();
+    let mut next: Option<String> = None;
+    let mut restarts = 0;
+    loop {
+        let token = match link.token() {
+            Ok(t) => t,
+            Err(why) => return kube_failed(why, started.elapsed()),
+        };
+        let url = format!(
+            "{}{}?limit={KUBE_PAGE}{}",
+            link.access.server,
+            link.path,
+            next.as_deref()
+                .map(|c| format!("&continue={}", query_value(c)))
+                .unwrap_or_default()
+        );
+        let response = match fetch::get(&link.request(&url, token.as_deref()), &limits) {
+            Ok(Fetched::Fresh(r)) => r,
+            Ok(Fetched::NotModified) => {
+                return kube_failed("304 to a LIST".into(), started.elapsed())
+            }
+            Err(e) => return kube_failed(format!("LIST {}: {e}", link.path), started.elapsed()),
+        };
+        if response.status == 410 && next.is_some() && restarts == 0 {
+            restarts += 1;
+            set = HardwareSet::default();
+            next = None;
+            continue;
+        }
+        if response.status != 200 || !is_json(response.content_type.as_deref()) {
+            return kube_refused(
+                response.status,
+                response.content_type,
+                &response.body,
+                started.elapsed(),
+            );
+        }
+        match set.add_page(&response.body) {
+            Ok(Some(token)) => next = Some(token),
+            Ok(None) => break,
+            Err(why) => return kube_failed(why, started.elapsed()),
+        }
+    }
+    state.set = set;
+    state.watch = None;
+    kube_loaded(&state.set, link, profiles, started.elapsed())
+}
+
+/// Opens a WATCH from the set's resource version: the stream, or the round's result when the
+/// server did not give one (with its status: 410 means list again).
+fn kube_watch(link: &KubeLink, set: &HardwareSet) -> Result<Streaming, (u16, Box<Fetch>)> {
+    let started = Instant::now();
+    let token = link
+        .token()
+        .map_err(|why| (0, Box::new(kube_failed(why, Duration::ZERO))))?;
+    let url = format!(
+        "{}{}?watch=1&allowWatchBookmarks=true&timeoutSeconds={KUBE_WATCH_SECONDS}&resourceVersion={}",
+        link.access.server,
+        link.path,
+        query_value(set.resource_version())
+    );
+    let limits = Limits {
+        connect: Duration::from_secs(10),
+        read: Duration::from_secs(30),
+        total: Duration::from_secs(30),
+        max_body: MAX_BODY,
+        max_redirects: 0,
+    };
+    let stream = fetch::open(&link.request(&url, token.as_deref()), &limits).map_err(|e| {
+        let why = format!("WATCH {}: {e}", link.path);
+        (0, Box::new(kube_failed(why, started.elapsed())))
+    })?;
+    if stream.status == 200 {
+        return Ok(stream);
+    }
+    let (status, content_type) = (stream.status, stream.content_type.clone());
+    let body = stream
+        .rest(Duration::from_secs(5), 64 * 1024)
+        .unwrap_or_default();
+    Err((
+        status,
+        Box::new(kube_refused(status, content_type, &body, started.elapsed())),
+    ))
+}
+
+/// One round of the Kubernetes backend (on the job's thread): a LIST when there is no
+/// resource version to watch from, else the watch (opened anew or left open by the last
+/// round) read until a batch of changes is complete, a bookmark, or its end. The result is
+/// judged like any source's fetch: a changed set goes into service, a bookmark or a quiet end
+/// confirms the one in service, a failure backs off and keeps it.
+fn watch_round(
+    link: &KubeLink,
+    mut state: Box<KubeState>,
+    profiles: &Profiles,
+) -> (Fetch, Box<KubeState>) {
+    let started = Instant::now();
+    if state.set.resource_version().is_empty() {
+        let fetch = kube_list(link, &mut state, profiles, started);
+        return (fetch, state);
+    }
+    let mut watch = match state.watch.take() {
+        Some(w) => w,
+        None => match kube_watch(link, &state.set) {
+            Ok(w) => w,
+            Err((410, _)) => {
+                info!(
+                    "kube: resource version {} is gone (410): listing again",
+                    state.set.resource_version()
+                );
+                let fetch = kube_list(link, &mut state, profiles, started);
+                return (fetch, state);
+            }
+            Err((_, fetch)) => return (*fetch, state),
+        },
+    };
+    let mut batch_until: Option<Instant> = None;
+    loop {
+        let wait = match batch_until {
+            Some(until) => until.saturating_duration_since(Instant::now()),
+            None => KUBE_SILENCE,
+        };
+        match watch.next_line(wait, KUBE_MAX_EVENT) {
+            Ok(Some(line)) => match state.set.apply(&line) {
+                Ok(Change::Applied) => {
+                    batch_until.get_or_insert_with(|| Instant::now() + KUBE_BATCH);
+                }
+                Ok(Change::Bookmark) => {
+                    if batch_until.is_none() {
+                        state.watch = Some(watch);
+                        let fetch = Fetch {
+                            outcome: Outcome::NotModified,
+                            loaded: None,
+                            took: started.elapsed(),
+                        };
+                        return (fetch, state);
+                    }
+                }
+                Ok(Change::Expired) => {
+                    info!(
+                        "kube: resource version {} is too old to watch from (410 Expired): listing again",
+                        state.set.resource_version()
+                    );
+                    let fetch = kube_list(link, &mut state, profiles, started);
+                    return (fetch, state);
+                }
+                Ok(Change::Failed(why)) => {
+                    return (
+                        kube_failed(format!("WATCH: {why}"), started.elapsed()),
+                        state,
+                    )
+                }
+                Err(why) => {
+                    return (
+                        kube_failed(format!("WATCH: {why}"), started.elapsed()),
+                        state,
+                    )
+                }
+            },
+            // The batch is complete; the watch stays open for the next round.
+            Err(FetchError::Timeout(_)) if batch_until.is_some() => {
+                state.watch = Some(watch);
+                break;
+            }
+            // The server ended the watch (its timeout): the next round opens another.
+            Ok(None) if batch_until.is_some() => break,
+            Ok(None) => {
+                let fetch = Fetch {
+                    outcome: Outcome::NotModified,
+                    loaded: None,
+                    took: started.elapsed(),
+                };
+                return (fetch, state);
+            }
+            // Lost: what was applied goes into service; the next round watches again.
+            Err(_) if batch_until.is_some() => break,
+            Err(e) => {
+                return (
+                    kube_failed(format!("WATCH {}: {e}", link.path), started.elapsed()),
+                    state,
+                )
+            }
+        }
+    }
+    let fetch = kube_loaded(&state.set, link, profiles, started.elapsed());
+    (fetch, state)
+}
+
 impl Service for RemoteService {
     fn name(&self) -> &'static str {
         match self.source.kind {
             SourceKind::Smd => "SMD",
             SourceKind::Http => "JSON inventory",
             SourceKind::Pixiecore => "pixiecore API",
+            SourceKind::Kube => "Kubernetes API",
         }
     }
 
     fn describe(&self) -> String {
+        if let Some(link) = &self.kube {
+            return format!(
+                "Kubernetes API {}{}: Hardware listed, then watched ({})",
+                link.access.server, link.path, link.access.origin
+            );
+        }
         let rules = match self.source.kind {
             SourceKind::Smd => format!("{} subnets; ", self.rules.smd.subnets.len()),
-            SourceKind::Http | SourceKind::Pixiecore => String::new(),
+            SourceKind::Http | SourceKind::Pixiecore | SourceKind::Kube => String::new(),
         };
         format!(
             "{} source {} every {:?} ({rules}{} timeout{}{})",
@@ -1037,9 +1553,18 @@ impl Service for RemoteService {
             Done::Looked(lookup) => self.finish_lookup(*lookup, now),
             Done::Kept(Err(why)) => warn!("{who}: the last good snapshot is not kept: {why}"),
             Done::Kept(Ok(())) => {}
+            Done::Watched(fetch, state) => {
+                self.kube_state = state;
+                self.finish(*fetch, now);
+            }
         }
-        if let Some(snapshot) = self.to_keep.take() {
-            self.begin_keep(snapshot);
+        // A watched set changes often: it is written at most every KEEP_GAP (the latest one
+        // waits for the end of a later round, at most a watch's length away).
+        if self.to_keep.is_some() && (self.kube.is_none() || now >= self.keep_after) {
+            if let Some(snapshot) = self.to_keep.take() {
+                self.keep_after = now + KEEP_GAP;
+                self.begin_keep(snapshot);
+            }
         }
     }
 
@@ -1078,7 +1603,22 @@ impl Service for RemoteService {
 
     fn reconfigure(&mut self, config: &Config) {
         let who = self.source.kind.name();
-        if let Some(source) = config.remote() {
+        if let Some(source) = config.remote().filter(|s| s.kind == SourceKind::Kube) {
+            if source.kube != self.source.kube {
+                match KubeLink::resolve(source) {
+                    Ok(link) => {
+                        info!("{who}: now {} ({})", link.access.server, link.access.origin);
+                        self.kube = Some(Arc::new(link));
+                        self.source = source.clone();
+                        // The next round lists anew from the new place.
+                        self.kube_state = None;
+                    }
+                    Err(why) => warn!(
+                        "{who}: the new settings are not usable, keeping the running ones: {why}"
+                    ),
+                }
+            }
+        } else if let Some(source) = config.remote() {
             if source.tls != self.source.tls || source.url != self.source.url {
                 match tls_of(source) {
                     Ok(tls) => self.tls = tls,

@@ -1,0 +1,291 @@
+//! Tinkerbell `Hardware` objects as the Kubernetes API serves them (feature `remote`): the set
+//! a LIST gives and WATCH events change, kept as one compact JSON object per
+//! `namespace/name` (only `apiVersion`, `kind`, `metadata.name`/`namespace` and `spec`: the
+//! managed fields and status the API adds are dropped), with the resource version to watch
+//! from. Pure: bodies and event lines in, decisions out. The set turns into machines by the
+//! hardware file's own reader (a list of Hardware objects is a file the file backend takes),
+//! so the API's objects and a Tinkerbell YAML file are validated and named alike, and the
+//! persisted copy in `--state-dir` is such a file.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::{load_str, Format, Loaded, Problem, Profiles};
+
+/// What one watch event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// An object was added, changed or deleted.
+    Applied,
+    /// Only the resource version moved on (a bookmark).
+    Bookmark,
+    /// The version watched from is too old (410 Gone / Expired): list again.
+    Expired,
+    /// The server reported an error on the stream.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HardwareSet {
+    /// `namespace/name` → the object, compact.
+    objects: BTreeMap<String, String>,
+    resource_version: String,
+}
+
+/// A Kubernetes `Status` body's message (`reason: message`), shortened; `None` if the body is
+/// not one.
+pub fn status_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    status_text(&v)
+}
+
+fn status_text(v: &Value) -> Option<String> {
+    let message = v.get("message").and_then(Value::as_str);
+    let reason = v.get("reason").and_then(Value::as_str);
+    let text = match (reason, message) {
+        (Some(r), Some(m)) => format!("{r}: {m}"),
+        (None, Some(t)) | (Some(t), None) => t.to_string(),
+        (None, None) => return None,
+    };
+    Some(text.chars().take(300).filter(|c| !c.is_control()).collect())
+}
+
+fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter().try_fold(v, |here, key| here.get(key))?.as_str()
+}
+
+/// The object's key and its compact form.
+fn compact(object: &Value) -> Result<(String, String), String> {
+    let name = str_at(object, &["metadata", "name"]).ok_or("an object without metadata.name")?;
+    let namespace = str_at(object, &["metadata", "namespace"]).unwrap_or("default");
+    let mut out = Map::new();
+    let field = |key: &str, default: &str| {
+        object
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Value::String(default.into()))
+    };
+    out.insert(
+        "apiVersion".into(),
+        field("apiVersion", "tinkerbell.org/v1alpha1"),
+    );
+    out.insert("kind".into(), field("kind", "Hardware"));
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), Value::String(name.into()));
+    metadata.insert("namespace".into(), Value::String(namespace.into()));
+    out.insert("metadata".into(), Value::Object(metadata));
+    out.insert(
+        "spec".into(),
+        object.get("spec").cloned().unwrap_or(Value::Null),
+    );
+    Ok((
+        format!("{namespace}/{name}"),
+        Value::Object(out).to_string(),
+    ))
+}
+
+impl HardwareSet {
+    pub fn resource_version(&self) -> &str {
+        &self.resource_version
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// One page of a LIST (`HardwareList`): its items go in, its resource version is kept.
+    /// Returns the `continue` token of the next page, if any.
+    pub fn add_page(&mut self, body: &[u8]) -> Result<Option<String>, String> {
+        let list: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the list is not JSON: {e}"))?;
+        let items = list
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or("the list has no items array (not a HardwareList)")?;
+        for item in items {
+            let (key, text) = compact(item)?;
+            self.objects.insert(key, text);
+        }
+        self.resource_version = str_at(&list, &["metadata", "resourceVersion"])
+            .ok_or("the list has no metadata.resourceVersion")?
+            .to_string();
+        Ok(str_at(&list, &["metadata", "continue"])
+            .filter(|c| !c.is_empty())
+            .map(str::to_string))
+    }
+
+    /// One line of a WATCH stream.
+    pub fn apply(&mut self, line: &[u8]) -> Result<Change, String> {
+        let event: Value =
+            serde_json::from_slice(line).map_err(|e| format!("a watch event is not JSON: {e}"))?;
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+        let object = event
+            .get("object")
+            .ok_or("a watch event without an object")?;
+        if kind == "ERROR" {
+            let code = object.get("code").and_then(Value::as_u64);
+            let reason = object.get("reason").and_then(Value::as_str);
+            if code == Some(410) || matches!(reason, Some("Expired" | "Gone")) {
+                return Ok(Change::Expired);
+            }
+            return Ok(Change::Failed(
+                status_text(object).unwrap_or_else(|| "an ERROR event".into()),
+            ));
+        }
+        if let Some(rv) = str_at(object, &["metadata", "resourceVersion"]) {
+            self.resource_version = rv.to_string();
+        }
+        match kind {
+            "BOOKMARK" => Ok(Change::Bookmark),
+            "ADDED" | "MODIFIED" => {
+                let (key, text) = compact(object)?;
+                self.objects.insert(key, text);
+                Ok(Change::Applied)
+            }
+            "DELETED" => {
+                let (key, _) = compact(object)?;
+                self.objects.remove(&key);
+                Ok(Change::Applied)
+            }
+            other => Err(format!("a watch event of unknown type {other:?}")),
+        }
+    }
+
+    /// The set as a Tinkerbell Hardware-list file (JSON, one object per line).
+    pub fn to_text(&self) -> String {
+        let mut text = String::with_capacity(self.objects.values().map(|o| o.len() + 2).sum());
+        text.push('[');
+        for (i, object) in self.objects.values().enumerate() {
+            text.push_str(if i == 0 { "\n" } else { ",\n" });
+            text.push_str(object);
+        }
+        text.push_str("\n]\n");
+        text
+    }
+}
+
+/// Machines from a Hardware list (the set's text, or its copy kept on disk); `name` is used in
+/// messages.
+pub fn load(text: &str, name: &str, profiles: &Profiles) -> Result<Loaded, Vec<Problem>> {
+    // JSON is YAML, but for tabs between tokens (compact JSON has none). The lines are the
+    // objects' places in the text, which no one wrote: problems name the object instead.
+    let unlined = |problems: &mut Vec<Problem>| problems.iter_mut().for_each(|p| p.line = 0);
+    let mut loaded = load_str(text, Format::Yaml, name, profiles).map_err(|mut p| {
+        unlined(&mut p);
+        p
+    })?;
+    unlined(&mut loaded.errors);
+    unlined(&mut loaded.warnings);
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hw(name: &str, rv: &str, mac: &str, ip: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"tinkerbell.org/v1alpha1","kind":"Hardware","metadata":{{"name":"{name}","namespace":"tink","resourceVersion":"{rv}","managedFields":[{{"manager":"kubectl"}}]}},"spec":{{"interfaces":[{{"dhcp":{{"mac":"{mac}","ip":{{"address":"{ip}","netmask":"255.255.255.0"}}}},"netboot":{{"allowPXE":true}}}}]}},"status":{{}}}}"#
+        )
+    }
+
+    fn event(kind: &str, object: &str) -> Vec<u8> {
+        format!(r#"{{"type":"{kind}","object":{object}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_list_then_events_give_the_machines_of_the_moment() {
+        let mut set = HardwareSet::default();
+        let page = format!(
+            r#"{{"kind":"HardwareList","metadata":{{"resourceVersion":"10","continue":"abc"}},"items":[{}]}}"#,
+            hw("m1", "5", "52:54:00:00:00:01", "10.0.0.11")
+        );
+        assert_eq!(set.add_page(page.as_bytes()), Ok(Some("abc".into())));
+        let page = r#"{"metadata":{"resourceVersion":"11"},"items":[]}"#;
+        assert_eq!(set.add_page(page.as_bytes()), Ok(None));
+        assert_eq!((set.len(), set.resource_version()), (1, "11"));
+        let added = event("ADDED", &hw("m2", "12", "52:54:00:00:00:02", "10.0.0.12"));
+        assert_eq!(set.apply(&added), Ok(Change::Applied));
+        let moved = event(
+            "MODIFIED",
+            &hw("m1", "13", "52:54:00:00:00:01", "10.0.0.21"),
+        );
+        assert_eq!(set.apply(&moved), Ok(Change::Applied));
+        let bookmark = br#"{"type":"BOOKMARK","object":{"kind":"Hardware","metadata":{"resourceVersion":"20"}}}"#;
+        assert_eq!(set.apply(bookmark), Ok(Change::Bookmark));
+        assert_eq!(set.resource_version(), "20");
+        let text = set.to_text();
+        assert!(
+            !text.contains("managedFields") && !text.contains("status"),
+            "{text}"
+        );
+        let loaded = load(&text, "kube", &Profiles::default()).unwrap();
+        assert_eq!(loaded.inventory.len(), 2);
+        let m1 = loaded
+            .inventory
+            .by_mac("52:54:00:00:00:01".parse().unwrap())
+            .unwrap();
+        assert_eq!(m1.ip_address, Some("10.0.0.21".parse().unwrap()));
+        let gone = event("DELETED", &hw("m2", "21", "52:54:00:00:00:02", "10.0.0.12"));
+        assert_eq!(set.apply(&gone), Ok(Change::Applied));
+        let loaded = load(&set.to_text(), "kube", &Profiles::default()).unwrap();
+        assert_eq!(loaded.inventory.len(), 1);
+        // Nothing left: an empty list, no machines (not an error).
+        let gone = event("DELETED", &hw("m1", "22", "52:54:00:00:00:01", "10.0.0.21"));
+        set.apply(&gone).unwrap();
+        assert!(set.is_empty());
+        assert_eq!(
+            load(&set.to_text(), "kube", &Profiles::default())
+                .unwrap()
+                .inventory
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn expiry_errors_and_garbage_are_told_apart() {
+        let mut set = HardwareSet::default();
+        let gone = br#"{"type":"ERROR","object":{"kind":"Status","status":"Failure","message":"too old resource version: 5 (80)","reason":"Expired","code":410}}"#;
+        assert_eq!(set.apply(gone), Ok(Change::Expired));
+        let denied = br#"{"type":"ERROR","object":{"kind":"Status","message":"internal error","reason":"InternalError","code":500}}"#;
+        assert_eq!(
+            set.apply(denied),
+            Ok(Change::Failed("InternalError: internal error".into()))
+        );
+        assert!(set.apply(b"{not json").is_err());
+        assert!(set
+            .apply(br#"{"type":"ADDED","object":{"spec":{}}}"#)
+            .is_err());
+        assert!(set.add_page(br#"{"kind":"Status","code":403}"#).is_err());
+        assert_eq!(
+            status_message(br#"{"kind":"Status","reason":"Forbidden","message":"hardware.tinkerbell.org is forbidden"}"#),
+            Some("Forbidden: hardware.tinkerbell.org is forbidden".into())
+        );
+    }
+
+    #[test]
+    fn a_mac_in_two_objects_is_refused_in_both_by_name() {
+        let mut set = HardwareSet::default();
+        let page = format!(
+            r#"{{"metadata":{{"resourceVersion":"3"}},"items":[{},{}]}}"#,
+            hw("a", "1", "52:54:00:00:00:09", "10.0.0.31"),
+            hw("b", "2", "52:54:00:00:00:09", "10.0.0.32")
+        );
+        set.add_page(page.as_bytes()).unwrap();
+        let loaded = load(&set.to_text(), "kube", &Profiles::default()).unwrap();
+        assert_eq!(loaded.inventory.len(), 0);
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("tink/a") && e.contains("tink/b")),
+            "{errors:?}"
+        );
+    }
+}
