@@ -2,16 +2,23 @@
 //! a LIST gives and WATCH events change, kept as one compact JSON object per
 //! `namespace/name` (only `apiVersion`, `kind`, `metadata.name`/`namespace` and `spec`: the
 //! managed fields and status the API adds are dropped), with the resource version to watch
-//! from. Pure: bodies and event lines in, decisions out. The set turns into machines by the
-//! hardware file's own reader (a list of Hardware objects is a file the file backend takes),
-//! so the API's objects and a Tinkerbell YAML file are validated and named alike, and the
-//! persisted copy in `--state-dir` is such a file.
+//! from. Pure: bodies and event lines in, decisions out. Each object is validated when it
+//! arrives, by the hardware file's own reader (a list of Hardware objects is a file the file
+//! backend takes), so the API's objects and a Tinkerbell YAML file are validated and named
+//! alike; a change re-reads only the object that changed, and putting the set into service
+//! only adds the checks across objects (a MAC or an address in two of them). The persisted
+//! copy in `--state-dir` is such a file.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value};
 
-use super::{load_str, Format, Loaded, Problem, Profiles};
+use super::{load_str, Format, Inventory, Loaded, Machine, Problem, Profiles};
+use crate::wire::MacAddr;
+
+/// Problems listed at most (the rest counted), as for a file.
+const MAX_ERRORS: usize = 100;
 
 /// What one watch event did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,11 +33,26 @@ pub enum Change {
     Failed(String),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One object: its compact text, and what it gives validated on its own.
+#[derive(Clone, Debug, Default)]
+struct Object {
+    /// `namespace/name`.
+    key: String,
+    text: String,
+    machines: Vec<Machine>,
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+    refused: usize,
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct HardwareSet {
-    /// `namespace/name` → the object, compact.
-    objects: BTreeMap<String, String>,
+    /// Sorted by key: the machines come out in the same order in every replica.
+    objects: Vec<Object>,
     resource_version: String,
+    /// What problems are named after (the API's URL), and the boot profiles machines may name.
+    name: String,
+    profiles: Profiles,
 }
 
 /// A Kubernetes `Status` body's message (`reason: message`), shortened; `None` if the body is
@@ -85,7 +107,66 @@ fn compact(object: &Value) -> Result<(String, String), String> {
     ))
 }
 
+/// One object's machines and problems (its text is a one-object Hardware list).
+fn validate(key: String, text: String, name: &str, profiles: &Profiles) -> Object {
+    let mut object = match load(&format!("[{text}]"), name, profiles) {
+        Ok(loaded) => Object {
+            machines: loaded.inventory.machines().cloned().collect(),
+            errors: loaded.errors,
+            warnings: loaded.warnings,
+            refused: loaded.refused,
+            ..Object::default()
+        },
+        Err(errors) => Object {
+            errors,
+            refused: 1,
+            ..Object::default()
+        },
+    };
+    object.key = key;
+    object.text = text;
+    object
+}
+
 impl HardwareSet {
+    /// An empty set whose problems name `name` and whose machines may name `profiles`.
+    pub fn new(name: &str, profiles: &Profiles) -> HardwareSet {
+        HardwareSet {
+            name: name.to_string(),
+            profiles: profiles.clone(),
+            ..HardwareSet::default()
+        }
+    }
+
+    /// New boot profiles (a reloaded configuration): every object is validated again.
+    pub fn set_profiles(&mut self, profiles: &Profiles) {
+        if *profiles == self.profiles {
+            return;
+        }
+        self.profiles = profiles.clone();
+        for object in &mut self.objects {
+            let (key, text) = (
+                std::mem::take(&mut object.key),
+                std::mem::take(&mut object.text),
+            );
+            *object = validate(key, text, &self.name, &self.profiles);
+        }
+    }
+
+    fn put(&mut self, key: String, text: String) {
+        let object = validate(key, text, &self.name, &self.profiles);
+        match self.objects.binary_search_by(|o| o.key.cmp(&object.key)) {
+            Ok(i) => self.objects[i] = object,
+            Err(i) => self.objects.insert(i, object),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Ok(i) = self.objects.binary_search_by(|o| o.key.as_str().cmp(key)) {
+            self.objects.remove(i);
+        }
+    }
+
     pub fn resource_version(&self) -> &str {
         &self.resource_version
     }
@@ -109,7 +190,7 @@ impl HardwareSet {
             .ok_or("the list has no items array (not a HardwareList)")?;
         for item in items {
             let (key, text) = compact(item)?;
-            self.objects.insert(key, text);
+            self.put(key, text);
         }
         self.resource_version = str_at(&list, &["metadata", "resourceVersion"])
             .ok_or("the list has no metadata.resourceVersion")?
@@ -144,12 +225,12 @@ impl HardwareSet {
             "BOOKMARK" => Ok(Change::Bookmark),
             "ADDED" | "MODIFIED" => {
                 let (key, text) = compact(object)?;
-                self.objects.insert(key, text);
+                self.put(key, text);
                 Ok(Change::Applied)
             }
             "DELETED" => {
                 let (key, _) = compact(object)?;
-                self.objects.remove(&key);
+                self.remove(&key);
                 Ok(Change::Applied)
             }
             other => Err(format!("a watch event of unknown type {other:?}")),
@@ -158,14 +239,95 @@ impl HardwareSet {
 
     /// The set as a Tinkerbell Hardware-list file (JSON, one object per line).
     pub fn to_text(&self) -> String {
-        let mut text = String::with_capacity(self.objects.values().map(|o| o.len() + 2).sum());
+        let mut text = String::with_capacity(self.objects.iter().map(|o| o.text.len() + 2).sum());
         text.push('[');
-        for (i, object) in self.objects.values().enumerate() {
+        for (i, object) in self.objects.iter().enumerate() {
             text.push_str(if i == 0 { "\n" } else { ",\n" });
-            text.push_str(object);
+            text.push_str(&object.text);
         }
         text.push_str("\n]\n");
         text
+    }
+
+    /// The set's machines, as a Hardware-list file with these objects would give them: each
+    /// object's own, less a MAC found in two objects (refused in both, each named) and an
+    /// address already given to a machine of an earlier object.
+    pub fn loaded(&self) -> Loaded {
+        let mut owners: HashMap<MacAddr, Vec<usize>> = HashMap::new();
+        for (i, object) in self.objects.iter().enumerate() {
+            for m in &object.machines {
+                let list = owners.entry(m.mac).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        let mut loaded = Loaded::default();
+        let mut errors: Vec<Problem> = Vec::new();
+        let mut ips: HashMap<Ipv4Addr, (MacAddr, usize)> = HashMap::new();
+        let mut machines = Vec::with_capacity(owners.len());
+        let problem = |key: &str, mac: MacAddr, message: String| Problem {
+            file: self.name.clone(),
+            line: 0,
+            mac: Some(format!("{key} {mac}")),
+            field: None,
+            message,
+        };
+        for (i, object) in self.objects.iter().enumerate() {
+            errors.extend(object.errors.iter().cloned());
+            loaded.warnings.extend(object.warnings.iter().cloned());
+            loaded.refused += object.refused;
+            for m in &object.machines {
+                let shared = &owners[&m.mac];
+                if shared.len() > 1 {
+                    let others: Vec<&str> = shared
+                        .iter()
+                        .filter(|j| **j != i)
+                        .map(|j| self.objects[*j].key.as_str())
+                        .collect();
+                    let message = format!(
+                        "{} is also in {}: both are refused",
+                        m.mac,
+                        others.join(", ")
+                    );
+                    errors.push(problem(&object.key, m.mac, message));
+                    loaded.refused += 1;
+                    continue;
+                }
+                let addresses = m
+                    .ip_address
+                    .into_iter()
+                    .chain(m.other_addresses.iter().map(|a| a.ip_address));
+                let taken = addresses.clone().find_map(|ip| Some(ip).zip(ips.get(&ip)));
+                if let Some((ip, (owner, j))) = taken {
+                    let message = format!(
+                        "duplicate IP: {ip} is already given to {owner} in {}",
+                        self.objects[*j].key
+                    );
+                    errors.push(problem(&object.key, m.mac, message));
+                    loaded.refused += 1;
+                    continue;
+                }
+                for ip in addresses {
+                    ips.insert(ip, (m.mac, i));
+                }
+                machines.push(m.clone());
+            }
+        }
+        if errors.len() > MAX_ERRORS {
+            let more = errors.len() - MAX_ERRORS;
+            errors.truncate(MAX_ERRORS);
+            errors.push(Problem {
+                file: self.name.clone(),
+                line: 0,
+                mac: None,
+                field: None,
+                message: format!("{more} more errors not shown"),
+            });
+        }
+        loaded.errors = errors;
+        loaded.inventory = Inventory::new(machines);
+        loaded
     }
 }
 
@@ -200,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_list_then_events_give_the_machines_of_the_moment() {
-        let mut set = HardwareSet::default();
+        let mut set = HardwareSet::new("kube", &Profiles::default());
         let page = format!(
             r#"{{"kind":"HardwareList","metadata":{{"resourceVersion":"10","continue":"abc"}},"items":[{}]}}"#,
             hw("m1", "5", "52:54:00:00:00:01", "10.0.0.11")
@@ -233,8 +395,7 @@ mod tests {
         assert_eq!(m1.ip_address, Some("10.0.0.21".parse().unwrap()));
         let gone = event("DELETED", &hw("m2", "21", "52:54:00:00:00:02", "10.0.0.12"));
         assert_eq!(set.apply(&gone), Ok(Change::Applied));
-        let loaded = load(&set.to_text(), "kube", &Profiles::default()).unwrap();
-        assert_eq!(loaded.inventory.len(), 1);
+        assert_eq!(set.loaded().inventory.len(), 1);
         // Nothing left: an empty list, no machines (not an error).
         let gone = event("DELETED", &hw("m1", "22", "52:54:00:00:00:01", "10.0.0.21"));
         set.apply(&gone).unwrap();
@@ -270,22 +431,43 @@ mod tests {
     }
 
     #[test]
-    fn a_mac_in_two_objects_is_refused_in_both_by_name() {
-        let mut set = HardwareSet::default();
+    fn a_mac_or_address_in_two_objects_is_refused_by_name_as_in_a_file() {
+        let mut set = HardwareSet::new("kube", &Profiles::default());
         let page = format!(
-            r#"{{"metadata":{{"resourceVersion":"3"}},"items":[{},{}]}}"#,
+            r#"{{"metadata":{{"resourceVersion":"3"}},"items":[{},{},{},{}]}}"#,
             hw("a", "1", "52:54:00:00:00:09", "10.0.0.31"),
-            hw("b", "2", "52:54:00:00:00:09", "10.0.0.32")
+            hw("b", "2", "52:54:00:00:00:09", "10.0.0.32"),
+            hw("c", "3", "52:54:00:00:00:0a", "10.0.0.33"),
+            hw("d", "4", "52:54:00:00:00:0b", "10.0.0.33")
         );
         set.add_page(page.as_bytes()).unwrap();
-        let loaded = load(&set.to_text(), "kube", &Profiles::default()).unwrap();
-        assert_eq!(loaded.inventory.len(), 0);
-        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("tink/a") && e.contains("tink/b")),
-            "{errors:?}"
-        );
+        let loaded = set.loaded();
+        let file = load(&set.to_text(), "kube", &Profiles::default()).unwrap();
+        for loaded in [&loaded, &file] {
+            let macs: Vec<String> = loaded
+                .inventory
+                .machines()
+                .map(|m| m.mac.to_string())
+                .collect();
+            assert_eq!(macs, ["52:54:00:00:00:0a"]);
+            assert_eq!(loaded.refused, 3);
+            let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("tink/a") && e.contains("tink/b")),
+                "{errors:?}"
+            );
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("tink/d") && e.contains("duplicate IP: 10.0.0.33")),
+                "{errors:?}"
+            );
+        }
+        // A change re-validates that object only; the checks across objects follow.
+        let fixed = event("MODIFIED", &hw("b", "5", "52:54:00:00:00:0c", "10.0.0.32"));
+        set.apply(&fixed).unwrap();
+        assert_eq!(set.loaded().inventory.len(), 3);
     }
 }

@@ -339,7 +339,12 @@ impl RemoteService {
             return;
         }
         if let Some(link) = self.kube.clone() {
-            let state = self.kube_state.take().unwrap_or_default();
+            let mut state = self.kube_state.take().unwrap_or_default();
+            let now = Instant::now();
+            if now >= self.keep_after && self.state_dir.is_dir() {
+                state.keep = Some(self.state_dir.join(snapshot_file(SourceKind::Kube)));
+                self.keep_after = now + KEEP_GAP;
+            }
             let profiles = self.rules.profiles.clone();
             let retired = std::mem::take(&mut self.retired);
             let started = self.jobs.start(
@@ -615,11 +620,17 @@ impl RemoteService {
                     );
                 }
                 self.withdrawn = false;
-                self.to_keep = Some(ToKeep {
-                    interfaces,
-                    components,
-                    replaced: old,
-                });
+                if self.kube.is_some() {
+                    // The watch rounds keep the set themselves; the old machines are freed
+                    // by the next job.
+                    self.retired.push(old);
+                } else {
+                    self.to_keep = Some(ToKeep {
+                        interfaces,
+                        components,
+                        replaced: old,
+                    });
+                }
                 self.publish(now, count, Some(took));
             }
             _ => self.publish(now, machines, Some(took)),
@@ -1125,6 +1136,10 @@ pub struct KubeState {
     set: HardwareSet,
     /// The watch left open by the last round.
     watch: Option<Streaming>,
+    /// Where the round writes the set first (the service says when one is due).
+    keep: Option<PathBuf>,
+    /// The set changed since it was last written.
+    dirty: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -1270,27 +1285,38 @@ fn kube_failed(why: String, took: Duration) -> Fetch {
     }
 }
 
-/// The set's machines, ready to go into service.
-fn kube_loaded(set: &HardwareSet, link: &KubeLink, profiles: &Profiles, took: Duration) -> Fetch {
-    let text = set.to_text();
-    match kube_inventory::load(&text, &link.access.server, profiles) {
-        Ok(loaded) => Fetch {
-            outcome: Outcome::Response {
-                status: 200,
-                content_type: Some("application/json".into()),
-                machines: loaded.inventory.len(),
-                etag: None,
-                detail: None,
-            },
-            loaded: Some((loaded, text.into_bytes(), Vec::new())),
-            took,
+/// The set's machines, ready to go into service (the set is kept by the next round that
+/// finds it due: see [`keep_set`]).
+fn kube_loaded(state: &mut KubeState, took: Duration) -> Fetch {
+    state.dirty = true;
+    let loaded = state.set.loaded();
+    Fetch {
+        outcome: Outcome::Response {
+            status: 200,
+            content_type: Some("application/json".into()),
+            machines: loaded.inventory.len(),
+            etag: None,
+            detail: None,
         },
-        Err(problems) => kube_failed(
-            problems
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "the Hardware list did not validate".into()),
-            took,
+        loaded: Some((loaded, Vec::new(), Vec::new())),
+        took,
+    }
+}
+
+/// Writes the set to the state directory (on the round's thread) when the service asked for
+/// it and it changed since it was last written.
+fn keep_set(state: &mut KubeState) {
+    let Some(path) = state.keep.take() else {
+        return;
+    };
+    if !state.dirty {
+        return;
+    }
+    match files::write_atomically(&path, &state.set.to_text()) {
+        Ok(()) => state.dirty = false,
+        Err(e) => warn!(
+            "kube: the watched set is not kept in {}: {e}",
+            path.display()
         ),
     }
 }
@@ -1310,7 +1336,7 @@ fn kube_list(
         max_body: MAX_BODY,
         max_redirects: 0,
     };
-    let mut set = HardwareSet::default();
+    let mut set = HardwareSet::new(&link.access.server, profiles);
     let mut next: Option<String> = None;
     let mut restarts = 0;
     loop {
@@ -1335,7 +1361,7 @@ fn kube_list(
         };
         if response.status == 410 && next.is_some() && restarts == 0 {
             restarts += 1;
-            set = HardwareSet::default();
+            set = HardwareSet::new(&link.access.server, profiles);
             next = None;
             continue;
         }
@@ -1355,7 +1381,7 @@ fn kube_list(
     }
     state.set = set;
     state.watch = None;
-    kube_loaded(&state.set, link, profiles, started.elapsed())
+    kube_loaded(state, started.elapsed())
 }
 
 /// Opens a WATCH from the set's resource version: the stream, or the round's result when the
@@ -1406,6 +1432,8 @@ fn watch_round(
     profiles: &Profiles,
 ) -> (Fetch, Box<KubeState>) {
     let started = Instant::now();
+    keep_set(&mut state);
+    state.set.set_profiles(profiles);
     if state.set.resource_version().is_empty() {
         let fetch = kube_list(link, &mut state, profiles, started);
         return (fetch, state);
@@ -1493,7 +1521,7 @@ fn watch_round(
             }
         }
     }
-    let fetch = kube_loaded(&state.set, link, profiles, started.elapsed());
+    let fetch = kube_loaded(&mut state, started.elapsed());
     (fetch, state)
 }
 
@@ -1558,13 +1586,8 @@ impl Service for RemoteService {
                 self.finish(*fetch, now);
             }
         }
-        // A watched set changes often: it is written at most every KEEP_GAP (the latest one
-        // waits for the end of a later round, at most a watch's length away).
-        if self.to_keep.is_some() && (self.kube.is_none() || now >= self.keep_after) {
-            if let Some(snapshot) = self.to_keep.take() {
-                self.keep_after = now + KEEP_GAP;
-                self.begin_keep(snapshot);
-            }
+        if let Some(snapshot) = self.to_keep.take() {
+            self.begin_keep(snapshot);
         }
     }
 
