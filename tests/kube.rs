@@ -585,7 +585,7 @@ fn hardware_is_listed_watched_and_kept_through_api_outages() {
     }
     eprintln!("kube watch: created {created:?}, changed {changed:?}, deleted {deleted:?}");
     server.wait_for(
-        "kube: Hardware changed: 2 machines in service (0 added, 1 removed, 0 changed)",
+        "kube: Hardware changed: 2 machines going into service (0 added, 1 removed, 0 changed)",
         LIMIT,
     );
 
@@ -873,7 +873,7 @@ fn two_replicas_on_two_segments_answer_identically() {
     assert_eq!(status, 200, "{body}");
     for server in &mut servers {
         server.wait_for(
-            "kube: Hardware changed: 1 machines in service (0 added, 0 removed, 1 changed)",
+            "kube: Hardware changed: 1 machines going into service (0 added, 0 removed, 1 changed)",
             LIMIT,
         );
     }
