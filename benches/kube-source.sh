@@ -6,15 +6,19 @@
 # set swapped in), against the same load with no changes, and against the same changes made to
 # objects of a namespace netbootd does not watch (the API server, etcd and the client that
 # patches take the same CPU from this 2-core machine, but netbootd receives nothing): the
-# difference between those two is netbootd's own cost of following the changes.
+# difference between those two is netbootd's own cost of following the changes. The same
+# phases then run against Smee v0.15.2 (its Kubernetes backend: a controller-runtime informer;
+# built by tests/tools/build-smee.sh), the peer, on the same API and objects.
 #
-#   sudo benches/kube-source.sh     # OBJECTS=10000 RATE=2000 CHURN=100 SECONDS_PER_PHASE=15
+#   sudo benches/kube-source.sh     # OBJECTS=10000 RATE=2000 CHURN=100 SECONDS_PER_PHASE=15 BIN=
 #
 # In one network namespace (created here, deleted on exit), on its loopback: Debian's etcd,
 # the CRD API server (k8s.io/apiextensions-apiserver, built by tests/tools/build-kube-peers.sh)
 # with Tinkerbell's Hardware CRD, and tests/tools/kube_core_standin.py answering the token and
-# access reviews the CRD server delegates. netbootd watches it (reservation mode, DHCP on
-# 127.0.0.1:1067); benches/dhcp_latency_client.py sends relayed DISCOVERs at RATE per second.
+# access reviews the CRD server delegates (Smee's client also reads the API's discovery paths:
+# the stand-in allows everything). Each server watches it (reservation mode, DHCP on
+# 127.0.0.1:1067, default logging); benches/dhcp_latency_client.py sends relayed DISCOVERs at
+# RATE per second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OBJECTS=${OBJECTS:-10000}
@@ -26,14 +30,19 @@ WORK=$(mktemp -d /tmp/netbootd-kube.XXXXXX)
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 PEERS=$PWD/target/peers/kube
 tests/tools/build-kube-peers.sh "$PEERS" >&2
-cargo build --release --locked -q
-BIN=$PWD/target/release/netbootd
+SMEE=$PWD/target/peers/smee
+tests/tools/build-smee.sh "$SMEE" >&2
+# BIN=path: another build (the static musl one, whose allocator differs from glibc's).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q
+  BIN=$PWD/target/release/netbootd
+fi
 
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do { kill "$pid" && wait "$pid"; } 2>/dev/null || true; done
   ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ "${KEEP:-}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 ip netns del "$NS" 2>/dev/null || true
@@ -53,7 +62,7 @@ for who in "server /CN=kube-api server.ext" "admin /O=system:masters/CN=admin cl
   openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out "$1.crt" -extfile "$3" 2>/dev/null
 done
 echo "tok-1 system:serviceaccount:tink:netbootd" > tokens
-printf '* * hardware\n' > allowed
+printf '* * *\n' > allowed
 echo tok-1 > token
 printf 'apiVersion: v1\nkind: Config\ncurrent-context: core\ncontexts:\n- name: core\n  context: {cluster: core, user: core}\nclusters:\n- name: core\n  cluster: {server: "http://127.0.0.1:8001"}\nusers:\n- name: core\n  user: {}\n' > core.kubeconfig
 printf 'apiVersion: v1\nkind: Config\ncurrent-context: lab\ncontexts:\n- name: lab\n  context: {cluster: lab, user: netbootd}\nclusters:\n- name: lab\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: %s/ca.crt\nusers:\n- name: netbootd\n  user:\n    tokenFile: %s/token\n' "$WORK" "$WORK" > netbootd.kubeconfig
@@ -151,6 +160,7 @@ for xid in range(1, 6000):
         pass
 PY
 
+
 stats() {
   python3 -c '
 import sys
@@ -158,41 +168,61 @@ v = sorted(int(x) for x in sys.stdin.read().split())
 q = lambda p: v[min(len(v) - 1, int(p * len(v)))]
 print(q(0.50), q(0.99), q(0.999), v[-1], len(v))'
 }
-
-launched=$(date +%s.%N)
-ip netns exec "$NS" "$BIN" --backend-kube-enabled=true --backend-kube-config "$WORK/netbootd.kubeconfig" \
-  --backend-kube-namespace tink \
-  --dhcp-addr 127.0.0.1:1067 --tftp-enabled=false --http-ipxe-binary-enabled=false \
-  --http-ipxe-script-enabled=false --syslog-enabled=false --public-ip-interface lo \
-  --state-dir "$WORK" --user root 2> "$WORK/netbootd.log" &
-SERVER_PID=$!
-PIDS+=($SERVER_PID)
-first=$(in_ns python3 "$WORK/first_answer.py" "$launched" $((OBJECTS - 1)))
-rss=$(awk '/^VmRSS:/ {printf "%.2f", $2 / 1024}' "/proc/$SERVER_PID/status")
-
-echo "Kubernetes backend, $OBJECTS Hardware objects, $RATE relayed DISCOVERs/s, $SECONDS_PER_PHASE s per phase ($(date -u +%F))"
-echo "| phase | p50 us | p99 us | p99.9 us | max us | answers |"
-echo "|---|---|---|---|---|---|"
-quiet=$(in_ns python3 benches/dhcp_latency_client.py "$SECONDS_PER_PHASE" "$OBJECTS" "$RATE" 54 | stats)
-echo "$quiet" | awk '{printf "| no changes | %d | %d | %d | %d | %d |\n", $1, $2, $3, $4, $5}'
-# churn NAMESPACE LABEL: the latency phase while CHURN objects a second change in NAMESPACE;
-# prints the table row to the terminal, and the figures to the caller.
+row() { echo "$2" | awk -v l="$1" '{printf "| %s | %d | %d | %d | %d | %d |\n", l, $1, $2, $3, $4, $5}'; }
+latency() { in_ns python3 benches/dhcp_latency_client.py "$SECONDS_PER_PHASE" "$OBJECTS" "$RATE" 54 2>/dev/null | stats; }
+# churn NAMESPACE: the latency phase while CHURN objects a second change in NAMESPACE.
 churn() {
   ip netns exec "$NS" python3 "$WORK/objects.py" "$WORK" churn "$OBJECTS" "$CHURN" $((SECONDS_PER_PHASE + 2)) "$1" 2> "$WORK/churn-$1.out" &
   local pid=$! r
   sleep 1
-  r=$(in_ns python3 benches/dhcp_latency_client.py "$SECONDS_PER_PHASE" "$OBJECTS" "$RATE" 54 | stats)
+  r=$(latency)
   wait "$pid"
-  echo "$r" | awk -v l="$2" '{printf "| %s | %d | %d | %d | %d | %d |\n", l, $1, $2, $3, $4, $5}' >&2
   echo "$r"
 }
-exec 3>&1
-elsewhere=$(churn noise "$CHURN objects/s modified elsewhere (not watched)" 2>&3)
-busy=$(churn tink "$CHURN objects/s modified (watched)" 2>&3)
-rss_busy=$(awk '/^VmRSS:/ {printf "%.2f", $2 / 1024}' "/proc/$SERVER_PID/status")
-p99() { echo "$1" | awk '{print $2}'; }
-q99=$(p99 "$quiet") e99=$(p99 "$elsewhere") b99=$(p99 "$busy")
+
+# measure NAME LOG COMMAND...: starts the server, times its first OFFER for the last object,
+# runs the three phases, prints the rows and the summary, stops it.
+measure() {
+  local name=$1 log=$2
+  shift 2
+  local launched
+  launched=$(date +%s.%N)
+  ip netns exec "$NS" "$@" > "$log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  local first rss quiet elsewhere busy rss_busy
+  first=$(in_ns python3 "$WORK/first_answer.py" "$launched" $((OBJECTS - 1)))
+  rss=$(awk '/^VmRSS:/ {printf "%.2f", $2 / 1024}' "/proc/$pid/status")
+  quiet=$(latency)
+  elsewhere=$(churn noise)
+  busy=$(churn tink)
+  rss_busy=$(awk '/^VmRSS:/ {printf "%.2f", $2 / 1024}' "/proc/$pid/status")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  row "$name: no changes" "$quiet"
+  row "$name: $CHURN objects/s modified elsewhere (not watched)" "$elsewhere"
+  row "$name: $CHURN objects/s modified (watched)" "$busy"
+  local q99 e99 b99
+  q99=$(echo "$quiet" | awk '{print $2}') e99=$(echo "$elsewhere" | awk '{print $2}') b99=$(echo "$busy" | awk '{print $2}')
+  SUMMARY+=("$name: first OFFER ${first:-never} s after launch; RSS ${rss} MiB loaded, ${rss_busy} MiB after the changes; p99 watched/elsewhere $(python3 -c "print(f'{$b99/$e99:.2f}')")x ($(( b99 - e99 )) us), watched/no changes $(python3 -c "print(f'{$b99/$q99:.2f}')")x")
+  P99+=("$b99")
+}
+
+echo "Kubernetes backend, $OBJECTS Hardware objects ($CHURN more in namespace noise), $RATE relayed DISCOVERs/s, $SECONDS_PER_PHASE s per phase ($(date -u +%F)); objects created through the API in ${created} s"
+echo "| server: phase | p50 us | p99 us | p99.9 us | max us | answers |"
+echo "|---|---|---|---|---|---|"
+SUMMARY=() P99=()
+measure netbootd "$WORK/netbootd.log" "$BIN" --backend-kube-enabled=true \
+  --backend-kube-config "$WORK/netbootd.kubeconfig" --backend-kube-namespace tink \
+  --dhcp-addr 127.0.0.1:1067 --tftp-enabled=false --http-ipxe-binary-enabled=false \
+  --http-ipxe-script-enabled=false --syslog-enabled=false --public-ip-interface lo \
+  --state-dir "$WORK" --user root
+batches=$(grep -c 'Hardware changed' "$WORK/netbootd.log" || true)
+measure smee "$WORK/smee.log" "$SMEE" -backend-kube-config "$WORK/netbootd.kubeconfig" \
+  -backend-kube-namespace tink -dhcp-addr 127.0.0.1:1067 -dhcp-iface lo \
+  -dhcp-ip-for-packet 127.0.0.1 -dhcp-tftp-ip 127.0.0.1 -dhcp-syslog-ip 127.0.0.1 \
+  -dhcp-http-ipxe-binary-host 127.0.0.1 \
+  -dhcp-http-ipxe-script-url http://127.0.0.1:18080/auto.ipxe -tftp-enabled=false -syslog-enabled=false \
+  -http-addr 127.0.0.1 -http-port 18080
 echo
-echo "p99 with watched changes / with the same changes elsewhere: $(python3 -c "print(f'{$b99/$e99:.2f}')")x ($(( b99 - e99 )) us: netbootd's cost of following the changes); / with no changes: $(python3 -c "print(f'{$b99/$q99:.2f}')")x"
-echo "$OBJECTS objects created through the API in ${created} s; netbootd's first OFFER (for the last object) ${first:-never} s after its launch"
-echo "RSS with the objects loaded ${rss} MiB, after the churn ${rss_busy} MiB; $(cat "$WORK/churn-tink.out") patches sent; $(grep -c 'Hardware changed' "$WORK/netbootd.log") change batches applied"
+printf '%s\n' "${SUMMARY[@]}"
+echo "netbootd applied the watched changes in $batches batches; p99 with watched changes, netbootd/smee: $(python3 -c "print(f'{${P99[0]}/${P99[1]}:.2f}')")x"

@@ -80,7 +80,7 @@ timeout 900 cargo +"$msrv" check --all-targets --locked
 say "static builds: x86_64, aarch64, armv7, mips, mipsel musl; library tests under qemu-aarch64 and qemu-mips"
 timeout 2400 .ci/cross-check.sh
 
-say "fuzz: every target for ${FUZZ_SECONDS:-60} s on its kept corpus (DHCP, TFTP, HTTP, syslog, inventory and SMD bodies, HTTP responses, the pool journal and probe answers)"
+say "fuzz: every target for ${FUZZ_SECONDS:-60} s on its kept corpus (DHCP, TFTP, HTTP, syslog, inventory and SMD bodies, HTTP responses, the pool journal and probe answers, Kubernetes lists, watch events and kubeconfigs)"
 # A build tool, not a crate dependency: cargo-fuzz (pinned) on the nightly toolchain. Without a
 # sanitizer: the crate is safe Rust, and a panic is what the targets look for.
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -90,7 +90,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
   unset RUSTFLAGS   # cargo-fuzz sets its own; -D warnings does not apply to libFuzzer's glue
   timeout 600 cargo +nightly fuzz build -s none -O
   mkdir -p ../target
-  for target in dhcp tftp http syslog inventory response pool; do
+  for target in dhcp tftp http syslog inventory response pool kube; do
     max_len=$([ "$target" = inventory ] && echo "-max_len=512" || true)
     log=../target/fuzz-$target.log
     if ! timeout 300 cargo +nightly fuzz run -s none -O "$target" "corpus/$target" -- \

@@ -253,19 +253,22 @@ impl HardwareSet {
     /// object's own, less a MAC found in two objects (refused in both, each named) and an
     /// address already given to a machine of an earlier object.
     pub fn loaded(&self) -> Loaded {
-        let mut owners: HashMap<MacAddr, Vec<usize>> = HashMap::new();
+        // Per MAC: the first object that has it, and how many objects do (one allocation per
+        // set, not per machine: this runs for every batch of changes).
+        let count: usize = self.objects.iter().map(|o| o.machines.len()).sum();
+        let mut owners: HashMap<MacAddr, (usize, usize)> = HashMap::with_capacity(count);
         for (i, object) in self.objects.iter().enumerate() {
             for m in &object.machines {
-                let list = owners.entry(m.mac).or_default();
-                if list.last() != Some(&i) {
-                    list.push(i);
+                let (first, objects) = owners.entry(m.mac).or_insert((i, 0));
+                if *first != i || *objects == 0 {
+                    *objects += 1;
                 }
             }
         }
         let mut loaded = Loaded::default();
         let mut errors: Vec<Problem> = Vec::new();
-        let mut ips: HashMap<Ipv4Addr, (MacAddr, usize)> = HashMap::new();
-        let mut machines = Vec::with_capacity(owners.len());
+        let mut ips: HashMap<Ipv4Addr, (MacAddr, usize)> = HashMap::with_capacity(count);
+        let mut machines = Vec::with_capacity(count);
         let problem = |key: &str, mac: MacAddr, message: String| Problem {
             file: self.name.clone(),
             line: 0,
@@ -278,12 +281,13 @@ impl HardwareSet {
             loaded.warnings.extend(object.warnings.iter().cloned());
             loaded.refused += object.refused;
             for m in &object.machines {
-                let shared = &owners[&m.mac];
-                if shared.len() > 1 {
-                    let others: Vec<&str> = shared
+                if owners[&m.mac].1 > 1 {
+                    let others: Vec<&str> = self
+                        .objects
                         .iter()
-                        .filter(|j| **j != i)
-                        .map(|j| self.objects[*j].key.as_str())
+                        .enumerate()
+                        .filter(|(j, o)| *j != i && o.machines.iter().any(|n| n.mac == m.mac))
+                        .map(|(_, o)| o.key.as_str())
                         .collect();
                     let message = format!(
                         "{} is also in {}: both are refused",
