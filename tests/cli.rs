@@ -313,7 +313,8 @@ fn bad_values_stop_with_one_line_naming_where_they_came_from() {
 }
 
 #[test]
-fn kubernetes_without_a_file_backend_is_refused_clearly() {
+fn kubernetes_with_nowhere_to_find_the_api_is_a_clear_error() {
+    // No kubeconfig, no KUBECONFIG or HOME (the environment is empty), not in a pod.
     let out = run(
         &["check", "--public-ip-interface=lo"],
         &[("SMEE_BACKEND_KUBE_ENABLED", "true")],
@@ -321,7 +322,10 @@ fn kubernetes_without_a_file_backend_is_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("SMEE_BACKEND_KUBE_ENABLED asks for the Kubernetes backend, which netbootd does not have yet"), "{err}");
+    assert!(
+        err.contains("the Kubernetes backend has no API to talk to: no --backend-kube-config, no KUBECONFIG, not in a cluster"),
+        "{err}"
+    );
 }
 
 #[test]
