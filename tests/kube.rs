@@ -59,6 +59,21 @@ fn sh_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `args` as a command, inside the namespace `ns` when there is one.
+fn command_in(ns: Option<&str>, args: &[String]) -> Command {
+    let mut cmd = match ns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", n]);
+            c.arg(&args[0]);
+            c
+        }
+        None => Command::new(&args[0]),
+    };
+    cmd.args(&args[1..]);
+    cmd
+}
+
 /// A Hardware object: one interface, netbooting, on 10.77.0.0/16.
 fn hardware(name: &str, mac: &str, ip: &str, allow_pxe: bool) -> String {
     format!(
@@ -116,18 +131,7 @@ impl Kube {
         );
         let ns_name = ns.map(|n| n.name.clone());
         let spawn = |ns_name: &Option<String>, args: Vec<String>, log: &str| -> Child {
-            let mut cmd = match ns_name {
-                Some(n) => {
-                    let mut c = Command::new("ip");
-                    c.args(["netns", "exec", n]).args(&args);
-                    c
-                }
-                None => {
-                    let mut c = Command::new(&args[0]);
-                    c.args(&args[1..]);
-                    c
-                }
-            };
+            let mut cmd = command_in(ns_name.as_deref(), &args);
             let log = std::fs::File::create(dir.path(log)).unwrap();
             cmd.current_dir(&dir.0)
                 .stdin(Stdio::null())
@@ -280,18 +284,7 @@ impl Kube {
             "NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook".into(),
             "--enable-priority-and-fairness=false".into(),
         ]);
-        let mut cmd = match &self.ns {
-            Some(n) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", n]).args(&args);
-                c
-            }
-            None => {
-                let mut c = Command::new(&args[0]);
-                c.args(&args[1..]);
-                c
-            }
-        };
+        let mut cmd = command_in(self.ns.as_deref(), &args);
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -352,15 +345,11 @@ impl Kube {
     }
 
     fn curl_in_ns(&self, args: &[String]) -> Output {
-        let mut cmd = match &self.ns {
-            Some(n) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", n, "curl"]);
-                c
-            }
-            None => Command::new("curl"),
-        };
-        cmd.args(["-sS", "--max-time", "10"]).args(args);
+        let mut all: Vec<String> = ["curl", "-sS", "--max-time", "10"]
+            .map(String::from)
+            .to_vec();
+        all.extend_from_slice(args);
+        let mut cmd = command_in(self.ns.as_deref(), &all);
         cmd.stdin(Stdio::null()).output().expect("curl runs")
     }
 
@@ -845,6 +834,7 @@ fn two_replicas_on_two_segments_answer_identically() {
                     "serverid=",
                     "boot_file=",
                     "siaddr=",
+                    "staticroutes=",
                 ]
                 .iter()
                 .any(|k| l.starts_with(k))
@@ -859,6 +849,11 @@ fn two_replicas_on_two_segments_answer_identically() {
     let first = lease(&labs[0], &dirs[0]);
     let second = lease(&labs[1], &dirs[1]);
     assert!(first.contains(&"ip=10.77.0.50".to_string()), "{first:?}");
+    // classless_static_routes, as option 121.
+    assert!(
+        first.contains(&"staticroutes=192.168.0.0/16 10.77.0.254 0.0.0.0/0 10.77.0.1".to_string()),
+        "{first:?}"
+    );
     assert!(first.contains(&"hostname=cli0".to_string()), "{first:?}");
     assert_eq!(first, second, "the two segments answer alike");
     eprintln!("kube replicas: both segments leased {first:?}");

@@ -474,4 +474,54 @@ mod tests {
         set.apply(&fixed).unwrap();
         assert_eq!(set.loaded().inventory.len(), 3);
     }
+
+    #[test]
+    fn routes_and_osie_overrides_are_read_as_smee_reads_them() {
+        let mut set = HardwareSet::new("kube", &Profiles::default());
+        let object = r#"{"metadata":{"name":"r","namespace":"tink","resourceVersion":"1"},"spec":{"interfaces":[{"dhcp":{"mac":"52:54:00:00:00:21","ip":{"address":"10.0.0.21","netmask":"255.255.255.0","gateway":"10.0.0.1"},"classless_static_routes":[{"destination_descriptor":"192.168.0.0/16","router":"10.0.0.254"}]},"netboot":{"allowPXE":true,"osie":{"baseURL":"http://m.example/hook","kernel":"vmlinuz-x","initrd":"initramfs-x"}}}]}}"#;
+        assert_eq!(set.apply(&event("ADDED", object)), Ok(Change::Applied));
+        let loaded = set.loaded();
+        let m = loaded
+            .inventory
+            .by_mac("52:54:00:00:00:21".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            m.routes,
+            [(
+                "192.168.0.0".parse().unwrap(),
+                16,
+                "10.0.0.254".parse().unwrap()
+            )]
+        );
+        assert_eq!(
+            m.netboot.osie_base_url.as_deref(),
+            Some("http://m.example/hook")
+        );
+        assert_eq!(m.netboot.osie_kernel.as_deref(), Some("vmlinuz-x"));
+        assert_eq!(m.netboot.osie_initrd.as_deref(), Some("initramfs-x"));
+        // The gateway is ignored by clients that take option 121: said, by name.
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("tink/r") && w.contains("0.0.0.0/0 10.0.0.1")),
+            "{warnings:?}"
+        );
+        // A bad route is an error naming the Hardware field.
+        let bad = object.replace("192.168.0.0/16", "192.168.0.1/16");
+        set.apply(&event("MODIFIED", &bad)).unwrap();
+        let errors: Vec<String> = set
+            .loaded()
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors.iter().any(
+                |e| e.contains("spec.interfaces[0].dhcp.classless_static_routes")
+                    && e.contains("host bits")
+            ),
+            "{errors:?}"
+        );
+    }
 }

@@ -67,6 +67,9 @@ pub struct Machine {
     /// Seconds; never 0 (see [`DEFAULT_LEASE_TIME`]).
     pub lease_time: u32,
     pub domain_search: Vec<String>,
+    /// netbootd's own (Tinkerbell's `classless_static_routes`): option 121, as (destination,
+    /// prefix width, router).
+    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     pub vlan_id: Option<u16>,
     pub arch: Option<String>,
     /// A remote source's own name for the machine (SMD's xname) and number (its NID), for
@@ -92,6 +95,11 @@ pub struct Netboot {
     pub console: Option<String>,
     /// netbootd's own: the iPXE binary this machine's firmware gets, whatever its architecture.
     pub ipxe_binary: Option<String>,
+    /// netbootd's own (Tinkerbell's `netboot.osie`): the Hook script's download URL, kernel and
+    /// initrd file names instead of `--osie-url`'s and the defaults.
+    pub osie_base_url: Option<String>,
+    pub osie_kernel: Option<String>,
+    pub osie_initrd: Option<String>,
 }
 
 /// A kernel, its initrds and command line. A kernel or initrd is either an absolute URL

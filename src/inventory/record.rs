@@ -30,6 +30,7 @@ const MACHINE_FIELDS: &[&str] = &[
     "ntpServers",
     "leaseTime",
     "domainSearch",
+    "classlessRoutes",
     "vlanID",
     "arch",
     "disabled",
@@ -43,6 +44,9 @@ const NETBOOT_FIELDS: &[&str] = &[
     "facility",
     "console",
     "ipxeBinary",
+    "osieBaseUrl",
+    "osieKernel",
+    "osieInitrd",
 ];
 const MACHINE_BOOT_FIELDS: &[&str] = &["profile", "kernel", "initrd", "cmdline"];
 const PROFILE_FIELDS: &[&str] = &["kernel", "initrd", "cmdline"];
@@ -377,6 +381,17 @@ impl<'a> Checker<'a> {
         m.domain_search = at("domainSearch")
             .map(|a| self.list(a, Self::word))
             .unwrap_or_default();
+        m.routes = at("classlessRoutes")
+            .map(|a| self.list(a, Self::route))
+            .unwrap_or_default();
+        if let (Some(a), Some(gw)) = (at("classlessRoutes"), m.default_gateway) {
+            if !m.routes.is_empty() && !m.routes.iter().any(|r| r.1 == 0) {
+                self.warn(
+                    a,
+                    format!("a client that takes these routes (option 121) ignores defaultGateway (RFC 3442): add \"0.0.0.0/0 {gw}\" to keep its default route"),
+                );
+            }
+        }
         m.arch = at("arch").and_then(|a| self.word(a));
         m.disabled = at("disabled")
             .and_then(|a| self.boolean(a))
@@ -506,6 +521,9 @@ impl<'a> Checker<'a> {
         nb.console = sub("console", "netboot.console").and_then(|a| self.line(a));
         nb.ipxe_binary = sub("ipxeBinary", "netboot.ipxeBinary")
             .and_then(|a| self.checked(a, |t| value::binary_name(t).map(|()| t.to_string())));
+        nb.osie_base_url = sub("osieBaseUrl", "netboot.osieBaseUrl").and_then(|a| self.url(a));
+        nb.osie_kernel = sub("osieKernel", "netboot.osieKernel").and_then(|a| self.word(a));
+        nb.osie_initrd = sub("osieInitrd", "netboot.osieInitrd").and_then(|a| self.word(a));
         if let (Some(_), Some(_), Some(a)) = (
             &nb.ipxe_script_url,
             &nb.ipxe_script,
@@ -759,6 +777,26 @@ impl<'a> Checker<'a> {
     fn line(&mut self, at: At) -> Option<String> {
         self.checked(at, value::single_line)
             .filter(|t| !t.is_empty())
+    }
+
+    /// A classless static route: `DESTINATION/WIDTH ROUTER` (`via` between the two allowed).
+    fn route(&mut self, at: At) -> Option<(Ipv4Addr, u8, Ipv4Addr)> {
+        self.checked(at, |t| {
+            let bad = || format!("not a route such as \"10.0.0.0/8 10.77.0.254\" ({t:?})");
+            let words: Vec<&str> = t.split_whitespace().filter(|w| *w != "via").collect();
+            let [destination, router] = words[..] else {
+                return Err(bad());
+            };
+            let (net, width) = destination.split_once('/').ok_or_else(bad)?;
+            let net: Ipv4Addr = net.parse().map_err(|_| bad())?;
+            let width: u8 = width.parse().ok().filter(|w| *w <= 32).ok_or_else(bad)?;
+            let router: Ipv4Addr = router.parse().map_err(|_| bad())?;
+            let mask = u32::MAX.checked_shl(32 - u32::from(width)).unwrap_or(0);
+            if u32::from(net) & !mask != 0 {
+                return Err(format!("{destination} has host bits set beyond /{width}"));
+            }
+            Ok((net, width, router))
+        })
     }
 
     fn url(&mut self, at: At) -> Option<String> {

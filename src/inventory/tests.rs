@@ -56,6 +56,7 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
         ntp_servers: vec![ip("10.77.0.1")],
         lease_time: 86400,
         domain_search: vec!["lab.example".into(), "example".into()],
+        routes: Vec::new(),
         vlan_id: Some(16),
         arch: Some("x86_64".into()),
         xname: None,
@@ -69,6 +70,9 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
             facility: Some("onprem".into()),
             console: Some("ttyS0,115200".into()),
             ipxe_binary: None,
+            osie_base_url: None,
+            osie_kernel: None,
+            osie_initrd: None,
         },
         boot: None,
     };

@@ -478,6 +478,10 @@ fn machine_options(reply: &mut Message, machine: &Machine, cfg: &Dhcp) {
     if !machine.ntp_servers.is_empty() {
         o.set(code::NTP_SERVERS, ips(&machine.ntp_servers));
     }
+    if !machine.routes.is_empty() {
+        let encoded = crate::wire::dhcp::encode_classless_routes(&machine.routes);
+        o.set(code::CLASSLESS_ROUTES, encoded);
+    }
     if !machine.domain_search.is_empty() {
         let encoded = crate::wire::dhcp::encode_domain_search(&machine.domain_search);
         if !encoded.is_empty() {

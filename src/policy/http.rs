@@ -434,7 +434,14 @@ exit
 /// The Tinkerbell Hook script as Smee renders it (see `../shared/reference/smee.md`, HTTP).
 fn hook_script(m: &Machine, osie_url: &str, s: &ScriptSettings) -> Result<String, NoScript> {
     let h = s.http;
-    safe("osie-url", osie_url, true)?;
+    // A machine's own (Tinkerbell's netboot.osie), as Smee applies them.
+    let nb = &m.netboot;
+    let url = nb.osie_base_url.as_deref().unwrap_or(osie_url);
+    let kernel = nb.osie_kernel.as_deref().unwrap_or("vmlinuz-${arch}");
+    let initrd = nb.osie_initrd.as_deref().unwrap_or("initramfs-${arch}");
+    safe("osie-url", url, true)?;
+    safe("osie kernel", kernel, true)?;
+    safe("osie initrd", initrd, true)?;
     safe("extra-kernel-args", &h.extra_kernel_args, false)?;
     let facility = m.netboot.facility.as_deref().unwrap_or("");
     safe("facility", facility, true)?;
@@ -454,8 +461,8 @@ echo Loading the Tinkerbell Hook iPXE script...
 
 set arch {arch}
 set download-url {url}
-set kernel vmlinuz-${{arch}}
-set initrd initramfs-${{arch}}
+set kernel {kernel}
+set initrd {initrd}
 set retries:int32 {retries}
 set retry_delay:int32 {delay}
 
@@ -467,7 +474,9 @@ modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt initrd=initramf
 
 {tail}",
         arch = hook_arch(m),
-        url = osie_url.trim_end_matches('/'),
+        url = url.trim_end_matches('/'),
+        kernel = kernel,
+        initrd = initrd,
         retries = h.ipxe_script_retries,
         delay = h.ipxe_script_retry_delay,
         syslog = s.syslog_host,

@@ -60,6 +60,7 @@ pub mod code {
     pub const CLIENT_NDI: u8 = 94;
     pub const CLIENT_GUID: u8 = 97;
     pub const DOMAIN_SEARCH: u8 = 119;
+    pub const CLASSLESS_ROUTES: u8 = 121;
     pub const IPXE_ENCAP: u8 = 175;
     pub const END: u8 = 255;
 }
@@ -560,6 +561,19 @@ fn encode_option(code: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// RFC 3442 classless static routes: for each (destination, prefix width, router), the width,
+/// the destination's significant octets, then the router.
+pub fn encode_classless_routes(routes: &[(Ipv4Addr, u8, Ipv4Addr)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (destination, width, router) in routes {
+        let width = (*width).min(32);
+        out.push(width);
+        out.extend_from_slice(&destination.octets()[..usize::from(width).div_ceil(8)]);
+        out.extend_from_slice(&router.octets());
+    }
+    out
+}
+
 /// RFC 3397 domain search list, uncompressed. Names with empty or over-long labels are skipped.
 pub fn encode_domain_search(names: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -837,6 +851,27 @@ mod tests {
         ]))
         .unwrap();
         assert!(m.user_classes().contains(&&b"Tinkerbell"[..]));
+    }
+
+    #[test]
+    fn classless_routes_encoding() {
+        let routes = [
+            (
+                "10.0.0.0".parse().unwrap(),
+                8,
+                "10.77.0.254".parse().unwrap(),
+            ),
+            ("0.0.0.0".parse().unwrap(), 0, "10.77.0.1".parse().unwrap()),
+            (
+                "192.168.1.128".parse().unwrap(),
+                25,
+                "10.77.0.2".parse().unwrap(),
+            ),
+        ];
+        assert_eq!(
+            encode_classless_routes(&routes),
+            [8, 10, 10, 77, 0, 254, 0, 10, 77, 0, 1, 25, 192, 168, 1, 128, 10, 77, 0, 2]
+        );
     }
 
     #[test]

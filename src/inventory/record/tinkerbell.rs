@@ -28,6 +28,10 @@ const FIELD_NAMES: &[(&str, &str)] = &[
     ("netboot.allowPxe", "netboot.allowPXE"),
     ("netboot.ipxeScriptUrl", "netboot.ipxe.url"),
     ("netboot.ipxeScript", "netboot.ipxe.contents"),
+    ("netboot.osieBaseUrl", "netboot.osie.baseURL"),
+    ("netboot.osieKernel", "netboot.osie.kernel"),
+    ("netboot.osieInitrd", "netboot.osie.initrd"),
+    ("classlessRoutes", "dhcp.classless_static_routes"),
 ];
 
 /// The value at `path` (keys compared as [`normalize_key`] does) below `node`.
@@ -62,6 +66,32 @@ fn entry(key: &str, value: &Node) -> Entry {
     }
 }
 
+/// `classless_static_routes` (`[{destination_descriptor: 10.0.0.0/8, router: 10.1.1.1}]`) as
+/// the record's `classlessRoutes` (`["10.0.0.0/8 10.1.1.1"]`); an entry of another shape is
+/// kept as it is, for the record's reader to refuse by name.
+fn routes(list: &Node) -> Node {
+    let Value::List(items) = &list.value else {
+        return list.clone();
+    };
+    let items = items
+        .iter()
+        .map(|item| {
+            let destination = text(get(item, &["destination_descriptor"]));
+            match (destination, text(get(item, &["router"]))) {
+                (Some(d), Some(r)) => Node {
+                    line: item.line,
+                    value: Value::Text(format!("{d} {r}")),
+                },
+                _ => item.clone(),
+            }
+        })
+        .collect();
+    Node {
+        line: list.line,
+        value: Value::List(items),
+    }
+}
+
 /// One interface as a hardware-file record.
 fn record(iface: &Node, facility: Option<&Node>) -> Node {
     let mut fields = Vec::new();
@@ -71,6 +101,10 @@ fn record(iface: &Node, facility: Option<&Node>) -> Node {
     {
         let path: Vec<&str> = theirs.split('.').collect();
         if let Some(value) = get(iface, &path).filter(|v| v.value != Value::Null) {
+            if *ours == "classlessRoutes" {
+                fields.push(entry(ours, &routes(value)));
+                continue;
+            }
             fields.push(entry(ours, value));
         }
     }

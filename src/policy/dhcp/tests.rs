@@ -21,6 +21,7 @@ const HARDWARE: &str = r#"
   ntpServers: [10.77.0.1]
   leaseTime: 3600
   domainSearch: [lab.example]
+  classlessRoutes: ["10.0.0.0/8 10.77.0.254", "0.0.0.0/0 via 10.77.0.1"]
   netboot:
     allowPxe: true
 52:54:00:12:34:56:
@@ -175,6 +176,10 @@ fn reservation_discover_gets_offer_with_smee_options() {
     assert_eq!(
         opt(&r, code::DOMAIN_SEARCH),
         Some(b"\x03lab\x07example\x00".to_vec())
+    );
+    assert_eq!(
+        opt(&r, code::CLASSLESS_ROUTES),
+        Some(vec![8, 10, 10, 77, 0, 254, 0, 10, 77, 0, 1])
     );
     // A plain client gets no boot information.
     assert!(r.boot.is_none() && m.file.is_empty() && opt(&r, code::VENDOR_SPECIFIC).is_none());

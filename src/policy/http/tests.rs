@@ -263,6 +263,24 @@ fn the_hook_script_matches_the_golden_file() {
         },
     });
     assert_eq!(script_for(Some(&m), &s).unwrap().0, ScriptKind::Profile);
+    // A machine's own OSIE (Tinkerbell's netboot.osie) replaces the download URL and names.
+    m.boot = None;
+    m.netboot.osie_base_url = Some("http://mirror.example.test/hook-v2/".into());
+    m.netboot.osie_kernel = Some("vmlinuz-custom".into());
+    let text = script_for(Some(&m), &s).unwrap().1;
+    assert!(
+        text.contains("set download-url http://mirror.example.test/hook-v2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("set kernel vmlinuz-custom\nset initrd initramfs-${arch}\n"),
+        "{text}"
+    );
+    m.netboot.osie_initrd = Some("initrd custom".into());
+    assert!(matches!(
+        script_for(Some(&m), &s),
+        Err(NoScript::Unsafe(..))
+    ));
 }
 
 /// auto-proxy: a machine with no record gets Smee's static script (the golden file is what
