@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::kube::{need_peers, Kube};
 use common::netns::{need_root_and, Lab, SRV_IP};
 use common::{Server, TempDir, BIN};
 
@@ -133,6 +134,25 @@ fn chain_script() -> String {
     )
 }
 
+/// The Kubernetes API in the server's namespace with the VM's Hardware object (its inline
+/// script boots the kernel), and a kubeconfig for netbootd (token, CA).
+fn kube_api(lab: &Lab) -> (Kube, PathBuf) {
+    let kube = Kube::start(Some(&lab.srv), &[]);
+    let script = format!(
+        "kernel http://{SRV_IP}/assets/vmlinuz initrd=initrd.img console=ttyS0,115200 panic=-1 netbootd-test=kube\n\
+         initrd http://{SRV_IP}/assets/initrd.img\n\
+         boot\n"
+    );
+    kube.create(&format!(
+        r#"{{"apiVersion":"tinkerbell.org/v1alpha1","kind":"Hardware","metadata":{{"name":"vm1","namespace":"tink"}},"spec":{{"interfaces":[{{"dhcp":{{"mac":"{VM_MAC}","hostname":"vm1","ip":{{"address":"{VM_IP}","netmask":"255.255.0.0","gateway":"{SRV_IP}"}}}},"netboot":{{"allowPXE":true,"ipxe":{{"contents":"{}"}}}}}}]}}}}"#,
+        script.replace('\n', "\\n")
+    ));
+    let token = kube.dir.write("token", "tok-1\n");
+    let server = format!("https://127.0.0.1:{}", kube.api_port);
+    let config = kube.kubeconfig("netbootd.kubeconfig", &server, "ca.crt", &token);
+    (kube, config)
+}
+
 /// Kills the process (QEMU, the RA helper) when the test ends, however it ends.
 struct Reaped(Child);
 
@@ -153,6 +173,9 @@ enum Source {
     /// Nowhere at first: it boots from the address pool (the reboot script) and reboots; after
     /// its second reboot script the hardware file gets it, and its next boot is the profile's.
     PoolThenFile,
+    /// A Tinkerbell Hardware object in the Kubernetes API (tests/common/kube.rs), run in the
+    /// server's namespace: its inline iPXE script boots the kernel.
+    Kube,
 }
 
 struct Boot {
@@ -220,7 +243,9 @@ impl Boot {
         }
         let _ra = router_adverts(&lab, &dir);
         let _smd = (self.source == Source::Smd).then(|| smd_standin(&lab, &dir));
-        let mut server = self.start_server(&lab, &dir, assets);
+        let kube = (self.source == Source::Kube).then(|| kube_api(&lab));
+        let kubeconfig = kube.as_ref().map(|(_, config)| config.clone());
+        let mut server = self.start_server(&lab, &dir, assets, kubeconfig.as_deref());
 
         lab.cli
             .run(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
@@ -372,7 +397,13 @@ impl Boot {
         }
     }
 
-    fn start_server(&self, lab: &Lab, dir: &TempDir, assets: &Path) -> Server {
+    fn start_server(
+        &self,
+        lab: &Lab,
+        dir: &TempDir,
+        assets: &Path,
+        kubeconfig: Option<&Path>,
+    ) -> Server {
         let hw = match self.source {
             Source::PoolThenFile => dir.write("hardware.yaml", "{}\n"),
             _ => dir.write("hardware.yaml", &hardware(self.script.as_deref())),
@@ -406,6 +437,13 @@ impl Boot {
                 state.to_str().unwrap(),
             ],
             Source::File => vec!["--backend-file-path", hw.to_str().unwrap()],
+            Source::Kube => vec![
+                "--backend-kube-enabled=true",
+                "--backend-kube-config",
+                kubeconfig.and_then(Path::to_str).unwrap_or(""),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
         };
         let args = [
             "--dhcp-iface",
@@ -761,6 +799,27 @@ fn uefi_boots_a_machine_known_only_to_smd_with_its_bss_script() {
     assert!(offer.contains("file=ipxe.efi"), "{offer}");
     b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
     assert_booted_from_smd(&b);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and the Kubernetes peers: run tests/run.sh"]
+fn bios_boots_a_machine_known_only_to_kubernetes_from_its_hardware_object() {
+    need_root_and(
+        "boot bios from kubernetes",
+        &[TOOLS, &["python3", "openssl"]].concat(),
+    );
+    need_peers("boot bios from kubernetes");
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        source: Source::Kube,
+        script: None,
+        milestones: BIOS_MILESTONES,
+    }
+    .run("boot-bios-kube");
+    let (_, offer) = b.first(&["DISCOVER", &format!("mac={VM_MAC}"), "-> OFFER"]);
+    assert!(offer.contains(&format!("OFFER {VM_IP}")), "{offer}");
+    assert_served(&b, "netbootd-test=kube", "inline", VM_IP);
 }
 
 /// Two boots from the pool ended in the reboot script; the third, once known, in the profile.
