@@ -40,11 +40,8 @@ BIN=$PWD/target/release/netbootd
 KEA=
 if [ "$MODE" = pool ]; then
   # Kea's DHCPv4 server from its Debian package, unpacked (its package would start a service).
-  KEA_ROOT=$PWD/target/peers/kea
-  if [ ! -x "$KEA_ROOT/usr/sbin/kea-dhcp4" ]; then
-    mkdir -p "$KEA_ROOT" && (cd "$KEA_ROOT" && apt-get download -q kea-dhcp4-server >/dev/null 2>&1 && dpkg -x kea-dhcp4-server_*.deb .)
-  fi
-  KEA=$KEA_ROOT/usr/sbin/kea-dhcp4
+  tests/tools/unpack-dhcp-servers.sh "$PWD/target/peers"
+  KEA=$PWD/target/peers/kea/usr/sbin/kea-dhcp4
 fi
 
 SERVER_PID=

@@ -1,6 +1,7 @@
-//! The command line: `netbootd [serve]`, `netbootd check`, `netbootd config`, `--version` and
-//! `--help`. Gathers flags, the environment and the config file into a [`Config`], loads the
-//! inventory, sets up logging and hands over to the service loop.
+//! The command line: `netbootd [serve]`, `netbootd check`, `netbootd config`, `netbootd
+//! unknown`, `netbootd byo-dhcp SERVER`, `--version` and `--help`. Gathers flags, the
+//! environment and the config file into a [`Config`], loads the inventory, sets up logging
+//! and hands over to the service loop.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +17,7 @@ use crate::io::files;
 use crate::io::netif::SystemHost;
 use crate::io::privileges::{drop_privileges, Outcome, DEFAULT_USER};
 use crate::io::signals::Signals;
+use crate::policy::byo_dhcp;
 use crate::service::{
     self,
     dhcp::DhcpService,
@@ -53,6 +55,35 @@ pub fn main() -> i32 {
     if argv.first().is_some_and(|a| a == "openwrt-config") {
         return openwrt_config(argv.get(1).map(String::as_str));
     }
+    // `byo-dhcp SERVER`: the one command with an argument of its own.
+    let byo_server = match argv.first().map(String::as_str) {
+        Some("byo-dhcp") => match argv.get(1).map(String::as_str) {
+            Some(name) if !name.starts_with('-') => match byo_dhcp::Server::parse(name) {
+                Some(server) => Some(server),
+                None => {
+                    eprintln!(
+                        "netbootd: byo-dhcp: unknown DHCP server {name:?} (expected {})",
+                        byo_dhcp::Server::NAMES
+                    );
+                    return 2;
+                }
+            },
+            _ => {
+                eprintln!(
+                    "usage: netbootd byo-dhcp SERVER [options]  (SERVER: {})",
+                    byo_dhcp::Server::NAMES
+                );
+                return 2;
+            }
+        },
+        _ => None,
+    };
+    let argv: Vec<String> = match byo_server {
+        Some(_) => std::iter::once("byo-dhcp".to_string())
+            .chain(argv.into_iter().skip(2))
+            .collect(),
+        None => argv,
+    };
     // `unknown --yaml`: a switch of that command only.
     let unknown_yaml =
         argv.first().is_some_and(|a| a == "unknown") && argv.iter().any(|a| a == "--yaml");
@@ -72,9 +103,12 @@ pub fn main() -> i32 {
         return 0;
     }
     let command = flags.command.clone().unwrap_or_else(|| "serve".into());
-    if !matches!(command.as_str(), "serve" | "check" | "config" | "unknown") {
+    if !matches!(
+        command.as_str(),
+        "serve" | "check" | "config" | "unknown" | "byo-dhcp"
+    ) {
         eprintln!(
-            "netbootd: unknown command {command:?} (expected serve, check, config or unknown)"
+            "netbootd: unknown command {command:?} (expected serve, check, config, unknown or byo-dhcp)"
         );
         return 2;
     }
@@ -83,7 +117,12 @@ pub fn main() -> i32 {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
         .filter(|(k, _)| k.starts_with("NETBOOTD_") || k.starts_with("SMEE_"))
         .collect();
-    let (settings, config) = match load_config(&flags, &env) {
+    let loaded = match byo_server {
+        // The addresses netbootd's DHCP would hand out, though it is off beside another server.
+        Some(_) => load_config_with(&flags, &env, Settings::with_dhcp_addresses),
+        None => load_config(&flags, &env),
+    };
+    let (settings, config) = match loaded {
         Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("netbootd: {message}");
@@ -93,6 +132,10 @@ pub fn main() -> i32 {
     match command.as_str() {
         "check" => check(&config),
         "unknown" => unknown(&config, unknown_yaml),
+        "byo-dhcp" => match byo_server {
+            Some(server) => byo_dhcp(&config, server),
+            None => 2,
+        },
         "config" => {
             print!("{}", describe_settings(&settings, &config));
             0
@@ -207,10 +250,77 @@ fn openwrt_config(path: Option<&str>) -> i32 {
     }
 }
 
+/// `netbootd byo-dhcp SERVER`: the configuration another DHCP server needs to give the
+/// inventory's machines what netbootd's DHCP would (policy::byo_dhcp), on standard output.
+/// Warnings and left-out records go to standard error; exit 1 when no inventory loads.
+fn byo_dhcp(config: &Config, server: byo_dhcp::Server) -> i32 {
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    let file = match config.hardware_file() {
+        Some(path) => match files::load_inventory(path, &config.profiles) {
+            Ok(loaded) => {
+                for p in loaded.warnings.iter().chain(&loaded.errors) {
+                    eprintln!("warning: {p}");
+                }
+                Some(loaded.inventory)
+            }
+            Err(problems) => {
+                print_problems(&problems);
+                eprintln!("failed: {} errors in {}", problems.len(), path.display());
+                return 1;
+            }
+        },
+        None => None,
+    };
+    let remote = match config.remote() {
+        Some(source) => match fetch_remote(config) {
+            Ok(inventory) => Some(inventory),
+            Err(why) => {
+                eprintln!("failed: {}: {why}", source.kind.name().to_ascii_uppercase());
+                return 1;
+            }
+        },
+        None => None,
+    };
+    let inventory = match (file, remote) {
+        (Some(file), Some(remote)) => Inventory::layered(Arc::new(file), Arc::new(remote)).0,
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => Inventory::default(),
+    };
+    let machines: Vec<_> = inventory.machines().collect();
+    print!("{}", byo_dhcp::generate(server, &machines, &config.dhcp));
+    0
+}
+
+/// The remote source's machines, fetched once as `check` does.
+#[cfg(feature = "remote")]
+fn fetch_remote(config: &Config) -> Result<Inventory, String> {
+    let (_, loaded) = crate::service::remote::check(config)?;
+    for e in &loaded.errors {
+        eprintln!("warning: {e} (entry left out)");
+    }
+    Ok(loaded.inventory)
+}
+
+#[cfg(not(feature = "remote"))]
+fn fetch_remote(_: &Config) -> Result<Inventory, String> {
+    Err("this build has no remote sources".into())
+}
+
 /// Flags + environment + config file → validated config. Errors are one line.
 pub fn load_config(
     flags: &config::Flags,
     env: &BTreeMap<String, String>,
+) -> Result<(Settings, Config), String> {
+    load_config_with(flags, env, |s| s)
+}
+
+/// [`load_config`], with `adjust` applied to the settings before they are validated.
+fn load_config_with(
+    flags: &config::Flags,
+    env: &BTreeMap<String, String>,
+    adjust: fn(Settings) -> Settings,
 ) -> Result<(Settings, Config), String> {
     let config_path = Settings::resolve(flags, env, None).get(Key::config).clone();
     let file = match config_path.value.as_str() {
@@ -221,7 +331,7 @@ pub fn load_config(
         "" => None,
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
-    let settings = Settings::resolve(flags, env, file.as_ref());
+    let settings = adjust(Settings::resolve(flags, env, file.as_ref()));
     let (profiles, subnets, hostnames, pools) = file
         .map(|f| (f.profiles, f.subnets, f.hostnames, f.pools))
         .unwrap_or_default();
@@ -622,12 +732,14 @@ fn describe_settings(settings: &Settings, config: &Config) -> String {
 pub fn help_text() -> String {
     let mut out = format!(
         "netbootd {VERSION}: network-boot bare-metal machines (DHCP, TFTP, HTTP, syslog)\n\n\
-         Usage: netbootd [serve|check|config|unknown] [--option value | --option=value ...]\n\n\
+         Usage: netbootd [serve|check|config|unknown|byo-dhcp SERVER] [--option value | --option=value ...]\n\n\
          Commands:\n  \
            serve   run the server (the default)\n  \
            check   validate the configuration and the hardware file; print warnings and a summary\n  \
            config  print every option's effective value and where it came from\n  \
            unknown print the unknown MACs the address pools saw (--yaml: as hardware-file entries)\n  \
+           byo-dhcp SERVER  print the configuration that makes another DHCP server (dnsmasq,\n          \
+                    dnsmasq-proxy, kea or isc) answer the inventory's machines as netbootd would\n  \
            openwrt-config FILE  print the TOML an OpenWrt UCI file means (for the init script)\n\n\
          Every option can also be set in the environment (NETBOOTD_<NAME>; Smee's options also\n\
          SMEE_<NAME>) and in the TOML file given by --config (default {}).\n\

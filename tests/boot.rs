@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::byo::{self, DhcpServer, Peer};
 use common::kube::{need_peers, Kube};
 use common::netns::{need_root_and, Lab, SRV_IP};
 use common::{Server, TempDir, BIN};
@@ -55,6 +56,15 @@ const BIOS_MILESTONES: &[&str] = &[
     "iPXE initialising",
     "Configuring (net0",
     "Linux version",
+    "Run /init",
+];
+const UEFI_HTTP_MILESTONES: &[&str] = &[
+    "Start HTTP Boot over IPv4",
+    "Station IP address",
+    "Downloading...100%",
+    "iPXE initialising",
+    "Configuring (net0",
+    "EFI stub",
     "Run /init",
 ];
 const UEFI_MILESTONES: &[&str] = &[
@@ -94,13 +104,19 @@ fn assets() -> &'static Path {
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Firmware {
     Bios,
+    /// OVMF's PXE client.
     Uefi,
+    /// OVMF's HTTP boot client (HTTPClient, arch 16): PXE is turned off through fw_cfg.
+    UefiHttp,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
     Reservation,
     Proxy,
+    /// netbootd's DHCP off; the site's server runs `netbootd byo-dhcp`'s configuration (in
+    /// its own namespace on the clients' segment; dnsmasq-proxy beside udhcpd, in netbootd's).
+    Byo(Peer),
 }
 
 /// The machine in the inventory: booted from a profile, or from an inline script.
@@ -192,6 +208,8 @@ struct Booted {
     marker: String,
     /// netbootd's log lines after QEMU started, with their time since then.
     server: Vec<(Duration, String)>,
+    /// The site DHCP server's log (bring-your-own-DHCP boots).
+    site_dhcp: String,
 }
 
 impl Booted {
@@ -238,14 +256,23 @@ impl Boot {
         let assets = assets();
         let dir = TempDir::new(name);
         let mut lab = Lab::new(BR_MAC);
-        if self.mode == Mode::Proxy {
-            lab.start_plain_dhcp(&dir.0);
+        match self.mode {
+            Mode::Proxy | Mode::Byo(Peer::DnsmasqProxy) => lab.start_plain_dhcp(&dir.0),
+            Mode::Byo(_) => {
+                lab.add_dhcp_segment();
+            }
+            Mode::Reservation => {}
         }
         let _ra = router_adverts(&lab, &dir);
         let _smd = (self.source == Source::Smd).then(|| smd_standin(&lab, &dir));
         let kube = (self.source == Source::Kube).then(|| kube_api(&lab));
         let kubeconfig = kube.as_ref().map(|(_, config)| config.clone());
-        let mut server = self.start_server(&lab, &dir, assets, kubeconfig.as_deref());
+        let netbootd_args = self.netbootd_args(&dir, assets, kubeconfig.as_deref());
+        let mut server = self.start_server(&lab, &netbootd_args);
+        let site_dhcp = match self.mode {
+            Mode::Byo(peer) => Some(site_dhcp(peer, &lab, &dir, &netbootd_args)),
+            _ => None,
+        };
 
         lab.cli
             .run(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
@@ -288,7 +315,7 @@ impl Boot {
                 // SeaBIOS runs the NIC's iPXE ROM.
                 Firmware::Bios => format!("e1000,netdev=n0,mac={VM_MAC},bootindex=1"),
                 // No ROM: OVMF's own virtio-net driver and EDK2 PXE client.
-                Firmware::Uefi => {
+                Firmware::Uefi | Firmware::UefiHttp => {
                     format!("virtio-net-pci,netdev=n0,mac={VM_MAC},bootindex=1,romfile=")
                 }
             },
@@ -339,11 +366,12 @@ impl Boot {
                     .rev()
                     .collect();
                 panic!(
-                    "{name}: no {MARKER} ({}) after {:?}\n--- console tail:\n{tail}\n--- qemu:\n{}\n--- netbootd:\n{}",
+                    "{name}: no {MARKER} ({}) after {:?}\n--- console tail:\n{tail}\n--- qemu:\n{}\n--- netbootd:\n{}\n--- site DHCP server:\n{}",
                     if exited { "QEMU exited" } else { "timed out" },
                     t0.elapsed(),
                     std::fs::read_to_string(dir.path("qemu.out")).unwrap_or_default(),
-                    server.log(Duration::from_millis(200))
+                    server.log(Duration::from_millis(200)),
+                    site_dhcp.as_ref().map(DhcpServer::log_text).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -360,6 +388,10 @@ impl Boot {
         let booted = Booted {
             marker,
             server: lines,
+            site_dhcp: site_dhcp
+                .as_ref()
+                .map(DhcpServer::log_text)
+                .unwrap_or_default(),
         };
         self.print_timeline(name, &booted, &seen, at_marker);
         booted
@@ -381,10 +413,19 @@ impl Boot {
                     format!("name=etc/sercon-port,file={}", port.display()),
                 ]
             }
-            Firmware::Uefi => {
+            Firmware::Uefi | Firmware::UefiHttp => {
                 let vars = dir.path("OVMF_VARS.fd");
                 std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
-                vec![
+                let mut args: Vec<String> = Vec::new();
+                if self.firmware == Firmware::UefiHttp {
+                    // OVMF's boot options per NIC: PXE over IPv4 and IPv6, then HTTP boot over
+                    // both. Without PXE (and IPv6) the first is HTTP boot over IPv4.
+                    for knob in ["IPv4PXESupport", "IPv6PXESupport", "IPv6Support"] {
+                        args.push("-fw_cfg".into());
+                        args.push(format!("name=opt/org.tianocore/{knob},string=no"));
+                    }
+                }
+                args.extend([
                     "-machine".into(),
                     "q35".into(),
                     "-drive".into(),
@@ -392,18 +433,19 @@ impl Boot {
                         .into(),
                     "-drive".into(),
                     format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-                ]
+                ]);
+                args
             }
         }
     }
 
-    fn start_server(
+    /// netbootd's arguments for this boot (also those `byo-dhcp` is run with).
+    fn netbootd_args(
         &self,
-        lab: &Lab,
         dir: &TempDir,
         assets: &Path,
         kubeconfig: Option<&Path>,
-    ) -> Server {
+    ) -> Vec<String> {
         let hw = match self.source {
             Source::PoolThenFile => dir.write("hardware.yaml", "{}\n"),
             _ => dir.write("hardware.yaml", &hardware(self.script.as_deref())),
@@ -411,6 +453,7 @@ impl Boot {
         let mode = match self.mode {
             Mode::Reservation => "reservation",
             Mode::Proxy => "proxy",
+            Mode::Byo(_) => "off",
         };
         let config = dir.write("netbootd.toml", &format!("{SMD_SUBNETS}{POOL}"));
         let state = dir.path("state");
@@ -469,10 +512,13 @@ impl Boot {
             "--syslog-addr",
             SRV_IP,
         ];
+        source.into_iter().chain(args).map(str::to_string).collect()
+    }
+
+    fn start_server(&self, lab: &Lab, args: &[String]) -> Server {
         let mut cmd = lab.srv.command(&[BIN]);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .args(source)
             .args(args);
         let mut server = Server::spawn(cmd);
         server.wait_for("syslog receiver on", START_LIMIT);
@@ -519,7 +565,197 @@ impl Boot {
         for (t, e) in events {
             println!("  {:6.2}s  {e}", t.as_secs_f64());
         }
+        for line in b.site_dhcp.lines().filter(|l| l.contains(VM_MAC)).take(8) {
+            println!("  site DHCP server: {line}");
+        }
     }
+}
+
+/// The site's DHCP server running what `netbootd byo-dhcp` generates from netbootd's own
+/// arguments (run in netbootd's namespace, where "auto" is its address): in the DHCP
+/// namespace on the clients' segment, or dnsmasq-proxy in netbootd's namespace beside udhcpd.
+fn site_dhcp(peer: Peer, lab: &Lab, dir: &TempDir, netbootd_args: &[String]) -> DhcpServer {
+    let args: Vec<&str> = netbootd_args.iter().map(String::as_str).collect();
+    let (generated, text) = byo::generate(peer, &lab.srv, &args, dir);
+    println!("--- netbootd byo-dhcp {}:\n{text}", peer.name());
+    match peer {
+        Peer::DnsmasqProxy => DhcpServer::start(peer, &lab.srv, "s0", &generated, dir),
+        _ => {
+            let ns = lab.dhcp.as_ref().expect("the DHCP segment");
+            DhcpServer::start(peer, ns, "p0", &generated, dir)
+        }
+    }
+}
+
+/// A boot with netbootd's DHCP off: the site's server gave the address and the boot files
+/// (its log acknowledged the machine), netbootd only TFTP and HTTP, and iPXE asked for the
+/// script by the MAC it filled in itself (`${mac}` in the generated URL).
+fn assert_booted_by_site(b: &Booted, peer: Peer, client_net: &str) {
+    assert!(
+        !b.server.iter().any(|(_, l)| l.contains("dhcp: ")),
+        "netbootd's DHCP is off"
+    );
+    let acked = peer.ack_line(VM_IP, VM_MAC);
+    assert!(
+        b.site_dhcp
+            .lines()
+            .any(|l| acked.iter().all(|n| l.contains(n.as_str()))),
+        "no {acked:?} in the site server's log:\n{}",
+        b.site_dhcp
+    );
+    // iPXE percent-encodes the colons of the MAC it put in the path.
+    let path = format!("GET /{}/auto.ipxe -> 200", VM_MAC.replace(':', "%3A"));
+    let (_, script) = b.first(&[&path]);
+    assert!(script.contains(&format!("mac={VM_MAC}")), "{script}");
+    assert_served(b, "netbootd-test=profile", "profile", client_net);
+}
+
+fn byo_boot(firmware: Firmware, peer: Peer, name: &str) -> Booted {
+    let milestones = match firmware {
+        Firmware::Bios => BIOS_MILESTONES,
+        Firmware::Uefi => UEFI_MILESTONES,
+        Firmware::UefiHttp => UEFI_HTTP_MILESTONES,
+    };
+    Boot {
+        firmware,
+        mode: Mode::Byo(peer),
+        source: Source::File,
+        script: None,
+        milestones,
+    }
+    .run(name)
+}
+
+/// UEFI PXE with a site server: the firmware took ipxe.efi from netbootd's TFTP.
+fn assert_uefi_took_ipxe_from_tftp(b: &Booted) {
+    let size = std::fs::metadata("/usr/lib/ipxe/ipxe.efi").unwrap().len();
+    let (_, tftp) = b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    assert!(tftp.contains(&format!("complete, {size} bytes")), "{tftp}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn bios_boots_with_addresses_from_dnsmasq_running_the_generated_config() {
+    need_root_and("boot bios byo dnsmasq", TOOLS);
+    let b = byo_boot(Firmware::Bios, Peer::Dnsmasq, "boot-bios-dnsmasq");
+    assert_booted_by_site(&b, Peer::Dnsmasq, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_boots_with_addresses_from_dnsmasq_running_the_generated_config() {
+    need_root_and("boot uefi byo dnsmasq", TOOLS);
+    let b = byo_boot(Firmware::Uefi, Peer::Dnsmasq, "boot-uefi-dnsmasq");
+    assert_uefi_took_ipxe_from_tftp(&b);
+    assert_booted_by_site(&b, Peer::Dnsmasq, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and Kea (tests/tools/unpack-dhcp-servers.sh): run tests/run.sh"]
+fn bios_boots_with_addresses_from_kea_running_the_generated_config() {
+    need_root_and("boot bios byo kea", TOOLS);
+    byo::need_servers("boot bios byo kea");
+    let b = byo_boot(Firmware::Bios, Peer::Kea, "boot-bios-kea");
+    assert_booted_by_site(&b, Peer::Kea, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and Kea (tests/tools/unpack-dhcp-servers.sh): run tests/run.sh"]
+fn uefi_boots_with_addresses_from_kea_running_the_generated_config() {
+    need_root_and("boot uefi byo kea", TOOLS);
+    byo::need_servers("boot uefi byo kea");
+    let b = byo_boot(Firmware::Uefi, Peer::Kea, "boot-uefi-kea");
+    assert_uefi_took_ipxe_from_tftp(&b);
+    assert_booted_by_site(&b, Peer::Kea, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and ISC dhcpd (tests/tools/unpack-dhcp-servers.sh): run tests/run.sh"]
+fn bios_boots_with_addresses_from_isc_dhcpd_running_the_generated_config() {
+    need_root_and("boot bios byo isc", TOOLS);
+    byo::need_servers("boot bios byo isc");
+    let b = byo_boot(Firmware::Bios, Peer::Isc, "boot-bios-isc");
+    assert_booted_by_site(&b, Peer::Isc, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and ISC dhcpd (tests/tools/unpack-dhcp-servers.sh): run tests/run.sh"]
+fn uefi_boots_with_addresses_from_isc_dhcpd_running_the_generated_config() {
+    need_root_and("boot uefi byo isc", TOOLS);
+    byo::need_servers("boot uefi byo isc");
+    let b = byo_boot(Firmware::Uefi, Peer::Isc, "boot-uefi-isc");
+    assert_uefi_took_ipxe_from_tftp(&b);
+    assert_booted_by_site(&b, Peer::Isc, VM_IP);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn bios_boots_through_dnsmasq_proxy_dhcp_beside_a_router() {
+    need_root_and("boot bios byo dnsmasq proxy", TOOLS);
+    let b = byo_boot(
+        Firmware::Bios,
+        Peer::DnsmasqProxy,
+        "boot-bios-dnsmasq-proxy",
+    );
+    // The address came from udhcpd (the router: 10.77.3.10-200).
+    assert_booted_by_site(&b, Peer::DnsmasqProxy, "10.77.3.");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_boots_through_dnsmasq_proxy_dhcp_beside_a_router() {
+    need_root_and("boot uefi byo dnsmasq proxy", TOOLS);
+    let b = byo_boot(
+        Firmware::Uefi,
+        Peer::DnsmasqProxy,
+        "boot-uefi-dnsmasq-proxy",
+    );
+    assert_uefi_took_ipxe_from_tftp(&b);
+    assert_booted_by_site(&b, Peer::DnsmasqProxy, "10.77.3.");
+}
+
+/// UEFI HTTP boot: no TFTP at all; the firmware fetched ipxe.efi over HTTP.
+fn assert_http_booted(b: &Booted) {
+    assert!(
+        !b.server.iter().any(|(_, l)| l.contains("tftp ")),
+        "no TFTP in an HTTP boot"
+    );
+    let size = std::fs::metadata("/usr/lib/ipxe/ipxe.efi").unwrap().len();
+    let (t_binary, line) = b.first(&["GET /ipxe/", &format!("ipxe.efi -> 200 {size} bytes")]);
+    assert!(line.contains(&format!("http {VM_IP}")), "{line}");
+    let (t_script, _) = b.first(&["auto.ipxe -> 200"]);
+    assert!(t_binary < t_script);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_http_boot_fetches_ipxe_over_http_from_netbootd_dhcp() {
+    need_root_and("boot uefi http", TOOLS);
+    let b = Boot {
+        firmware: Firmware::UefiHttp,
+        mode: Mode::Reservation,
+        source: Source::File,
+        script: None,
+        milestones: UEFI_HTTP_MILESTONES,
+    }
+    .run("boot-uefi-http");
+    let (_, offer) = b.first(&["DISCOVER", "arch=16", "client=http-boot", "-> OFFER"]);
+    assert!(
+        offer.contains(&format!("file=http://{SRV_IP}/ipxe/{VM_MAC}/ipxe.efi")),
+        "{offer}"
+    );
+    assert_http_booted(&b);
+    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and Kea (tests/tools/unpack-dhcp-servers.sh): run tests/run.sh"]
+fn uefi_http_boot_fetches_ipxe_over_http_with_addresses_from_kea() {
+    need_root_and("boot uefi http byo kea", TOOLS);
+    byo::need_servers("boot uefi http byo kea");
+    let b = byo_boot(Firmware::UefiHttp, Peer::Kea, "boot-uefi-http-kea");
+    assert_http_booted(&b);
+    assert_booted_by_site(&b, Peer::Kea, VM_IP);
 }
 
 /// The port of the SMD stand-in in the server's namespace.

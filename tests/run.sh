@@ -26,6 +26,8 @@ say() { printf '\n== %s\n' "$*"; }
 # static builds (.ci/cross-check.sh, benches/footprint.sh): qemu-user, file, and python3-pip
 # to fetch zig for the armv7 and mipsel builds.
 # Kubernetes backend (tests/kube.rs): openssl makes the API server's certificates.
+# Bring your own DHCP (tests/byo_dhcp.rs): kea-admin brings the libraries of the unpacked
+# kea-dhcp4; dnsmasq-base is a site server too.
 APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin tcpdump
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
   systemd util-linux qemu-user file openssl)
@@ -55,6 +57,14 @@ say "Kubernetes API peers (target/peers/kube)"
 tests/tools/build-kube-peers.sh "$PWD/target/peers/kube"
 export NETBOOTD_KUBE_APISERVER="$PWD/target/peers/kube/bin/apiextensions-apiserver"
 export NETBOOTD_ETCD="$PWD/target/peers/kube/etcd/usr/bin/etcd"
+
+# The site DHCP servers of the bring-your-own-DHCP tests (tests/byo_dhcp.rs, tests/boot.rs):
+# Kea's kea-dhcp4 and ISC dhcpd from Debian's packages, unpacked, not installed (installing
+# them would start system services); dnsmasq is dnsmasq-base, above.
+say "site DHCP servers (target/peers/kea, target/peers/isc)"
+tests/tools/unpack-dhcp-servers.sh "$PWD/target/peers"
+export NETBOOTD_KEA_DHCP4="$PWD/target/peers/kea/usr/sbin/kea-dhcp4"
+export NETBOOTD_ISC_DHCPD="$PWD/target/peers/isc/usr/sbin/dhcpd"
 
 # --- checks ----------------------------------------------------------------------------
 export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"   # one flag set for every step: one build cache

@@ -129,6 +129,20 @@ impl Settings {
         Settings { list, file_dir }
     }
 
+    /// For `byo-dhcp`: DHCP as though it were on (it is off while another server answers),
+    /// so that its addresses ("auto": the interface's) are resolved for that server's answers.
+    pub fn with_dhcp_addresses(mut self) -> Settings {
+        let on = |s: &mut Setting, value: &str| {
+            s.value = value.into();
+        };
+        on(&mut self.list[Key::dhcp_enabled as usize], "true");
+        let mode = &mut self.list[Key::dhcp_mode as usize];
+        if mode.value == "off" {
+            on(mode, "reservation");
+        }
+        self
+    }
+
     /// The setting of one option: `list` holds every option in table order, so a key is its
     /// index.
     pub fn get(&self, key: Key) -> &Setting {

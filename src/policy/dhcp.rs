@@ -965,4 +965,4 @@ pub fn pool_reply(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

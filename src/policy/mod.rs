@@ -8,6 +8,7 @@
 //! a remote inventory source is fetched and whether a result replaces the snapshot in service.
 
 pub mod budget;
+pub mod byo_dhcp;
 pub mod dhcp;
 pub mod event;
 pub mod http;

@@ -228,8 +228,9 @@ impl Lab {
         self.cli.run(&["ip", "link", "set", "br0", "address", mac]);
     }
 
-    /// An address-only DHCP server (busybox udhcpd, 10.77.3.10-200) on the clients' segment.
-    pub fn start_plain_dhcp(&mut self, dir: &Path) {
+    /// A namespace for another DHCP server on the clients' segment: `p0`, 10.77.0.3/16,
+    /// bridged into br0. It is `self.dhcp`.
+    pub fn add_dhcp_segment(&mut self) -> &Netns {
         let ns = Netns::new("dhcp");
         sh(&[
             "ip",
@@ -257,6 +258,14 @@ impl Lab {
             "p0",
         ]);
         ns.run(&["ip", "link", "set", "p0", "up"]);
+        self.cli.wait_forwarding("d0");
+        self.dhcp.insert(ns)
+    }
+
+    /// An address-only DHCP server (busybox udhcpd, 10.77.3.10-200) on the clients' segment.
+    pub fn start_plain_dhcp(&mut self, dir: &Path) {
+        self.add_dhcp_segment();
+        let ns = self.dhcp.as_ref().unwrap();
         let conf = dir.join("udhcpd.conf");
         let leases = dir.join("udhcpd.leases");
         std::fs::write(&leases, "").unwrap();
@@ -289,7 +298,6 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.dhcp = Some(ns);
     }
 }
 

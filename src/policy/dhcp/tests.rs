@@ -58,13 +58,13 @@ dc:a6:32:00:00:01:
     allowPxe: true
 "#;
 
-fn inventory() -> Inventory {
+pub(crate) fn inventory() -> Inventory {
     load_str(HARDWARE, Format::Yaml, "hw.yaml", &Profiles::new())
         .expect("test inventory loads")
         .inventory
 }
 
-fn cfg(mode: DhcpMode) -> Dhcp {
+pub(crate) fn cfg(mode: DhcpMode) -> Dhcp {
     let base = |port, path: &str| UrlBase {
         scheme: "http".into(),
         host: "10.77.0.1".into(),
