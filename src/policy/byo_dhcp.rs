@@ -4,7 +4,6 @@
 //! boot: firmware gets the iPXE binary for its architecture, iPXE gets the script URL),
 //! written as that server's configuration. Pure: machines and DHCP settings in, text out.
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use super::dhcp::script_url;
@@ -70,14 +69,66 @@ enum HostBoot {
     },
 }
 
-/// The options a reservation carries, besides its address and name.
-#[derive(Clone, Debug, PartialEq)]
-struct HostOptions {
-    mask: Option<Ipv4Addr>,
-    gateway: Option<Ipv4Addr>,
-    dns: Vec<Ipv4Addr>,
-    ntp: Vec<Ipv4Addr>,
-    domain: Option<String>,
+/// A reservation's options besides its address and name, in the order written.
+type HostOptions = Vec<(Opt, Vec<String>)>;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Opt {
+    Mask,
+    Router,
+    Dns,
+    Ntp,
+    Domain,
+}
+
+impl Opt {
+    /// Its name in dnsmasq (`option:NAME`), and in Kea and ISC dhcpd (the same).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Opt::Mask => ("netmask", "subnet-mask"),
+            Opt::Router => ("router", "routers"),
+            Opt::Dns => ("dns-server", "domain-name-servers"),
+            Opt::Ntp => ("ntp-server", "ntp-servers"),
+            Opt::Domain => ("domain-name", "domain-name"),
+        }
+    }
+}
+
+fn host_options(m: &Machine) -> HostOptions {
+    let one = |ip: Option<Ipv4Addr>| ip.map(|ip| vec![ip.to_string()]);
+    let list =
+        |ips: &[Ipv4Addr]| (!ips.is_empty()).then(|| ips.iter().map(Ipv4Addr::to_string).collect());
+    [
+        (Opt::Mask, one(m.subnet_mask)),
+        (Opt::Router, one(m.default_gateway)),
+        (Opt::Dns, list(&m.name_servers)),
+        (Opt::Ntp, list(&m.ntp_servers)),
+        (Opt::Domain, m.domain_name.clone().map(|d| vec![d])),
+    ]
+    .into_iter()
+    .filter_map(|(opt, values)| Some((opt, values?)))
+    .collect()
+}
+
+/// One boot rule: for the shared rules (`group` None) or a group with its own script or
+/// binary; for iPXE (`arch` None) or for firmware of one architecture.
+struct Rule {
+    group: Option<usize>,
+    arch: Option<u16>,
+    file: String,
+}
+
+impl Rule {
+    /// UEFI HTTP boot: the file is a URL, and option 60 `HTTPClient` is echoed.
+    fn http(&self) -> bool {
+        self.arch.is_some_and(|a| HTTP_BOOT_ARCHES.contains(&a))
+    }
+
+    /// The dnsmasq tag (or Kea class prefix) of the machines it is for.
+    fn tag(&self) -> String {
+        self.group
+            .map_or_else(|| "netbootd-boot".to_string(), group_tag)
+    }
 }
 
 struct Host<'a> {
@@ -91,6 +142,8 @@ struct Host<'a> {
 /// The machines and rules, before any server's syntax.
 struct Plan<'a> {
     cfg: &'a Dhcp,
+    /// netbootd's TFTP address, the next-server of every boot rule.
+    tftp: String,
     /// iPXE's script URL; iPXE fills in `${mac}` itself.
     script: String,
     hosts: Vec<Host<'a>>,
@@ -106,16 +159,16 @@ impl<'a> Plan<'a> {
     fn new(machines: &[&'a Machine], cfg: &'a Dhcp) -> Plan<'a> {
         let script =
             script_url(None, MAC_STAND_IN, cfg).replace(&MAC_STAND_IN.to_string(), "${mac}");
-        let mut sorted: Vec<&Machine> = machines.to_vec();
-        sorted.sort_by_key(|m| m.mac);
         let mut plan = Plan {
             cfg,
+            tftp: cfg.tftp_ip.to_string(),
             script,
             hosts: Vec::new(),
             groups: Vec::new(),
             left_out: Vec::new(),
         };
-        for m in sorted {
+        // In the inventory's order (the file's): the output follows the operator's layout.
+        for &m in machines {
             if m.disabled {
                 plan.left_out
                     .push((m.mac, "disableDhcp: netbootd would not answer it either"));
@@ -140,13 +193,7 @@ impl<'a> Plan<'a> {
                     },
                 }
             };
-            let options = HostOptions {
-                mask: m.subnet_mask,
-                gateway: m.default_gateway,
-                dns: m.name_servers.clone(),
-                ntp: m.ntp_servers.clone(),
-                domain: m.domain_name.clone(),
-            };
+            let options = host_options(m);
             let key = (options.clone(), boot.clone());
             let group = match plan.groups.iter().position(|g| *g == key) {
                 Some(i) => i,
@@ -168,57 +215,90 @@ impl<'a> Plan<'a> {
     /// The firmware's boot file for `arch`: a TFTP name, or for HTTP boot an http:// URL.
     fn firmware_file(&self, arch: u16, binary: &str) -> String {
         if HTTP_BOOT_ARCHES.contains(&arch) {
-            let base = self.cfg.ipxe_binary_base.to_string();
-            format!("{}/{binary}", base.trim_end_matches('/'))
+            let mut url = self.cfg.ipxe_binary_base.to_string();
+            url.truncate(url.trim_end_matches('/').len());
+            url.push('/');
+            url.push_str(binary);
+            url
         } else {
             binary.to_string()
         }
     }
 
-    /// (arch, file) for every architecture in `--dhcp-ipxe-binaries`, with `binary` instead
-    /// of the table's when the machine names its own.
-    fn firmware_files(&self, binary: Option<&str>) -> Vec<(u16, String)> {
-        self.cfg
-            .ipxe_binaries
-            .iter()
-            .map(|(arch, file)| (*arch, self.firmware_file(*arch, binary.unwrap_or(file))))
-            .collect()
-    }
-
-    fn netboot_count(&self) -> usize {
-        self.hosts
-            .iter()
-            .filter(|h| h.boot != HostBoot::Off)
-            .count()
+    /// Every boot rule: iPXE's, then firmware's per architecture (`--dhcp-ipxe-binaries`, or
+    /// the group's own binary), for the shared rules and for each group with its own.
+    fn rules(&self) -> Vec<Rule> {
+        let mut rules = Vec::new();
+        let mut add = |group: Option<usize>, script: &str, binary: Option<&str>| {
+            rules.push(Rule {
+                group,
+                arch: None,
+                file: script.to_string(),
+            });
+            for (arch, file) in &self.cfg.ipxe_binaries {
+                rules.push(Rule {
+                    group,
+                    arch: Some(*arch),
+                    file: self.firmware_file(*arch, binary.unwrap_or(file)),
+                });
+            }
+        };
+        if self.groups.iter().any(|(_, b)| *b == HostBoot::Shared) {
+            add(None, &self.script, None);
+        }
+        for (g, (_, boot)) in self.groups.iter().enumerate() {
+            if let HostBoot::Own { script, binary } = boot {
+                add(Some(g), script, binary.as_deref());
+            }
+        }
+        rules
     }
 
     /// The comment every output starts with (`#` is a comment in all four syntaxes).
     fn header(&self, server: Server, how: &str) -> String {
-        let mut out = format!(
+        let netboot = self.hosts.iter().filter(|h| h.boot != HostBoot::Off);
+        let mut out = String::new();
+        put(
+            &mut out,
             "# netbootd byo-dhcp {}: {} machines ({} netboot) from netbootd's inventory",
-            server.name(),
-            self.hosts.len(),
-            self.netboot_count()
+            &[
+                server.name(),
+                &self.hosts.len().to_string(),
+                &netboot.count().to_string(),
+            ],
         );
         if !self.left_out.is_empty() {
-            let _ = write!(out, ", {} left out", self.left_out.len());
+            put(
+                &mut out,
+                ", {} left out",
+                &[&self.left_out.len().to_string()],
+            );
         }
-        let _ = write!(
-            out,
+        put(
+            &mut out,
             ".\n# Run netbootd with --dhcp-mode off: it serves TFTP on {} and the iPXE script\n\
-             # {} (iPXE fills in ${{mac}}).\n\
+             # {} (iPXE fills in ${mac}).\n\
              # Firmware gets the iPXE binary for its architecture (option 93; UEFI HTTP boot\n\
              # an http:// URL, and option 60 HTTPClient echoed);\n\
              # iPXE, known by its user class (option 77: iPXE or Tinkerbell), gets the script.\n\
-             # Generated: run `netbootd byo-dhcp {}` again when the inventory changes.\n{how}",
-            self.cfg.tftp_ip,
-            self.script,
-            server.name()
+             # Generated: run `netbootd byo-dhcp {}` again when the inventory changes.\n{}",
+            &[&self.tftp, &self.script, server.name(), how],
         );
         for (mac, why) in &self.left_out {
-            let _ = writeln!(out, "# left out: {mac}: {why}");
+            put(&mut out, "# left out: {}: {}\n", &[&mac.to_string(), why]);
         }
         out
+    }
+}
+
+/// Appends `template` with each `{}` replaced by the next of `values` (one code path for
+/// every line written: the output is all text, and the binary's size counts on routers).
+fn put(out: &mut String, template: &str, values: &[&str]) {
+    let mut parts = template.split("{}");
+    out.push_str(parts.next().unwrap_or(""));
+    for (part, value) in parts.zip(values.iter().chain(std::iter::repeat(&""))) {
+        out.push_str(value);
+        out.push_str(part);
     }
 }
 
@@ -233,13 +313,6 @@ pub fn generate(server: Server, machines: &[&Machine], cfg: &Dhcp) -> String {
     }
 }
 
-fn join(ips: &[Ipv4Addr], sep: &str) -> String {
-    ips.iter()
-        .map(Ipv4Addr::to_string)
-        .collect::<Vec<_>>()
-        .join(sep)
-}
-
 fn network(ip: Ipv4Addr, mask: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(ip) & u32::from(mask))
 }
@@ -247,65 +320,69 @@ fn network(ip: Ipv4Addr, mask: Ipv4Addr) -> Ipv4Addr {
 /// dnsmasq's name of a client system type (option 93) in `pxe-service`; others by number.
 fn dnsmasq_csa(arch: u16) -> String {
     match arch {
-        0 => "x86PC".into(),
-        6 => "IA32_EFI".into(),
-        7 => "X86-64_EFI".into(),
-        9 => "BC_EFI".into(),
-        10 => "ARM32_EFI".into(),
-        11 => "ARM64_EFI".into(),
-        n => n.to_string(),
+        0 => "x86PC",
+        6 => "IA32_EFI",
+        7 => "X86-64_EFI",
+        9 => "BC_EFI",
+        10 => "ARM32_EFI",
+        11 => "ARM64_EFI",
+        _ => return arch.to_string(),
     }
+    .into()
 }
 
 fn dnsmasq(plan: &Plan, proxy: bool) -> String {
-    let server = if proxy {
-        Server::DnsmasqProxy
+    let (server, how) = if proxy {
+        (
+            Server::DnsmasqProxy,
+            "# Add to dnsmasq's configuration beside a router that hands out the addresses: dnsmasq\n\
+             # answers as ProxyDHCP (and on UDP 4011) for netbooting machines only; no addresses.\n",
+        )
     } else {
-        Server::Dnsmasq
-    };
-    let how = if proxy {
-        "# Add to dnsmasq's configuration beside a router that hands out the addresses: dnsmasq\n\
-         # answers as ProxyDHCP (and on UDP 4011) for netbooting machines only; no addresses.\n"
-    } else {
-        "# Add to dnsmasq's configuration: conf-file=/etc/dnsmasq.d/netbootd.conf\n"
+        (
+            Server::Dnsmasq,
+            "# Add to dnsmasq's configuration: conf-file=/etc/dnsmasq.d/netbootd.conf\n",
+        )
     };
     let mut out = plan.header(server, how);
-    let tftp = plan.cfg.tftp_ip;
+    let tftp: &str = &plan.tftp;
     if proxy {
-        let _ = writeln!(
-            out,
-            "\n# ProxyDHCP on netbootd's network (one line per further network).\ndhcp-range={tftp},proxy"
+        put(
+            &mut out,
+            "\n# ProxyDHCP on netbootd's network (one line per further network).\ndhcp-range={},proxy\n",
+            &[tftp],
         );
     } else {
-        let mut networks: Vec<(Ipv4Addr, Ipv4Addr)> = plan
-            .hosts
-            .iter()
-            .filter_map(|h| Some((network(h.m.ip_address?, h.m.subnet_mask?), h.m.subnet_mask?)))
-            .collect();
-        networks.sort();
-        networks.dedup();
-        if !networks.is_empty() {
-            out.push_str(
-                "\n# The reservations' networks: a static range answers reserved machines only\n\
-                 # (a dhcp-range of your own for the same network does as well).\n",
-            );
-        }
-        for (net, mask) in networks {
-            let _ = writeln!(out, "dhcp-range={net},static,{mask}");
+        out.push_str(
+            "\n# The reservations' networks: a static range answers reserved machines only\n\
+             # (a dhcp-range of your own for the same network does as well).\n",
+        );
+        let mut networks: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+        for h in &plan.hosts {
+            if let (Some(ip), Some(mask)) = (h.m.ip_address, h.m.subnet_mask) {
+                let net = (network(ip, mask), mask);
+                if !networks.contains(&net) {
+                    networks.push(net);
+                    put(
+                        &mut out,
+                        "dhcp-range={},static,{}\n",
+                        &[&net.0.to_string(), &mask.to_string()],
+                    );
+                }
+            }
         }
     }
     out.push_str("\n# iPXE says so in its user class: it gets the script, not the binary again.\n");
     for class in IPXE_USER_CLASSES {
-        let _ = writeln!(out, "dhcp-userclass=set:netbootd-ipxe,{class}");
+        put(&mut out, "dhcp-userclass=set:netbootd-ipxe,{}\n", &[class]);
     }
     out.push_str("# The firmware's architecture (option 93).\n");
     for (arch, _) in &plan.cfg.ipxe_binaries {
-        if proxy && HTTP_BOOT_ARCHES.contains(arch) {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "dhcp-match=set:netbootd-arch-{arch},option:client-arch,{arch}"
+        let arch = arch.to_string();
+        put(
+            &mut out,
+            "dhcp-match=set:netbootd-arch-{},option:client-arch,{}\n",
+            &[&arch, &arch],
         );
     }
     out.push_str(
@@ -315,128 +392,106 @@ fn dnsmasq(plan: &Plan, proxy: bool) -> String {
         if proxy && h.boot == HostBoot::Off {
             continue;
         }
-        let tag = format!("netbootd-{}", h.group + 1);
-        let mut line = format!("dhcp-host={},set:{tag}", h.m.mac);
+        put(
+            &mut out,
+            "dhcp-host={},set:netbootd-{}",
+            &[&h.m.mac.to_string(), &(h.group + 1).to_string()],
+        );
         if !proxy {
             if let Some(ip) = h.m.ip_address {
-                let _ = write!(line, ",{ip}");
+                put(&mut out, ",{}", &[&ip.to_string()]);
             }
             if let Some(name) = &h.m.hostname {
-                let _ = write!(line, ",{name}");
+                put(&mut out, ",{}", &[name]);
             }
-            let _ = write!(line, ",{}", h.m.lease_time);
+            put(&mut out, ",{}", &[&h.m.lease_time.to_string()]);
         }
-        let _ = writeln!(out, "{line}");
+        out.push('\n');
     }
-    if proxy {
-        out.push_str("# Only the inventory's netbooting machines get ProxyDHCP answers.\n");
-    }
-    for (i, (options, boot)) in plan.groups.iter().enumerate() {
-        let tag = format!("netbootd-{}", i + 1);
-        if !proxy {
-            let o = options;
-            let mut lines = Vec::new();
-            if let Some(mask) = o.mask {
-                lines.push(format!("option:netmask,{mask}"));
-            }
-            if let Some(gw) = o.gateway {
-                lines.push(format!("option:router,{gw}"));
-            }
-            if !o.dns.is_empty() {
-                lines.push(format!("option:dns-server,{}", join(&o.dns, ",")));
-            }
-            if !o.ntp.is_empty() {
-                lines.push(format!("option:ntp-server,{}", join(&o.ntp, ",")));
-            }
-            if let Some(domain) = &o.domain {
-                lines.push(format!("option:domain-name,{domain}"));
-            }
-            for l in lines {
-                let _ = writeln!(out, "dhcp-option=tag:{tag},{l}");
-            }
+    for (g, (options, boot)) in plan.groups.iter().enumerate() {
+        let tag = group_tag(g);
+        for (opt, values) in options.iter().filter(|_| !proxy) {
+            put(
+                &mut out,
+                "dhcp-option=tag:{},option:{},{}\n",
+                &[&tag, opt.names().0, &values.join(",")],
+            );
         }
-        match boot {
-            HostBoot::Shared => {
-                let _ = writeln!(out, "tag-if=set:netbootd-boot,tag:{tag}");
-            }
-            HostBoot::Off | HostBoot::Own { .. } => {}
+        if *boot == HostBoot::Shared {
+            put(&mut out, "tag-if=set:netbootd-boot,tag:{}\n", &[&tag]);
         }
         if proxy && *boot != HostBoot::Off {
-            let _ = writeln!(out, "tag-if=set:netbootd-known,tag:{tag}");
+            put(&mut out, "tag-if=set:netbootd-known,tag:{}\n", &[&tag]);
         }
     }
     if proxy {
-        out.push_str("dhcp-ignore=tag:!netbootd-known\n");
+        out.push_str(
+            "# Only the inventory's netbooting machines get ProxyDHCP answers.\n\
+             dhcp-ignore=tag:!netbootd-known\n",
+        );
     }
-    let boot_rules = |out: &mut String, tag: &str, script: &str, binary: Option<&str>| {
-        for (arch, file) in plan.firmware_files(binary) {
-            let http = HTTP_BOOT_ARCHES.contains(&arch);
-            if proxy {
-                if http {
-                    continue;
-                }
-                let csa = dnsmasq_csa(arch);
-                let _ = writeln!(
-                    out,
-                    "pxe-service=tag:{tag},tag:netbootd-ipxe,{csa},\"netbootd script\",{script}\n\
-                     pxe-service=tag:{tag},tag:!netbootd-ipxe,{csa},\"netbootd iPXE\",{file},{tftp}"
-                );
-            } else if http {
-                let _ = writeln!(
-                    out,
-                    "dhcp-boot=tag:{tag},tag:!netbootd-ipxe,tag:netbootd-arch-{arch},{file},,{tftp}\n\
-                     dhcp-option-force=tag:{tag},tag:!netbootd-ipxe,tag:netbootd-arch-{arch},60,HTTPClient"
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "dhcp-boot=tag:{tag},tag:!netbootd-ipxe,tag:netbootd-arch-{arch},{file},,{tftp}"
-                );
-            }
-        }
-        if !proxy {
-            let _ = writeln!(
-                out,
-                "dhcp-boot=tag:{tag},tag:netbootd-ipxe,{script},,{tftp}"
-            );
-        }
-    };
-    out.push_str("\n# Boot: firmware gets iPXE (from netbootd's TFTP), iPXE gets the script.\n");
-    if plan.groups.iter().any(|(_, b)| *b == HostBoot::Shared) {
-        boot_rules(&mut out, "netbootd-boot", &plan.script, None);
-    }
-    for (i, (_, boot)) in plan.groups.iter().enumerate() {
-        if let HostBoot::Own { script, binary } = boot {
-            let _ = writeln!(out, "# group netbootd-{}: its own script or binary", i + 1);
-            boot_rules(
+    out.push_str("\n# Boot: iPXE gets the script, firmware iPXE (from netbootd's TFTP).\n");
+    let rules = plan.rules();
+    for r in &rules {
+        let tag = r.tag();
+        let file: &str = &r.file;
+        match (proxy, r.arch) {
+            (false, None) => put(
                 &mut out,
-                &format!("netbootd-{}", i + 1),
-                script,
-                binary.as_deref(),
-            );
+                "dhcp-boot=tag:{},tag:netbootd-ipxe,{},,{}\n",
+                &[&tag, file, tftp],
+            ),
+            (false, Some(arch)) => {
+                let arch = arch.to_string();
+                put(
+                    &mut out,
+                    "dhcp-boot=tag:{},tag:!netbootd-ipxe,tag:netbootd-arch-{},{},,{}\n",
+                    &[&tag, &arch, file, tftp],
+                );
+                if r.http() {
+                    put(
+                        &mut out,
+                        "dhcp-option-force=tag:{},tag:!netbootd-ipxe,tag:netbootd-arch-{},60,HTTPClient\n",
+                        &[&tag, &arch],
+                    );
+                }
+            }
+            // HTTP boot firmware does not use ProxyDHCP.
+            (true, _) if r.http() => {}
+            (true, None) => {
+                // iPXE, whatever architecture it runs on (the non-HTTP ones of the table).
+                for firmware in rules
+                    .iter()
+                    .filter(|f| f.group == r.group && f.arch.is_some() && !f.http())
+                {
+                    put(
+                        &mut out,
+                        "pxe-service=tag:{},tag:netbootd-ipxe,{},\"netbootd script\",{}\n",
+                        &[&tag, &dnsmasq_csa(firmware.arch.unwrap_or(0)), file],
+                    );
+                }
+            }
+            (true, Some(arch)) => put(
+                &mut out,
+                "pxe-service=tag:{},tag:!netbootd-ipxe,{},\"netbootd iPXE\",{},{}\n",
+                &[&tag, &dnsmasq_csa(arch), file, tftp],
+            ),
         }
     }
     out
+}
+
+/// The dnsmasq tag, Kea class or ISC group name of group `g`.
+fn group_tag(g: usize) -> String {
+    let mut tag = String::from("netbootd-");
+    tag.push_str(&(g + 1).to_string());
+    tag
 }
 
 fn quoted(s: &str) -> String {
     let mut out = String::new();
     json::string_into(&mut out, s);
     out
-}
-
-/// Kea's test that the client is iPXE.
-fn kea_is_ipxe() -> String {
-    let tests: Vec<String> = IPXE_USER_CLASSES
-        .iter()
-        .map(|c| format!("substring(option[77].hex,0,{}) == '{c}'", c.len()))
-        .collect();
-    format!("({})", tests.join(" or "))
-}
-
-fn kea_mac(mac: MacAddr) -> String {
-    let hex: String = mac.0.iter().map(|b| format!("{b:02x}")).collect();
-    format!("pkt4.mac == 0x{hex}")
 }
 
 fn kea(plan: &Plan) -> String {
@@ -446,110 +501,119 @@ fn kea(plan: &Plan) -> String {
                # \"client-classes\" or \"reservations\" list beside them. Lease times: your\n\
                # subnets' valid-lifetime (Kea reservations carry none).\n";
     let mut out = plan.header(Server::Kea, how);
-    let tftp = plan.cfg.tftp_ip;
-    let ipxe = kea_is_ipxe();
+    out.push_str(
+        "\"reservations-global\": true,\n\"reservations-in-subnet\": true,\n\"client-classes\": [\n",
+    );
+    let ipxe = "(substring(option[77].hex,0,4) == 'iPXE' or substring(option[77].hex,0,10) == 'Tinkerbell')";
+    // Machines outside the shared rules (no netboot, their own script or binary): a class
+    // per group, by MAC; the shared rules are for the other reserved (KNOWN) machines.
     let mut classes: Vec<String> = Vec::new();
-    // Machines outside the shared rules: those not allowed to netboot, and those with their
-    // own script or binary (each group a class of its own, by MAC).
-    let own_groups: Vec<usize> = (0..plan.groups.len())
-        .filter(|&g| !matches!(plan.groups[g].1, HostBoot::Shared))
-        .collect();
-    for &g in &own_groups {
+    let mut shared = String::from("member('KNOWN')");
+    for (g, (_, boot)) in plan.groups.iter().enumerate() {
+        if *boot == HostBoot::Shared {
+            continue;
+        }
         let macs: Vec<String> = plan
             .hosts
             .iter()
             .filter(|h| h.group == g)
-            .map(|h| kea_mac(h.m.mac))
+            .map(|h| {
+                let mut test = String::from("pkt4.mac == 0x");
+                test.push_str(&h.m.mac.to_string().replace(':', ""));
+                test
+            })
             .collect();
-        classes.push(format!(
-            "{{ \"name\": \"netbootd-{}\", \"test\": {} }}",
-            g + 1,
-            quoted(&macs.join(" or "))
-        ));
+        let mut class = String::new();
+        put(
+            &mut class,
+            "{ \"name\": \"{}\", \"test\": {} }",
+            &[&group_tag(g), &quoted(&macs.join(" or "))],
+        );
+        classes.push(class);
+        put(&mut shared, " and not member('{}')", &[&group_tag(g)]);
     }
-    let not_own: String = own_groups
-        .iter()
-        .map(|g| format!(" and not member('netbootd-{}')", g + 1))
-        .collect();
-    let rules = |classes: &mut Vec<String>, name: &str, who: &str, script: &str, binary| {
-        classes.push(format!(
-            "{{ \"name\": \"{name}-ipxe\", \"test\": {}, \"boot-file-name\": {}, \"next-server\": \"{tftp}\" }}",
-            quoted(&format!("{who} and {ipxe}")),
-            quoted(script)
-        ));
-        for (arch, file) in plan.firmware_files(binary) {
-            let test = quoted(&format!(
-                "{who} and not {ipxe} and substring(option[93].hex,0,2) == 0x{arch:04x}"
-            ));
-            let mut extra = format!(", \"next-server\": \"{tftp}\"");
-            if HTTP_BOOT_ARCHES.contains(&arch) {
-                extra.push_str(", \"option-data\": [ { \"name\": \"vendor-class-identifier\", \"data\": \"HTTPClient\", \"always-send\": true } ]");
+    for r in plan.rules() {
+        let (name, who) = match r.group {
+            None => ("netbootd".to_string(), shared.clone()),
+            Some(_) => {
+                let tag = r.tag();
+                let mut who = String::new();
+                put(&mut who, "member('{}')", &[&tag]);
+                (tag, who)
             }
-            classes.push(format!(
-                "{{ \"name\": \"{name}-arch-{arch}\", \"test\": {test}, \"boot-file-name\": {}{extra} }}",
-                quoted(&file)
-            ));
+        };
+        let mut name_test = (String::new(), String::new());
+        match r.arch {
+            None => {
+                put(&mut name_test.0, "{}-ipxe", &[&name]);
+                put(&mut name_test.1, "{} and {}", &[&who, ipxe]);
+            }
+            Some(arch) => {
+                let hex = format!("{arch:04x}");
+                put(&mut name_test.0, "{}-arch-{}", &[&name, &arch.to_string()]);
+                put(
+                    &mut name_test.1,
+                    "{} and not {} and substring(option[93].hex,0,2) == 0x{}",
+                    &[&who, ipxe, &hex],
+                );
+            }
         }
-    };
-    if plan.groups.iter().any(|(_, b)| *b == HostBoot::Shared) {
-        // KNOWN: a reservation matched; netbootd's reservations are the ones below.
-        let who = format!("member('KNOWN'){not_own}");
-        rules(&mut classes, "netbootd", &who, &plan.script, None);
-    }
-    for &g in &own_groups {
-        if let HostBoot::Own { script, binary } = &plan.groups[g].1 {
-            let name = format!("netbootd-{}", g + 1);
-            let who = format!("member('{name}')");
-            rules(&mut classes, &name, &who, script, binary.as_deref());
+        let mut class = String::new();
+        put(
+            &mut class,
+            "{ \"name\": \"{}\", \"test\": {}, \"boot-file-name\": {}, \"next-server\": \"{}\"",
+            &[
+                &name_test.0,
+                &quoted(&name_test.1),
+                &quoted(&r.file),
+                &plan.tftp,
+            ],
+        );
+        if r.http() {
+            class.push_str(", \"option-data\": [ { \"name\": \"vendor-class-identifier\", \"data\": \"HTTPClient\", \"always-send\": true } ]");
         }
+        class.push_str(" }");
+        classes.push(class);
     }
-    out.push_str("\"reservations-global\": true,\n\"reservations-in-subnet\": true,\n");
-    out.push_str("\"client-classes\": [\n");
-    let _ = writeln!(out, "  {}", classes.join(",\n  "));
-    out.push_str("],\n\"reservations\": [\n");
+    put(
+        &mut out,
+        "  {}\n],\n\"reservations\": [\n",
+        &[&classes.join(",\n  ")],
+    );
     let reservations: Vec<String> = plan
         .hosts
         .iter()
         .map(|h| {
-            let mut r = format!("{{ \"hw-address\": \"{}\"", h.m.mac);
+            let mut r = String::new();
+            put(&mut r, "{ \"hw-address\": \"{}\"", &[&h.m.mac.to_string()]);
             if let Some(ip) = h.m.ip_address {
-                let _ = write!(r, ", \"ip-address\": \"{ip}\"");
+                put(&mut r, ", \"ip-address\": \"{}\"", &[&ip.to_string()]);
             }
             if let Some(name) = &h.m.hostname {
-                let _ = write!(r, ", \"hostname\": {}", quoted(name));
+                put(&mut r, ", \"hostname\": {}", &[&quoted(name)]);
             }
-            let o = &h.options;
-            let mut data = Vec::new();
-            let mut option = |name: &str, value: String| {
-                data.push(format!(
-                    "{{ \"name\": \"{name}\", \"data\": {} }}",
-                    quoted(&value)
-                ));
-            };
-            if let Some(mask) = o.mask {
-                option("subnet-mask", mask.to_string());
-            }
-            if let Some(gw) = o.gateway {
-                option("routers", gw.to_string());
-            }
-            if !o.dns.is_empty() {
-                option("domain-name-servers", join(&o.dns, ", "));
-            }
-            if !o.ntp.is_empty() {
-                option("ntp-servers", join(&o.ntp, ", "));
-            }
-            if let Some(domain) = &o.domain {
-                option("domain-name", domain.clone());
-            }
+            let data: Vec<String> = h
+                .options
+                .iter()
+                .map(|(opt, values)| {
+                    let mut d = String::new();
+                    put(
+                        &mut d,
+                        "{ \"name\": \"{}\", \"data\": {} }",
+                        &[opt.names().1, &quoted(&values.join(", "))],
+                    );
+                    d
+                })
+                .collect();
             if !data.is_empty() {
-                let _ = write!(r, ", \"option-data\": [ {} ]", data.join(", "));
+                put(&mut r, ", \"option-data\": [ {} ]", &[&data.join(", ")]);
             }
             r.push_str(" }");
             r
         })
         .collect();
     if !reservations.is_empty() {
-        let _ = writeln!(out, "  {}", reservations.join(",\n  "));
+        put(&mut out, "  {}\n", &[&reservations.join(",\n  ")]);
     }
     out.push_str("],\n");
     out
@@ -560,72 +624,59 @@ fn isc(plan: &Plan) -> String {
         "# Include it in dhcpd.conf after your subnet declarations (a reservation's address\n\
                # must lie in one): include \"/etc/dhcp/netbootd-isc.conf\";\n";
     let mut out = plan.header(Server::Isc, how);
-    let tftp = plan.cfg.tftp_ip;
-    let is_ipxe: Vec<String> = IPXE_USER_CLASSES
-        .iter()
-        .map(|c| format!("option user-class = \"{c}\""))
-        .collect();
+    let rules = plan.rules();
     for (g, (options, boot)) in plan.groups.iter().enumerate() {
-        let _ = writeln!(out, "\ngroup {{ # netbootd-{}", g + 1);
-        let o = options;
-        if let Some(mask) = o.mask {
-            let _ = writeln!(out, "  option subnet-mask {mask};");
+        put(&mut out, "\ngroup { # {}\n", &[&group_tag(g)]);
+        for (opt, values) in options {
+            let value = match opt {
+                Opt::Domain => quoted(&values.join(" ")),
+                _ => values.join(", "),
+            };
+            put(&mut out, "  option {} {};\n", &[opt.names().1, &value]);
         }
-        if let Some(gw) = o.gateway {
-            let _ = writeln!(out, "  option routers {gw};");
-        }
-        if !o.dns.is_empty() {
-            let _ = writeln!(out, "  option domain-name-servers {};", join(&o.dns, ", "));
-        }
-        if !o.ntp.is_empty() {
-            let _ = writeln!(out, "  option ntp-servers {};", join(&o.ntp, ", "));
-        }
-        if let Some(domain) = &o.domain {
-            let _ = writeln!(out, "  option domain-name {};", quoted(domain));
-        }
-        let (script, binary) = match boot {
-            HostBoot::Off => (None, None),
-            HostBoot::Shared => (Some(plan.script.as_str()), None),
-            HostBoot::Own { script, binary } => (Some(script.as_str()), binary.as_deref()),
+        let group = match boot {
+            HostBoot::Off => None,
+            HostBoot::Shared => Some(None),
+            HostBoot::Own { .. } => Some(Some(g)),
         };
-        if let Some(script) = script {
-            let _ = writeln!(
-                out,
-                "  next-server {tftp};\n  if exists user-class and ({}) {{\n    filename {};\n  }}",
-                is_ipxe.join(" or "),
-                quoted(script)
-            );
-            for (arch, file) in plan.firmware_files(binary) {
-                let _ = writeln!(
-                    out,
-                    "  elsif option pxe-system-type = {:02x}:{:02x} {{\n    filename {};",
-                    arch >> 8,
-                    arch & 0xff,
-                    quoted(&file)
-                );
-                if HTTP_BOOT_ARCHES.contains(&arch) {
-                    out.push_str("    option vendor-class-identifier \"HTTPClient\";\n");
+        if group.is_some() {
+            put(&mut out, "  next-server {};\n", &[&plan.tftp]);
+        }
+        for r in rules.iter().filter(|r| Some(r.group) == group) {
+            match r.arch {
+                None => out.push_str(
+                    "  if exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\")",
+                ),
+                Some(arch) => {
+                    let [hi, lo] = arch.to_be_bytes();
+                    let code = format!("{hi:02x}:{lo:02x}");
+                    put(&mut out, "  elsif option pxe-system-type = {}", &[&code]);
                 }
-                out.push_str("  }\n");
             }
+            put(&mut out, " {\n    filename {};\n", &[&quoted(&r.file)]);
+            if r.http() {
+                out.push_str("    option vendor-class-identifier \"HTTPClient\";\n");
+            }
+            out.push_str("  }\n");
         }
         for h in plan.hosts.iter().filter(|h| h.group == g) {
-            let name = h.m.mac.to_string().replace(':', "-");
-            let _ = write!(
-                out,
-                "  host netbootd-{name} {{ hardware ethernet {};",
-                h.m.mac
+            let mac = h.m.mac.to_string();
+            put(
+                &mut out,
+                "  host netbootd-{} { hardware ethernet {};",
+                &[&mac.replace(':', "-"), &mac],
             );
             if let Some(ip) = h.m.ip_address {
-                let _ = write!(out, " fixed-address {ip};");
+                put(&mut out, " fixed-address {};", &[&ip.to_string()]);
             }
             if let Some(host) = &h.m.hostname {
-                let _ = write!(out, " option host-name {};", quoted(host));
+                put(&mut out, " option host-name {};", &[&quoted(host)]);
             }
-            let _ = writeln!(
-                out,
-                " default-lease-time {0}; max-lease-time {0}; }}",
-                h.m.lease_time
+            let lease = h.m.lease_time.to_string();
+            put(
+                &mut out,
+                " default-lease-time {}; max-lease-time {}; }\n",
+                &[&lease, &lease],
             );
         }
         out.push_str("}\n");
