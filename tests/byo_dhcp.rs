@@ -67,6 +67,9 @@ fn pxe(arch: u16, vendor: &str) -> Vec<String> {
 fn asks() -> Vec<Ask> {
     let mut ipxe = pxe(0, "PXEClient");
     ipxe.extend(["-x".into(), "0x4d:69505845".into()]); // user class "iPXE"
+                                                        // iPXE's own options (175: feature HTTP = 1), without the user class.
+    let mut ipxe_options = pxe(7, "PXEClient");
+    ipxe_options.extend(["-x".into(), "0xaf:130101".into()]);
     let ask = |what, mac, args| Ask { what, mac, args };
     vec![
         ask("plain client", CLI_MAC, vec![]),
@@ -76,6 +79,7 @@ fn asks() -> Vec<Ask> {
         ask("ARM64 UEFI (arch 11)", CLI_MAC, pxe(11, "PXEClient")),
         ask("UEFI HTTP boot (arch 16)", CLI_MAC, pxe(16, "HTTPClient")),
         ask("iPXE", CLI_MAC, ipxe),
+        ask("iPXE by option 175 only", CLI_MAC, ipxe_options),
         ask("allowPxe false", NO_PXE_MAC, pxe(7, "PXEClient")),
         ask("own binary", OWN_BINARY_MAC, pxe(7, "PXEClient")),
     ]
@@ -225,6 +229,10 @@ fn answers_as_netbootd_does(peer: Peer) {
     );
     assert_eq!(
         get("iPXE", "boot_file"),
+        Some(format!("http://10.77.0.1:8080/{CLI_MAC}/auto.ipxe"))
+    );
+    assert_eq!(
+        get("iPXE by option 175 only", "boot_file"),
         Some(format!("http://10.77.0.1:8080/{CLI_MAC}/auto.ipxe"))
     );
     assert_eq!(get("allowPxe false", "ip").as_deref(), Some("10.77.0.52"));

@@ -280,7 +280,8 @@ impl<'a> Plan<'a> {
              # {} (iPXE fills in ${mac}).\n\
              # Firmware gets the iPXE binary for its architecture (option 93; UEFI HTTP boot\n\
              # an http:// URL, and option 60 HTTPClient echoed);\n\
-             # iPXE, known by its user class (option 77: iPXE or Tinkerbell), gets the script.\n\
+             # iPXE, known by its user class (option 77: iPXE or Tinkerbell) or its own options\n\
+             # (175), gets the script.\n\
              # Generated: run `netbootd byo-dhcp {}` again when the inventory changes.\n{}",
             &[&self.tftp, &self.script, server.name(), how],
         );
@@ -376,6 +377,7 @@ fn dnsmasq(plan: &Plan, proxy: bool) -> String {
     for class in IPXE_USER_CLASSES {
         put(&mut out, "dhcp-userclass=set:netbootd-ipxe,{}\n", &[class]);
     }
+    out.push_str("dhcp-match=set:netbootd-ipxe,175\n");
     out.push_str("# The firmware's architecture (option 93).\n");
     for (arch, _) in &plan.cfg.ipxe_binaries {
         let arch = arch.to_string();
@@ -504,7 +506,7 @@ fn kea(plan: &Plan) -> String {
     out.push_str(
         "\"reservations-global\": true,\n\"reservations-in-subnet\": true,\n\"client-classes\": [\n",
     );
-    let ipxe = "(substring(option[77].hex,0,4) == 'iPXE' or substring(option[77].hex,0,10) == 'Tinkerbell')";
+    let ipxe = "(substring(option[77].hex,0,4) == 'iPXE' or substring(option[77].hex,0,10) == 'Tinkerbell' or option[175].exists)";
     // Machines outside the shared rules (no netboot, their own script or binary): a class
     // per group, by MAC; the shared rules are for the other reserved (KNOWN) machines.
     let mut classes: Vec<String> = Vec::new();
@@ -624,6 +626,8 @@ fn isc(plan: &Plan) -> String {
         "# Include it in dhcpd.conf after your subnet declarations (a reservation's address\n\
                # must lie in one): include \"/etc/dhcp/netbootd-isc.conf\";\n";
     let mut out = plan.header(Server::Isc, how);
+    // iPXE's own options (175), by a name of ours: a site's `ipxe-encap-opts` may be there too.
+    out.push_str("\noption netbootd-ipxe-options code 175 = string;\n");
     let rules = plan.rules();
     for (g, (options, boot)) in plan.groups.iter().enumerate() {
         put(&mut out, "\ngroup { # {}\n", &[&group_tag(g)]);
@@ -645,7 +649,7 @@ fn isc(plan: &Plan) -> String {
         for r in rules.iter().filter(|r| Some(r.group) == group) {
             match r.arch {
                 None => out.push_str(
-                    "  if exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\")",
+                    "  if exists netbootd-ipxe-options or (exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\"))",
                 ),
                 Some(arch) => {
                     let [hi, lo] = arch.to_be_bytes();

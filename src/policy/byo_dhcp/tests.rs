@@ -68,6 +68,7 @@ fn dnsmasq_reserves_every_machine_and_gives_firmware_then_ipxe_their_files() {
     // The shared rules: iPXE gets the script with ${mac}, firmware its binary from TFTP.
     assert!(out.contains("dhcp-userclass=set:netbootd-ipxe,iPXE\n"));
     assert!(out.contains("dhcp-userclass=set:netbootd-ipxe,Tinkerbell\n"));
+    assert!(out.contains("dhcp-match=set:netbootd-ipxe,175\n"));
     assert!(out.contains(
         "dhcp-boot=tag:netbootd-boot,tag:netbootd-ipxe,http://10.77.0.1:8080/${mac}/auto.ipxe,,10.77.0.1\n"
     ));
@@ -186,6 +187,7 @@ fn kea_members_are_json_with_classes_and_global_reservations() {
         test.contains("substring(option[77].hex,0,4) == 'iPXE'"),
         "{test}"
     );
+    assert!(test.contains("or option[175].exists)"), "{test}");
     let bios = class("netbootd-arch-0");
     assert_eq!(bios["boot-file-name"], "undionly.kpxe");
     assert_eq!(bios["next-server"], "10.77.0.1");
@@ -234,7 +236,7 @@ fn isc_groups_carry_the_boot_rules_and_hosts_their_addresses() {
     ), "{out}");
     assert!(out.contains("  option domain-name-servers 1.1.1.1, 8.8.8.8;\n"));
     assert!(out.contains(
-        "  if exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\") {\n    filename \"http://10.77.0.1:8080/${mac}/auto.ipxe\";\n  }\n"
+        "  if exists netbootd-ipxe-options or (exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\")) {\n    filename \"http://10.77.0.1:8080/${mac}/auto.ipxe\";\n  }\n"
     ), "{out}");
     assert!(out.contains(
         "  elsif option pxe-system-type = 00:10 {\n    filename \"http://10.77.0.1:8080/ipxe/ipxe.efi\";\n    option vendor-class-identifier \"HTTPClient\";\n  }\n"
