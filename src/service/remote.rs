@@ -36,6 +36,7 @@ use crate::io::tls;
 use crate::policy::source::{is_json, Decision, Outcome, Settings, SourceCache, State};
 use crate::service::metrics::Metrics;
 use crate::service::{Combined, Context, Lookups, Service, SourceStatus};
+use crate::wire::http::percent_encode;
 use crate::wire::MacAddr;
 
 const INTERFACES_PATH: &str = "/hsm/v2/Inventory/EthernetInterfaces";
@@ -1243,18 +1244,6 @@ impl KubeLink {
     }
 }
 
-/// Percent-encodes a query value (a `continue` token).
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// An answer that is not what was asked for, as the policy judges it (status, type, and the
 /// `Status` object's message).
 fn kube_refused(status: u16, content_type: Option<String>, body: &[u8], took: Duration) -> Fetch {
@@ -1359,7 +1348,7 @@ fn kube_list(
             link.access.server,
             link.path,
             next.as_deref()
-                .map(|c| format!("&continue={}", query_value(c)))
+                .map(|c| format!("&continue={}", percent_encode(c)))
                 .unwrap_or_default()
         );
         let response = match fetch::get(&link.request(&url, token.as_deref()), &limits) {
@@ -1405,7 +1394,7 @@ fn kube_watch(link: &KubeLink, set: &HardwareSet) -> Result<Streaming, (u16, Box
         "{}{}?watch=1&allowWatchBookmarks=true&timeoutSeconds={KUBE_WATCH_SECONDS}&resourceVersion={}",
         link.access.server,
         link.path,
-        query_value(set.resource_version())
+        percent_encode(set.resource_version())
     );
     let limits = Limits {
         connect: Duration::from_secs(10),

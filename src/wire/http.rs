@@ -277,6 +277,23 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value (a
+/// Kubernetes `continue` token or resource version).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes. `None` for a bad escape, an encoded NUL or text that is not UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -433,6 +450,12 @@ mod tests {
         assert_eq!(percent_decode("%0"), None);
         assert_eq!(percent_decode("%00"), None);
         assert_eq!(percent_decode("%ff"), None);
+        // A continue token (base64 with '=' and '/') goes out encoded and comes back whole.
+        let token = "eyJ2IjoibWV0YS5rOHMuaW8vdjEi/+=";
+        let encoded = percent_encode(token);
+        assert_eq!(encoded, "eyJ2IjoibWV0YS5rOHMuaW8vdjEi%2F%2B%3D");
+        assert_eq!(percent_decode(&encoded).as_deref(), Some(token));
+        assert_eq!(percent_encode("a b~é"), "a%20b~%C3%A9");
     }
 
     #[test]
