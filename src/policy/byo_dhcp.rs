@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::dhcp::script_url;
+use super::dhcp::{script_url, IPXE_USER_CLASSES};
 use crate::config::Dhcp;
 use crate::inventory::Machine;
 use crate::wire::json;
@@ -51,9 +51,6 @@ impl Server {
 /// Client architectures (option 93) of UEFI HTTP boot firmware: they get an http:// URL of
 /// the binary, with option 60 `HTTPClient` echoed; every other architecture a TFTP name.
 pub const HTTP_BOOT_ARCHES: [u16; 4] = [15, 16, 18, 19];
-
-/// What iPXE says in its user class (option 77): stock iPXE, and Tinkerbell's builds.
-const IPXE_USER_CLASSES: [&str; 2] = ["iPXE", "Tinkerbell"];
 
 /// How one machine boots.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,9 +130,8 @@ impl Rule {
 
 struct Host<'a> {
     m: &'a Machine,
-    boot: HostBoot,
-    options: HostOptions,
-    /// Hosts with the same options and boot share a group (a dnsmasq tag, an ISC group).
+    /// Hosts with the same options and boot share a group (a dnsmasq tag, an ISC group):
+    /// its options and boot are `Plan::groups[group]`.
     group: usize,
 }
 
@@ -193,8 +189,7 @@ impl<'a> Plan<'a> {
                     },
                 }
             };
-            let options = host_options(m);
-            let key = (options.clone(), boot.clone());
+            let key = (host_options(m), boot);
             let group = match plan.groups.iter().position(|g| *g == key) {
                 Some(i) => i,
                 None => {
@@ -202,14 +197,14 @@ impl<'a> Plan<'a> {
                     plan.groups.len() - 1
                 }
             };
-            plan.hosts.push(Host {
-                m,
-                boot,
-                options,
-                group,
-            });
+            plan.hosts.push(Host { m, group });
         }
         plan
+    }
+
+    /// How `h` boots: its group's boot.
+    fn boot(&self, h: &Host) -> &HostBoot {
+        &self.groups[h.group].1
     }
 
     /// The firmware's boot file for `arch`: a TFTP name, or for HTTP boot an http:// URL.
@@ -256,7 +251,7 @@ impl<'a> Plan<'a> {
 
     /// The comment every output starts with (`#` is a comment in all four syntaxes).
     fn header(&self, server: Server, how: &str) -> String {
-        let netboot = self.hosts.iter().filter(|h| h.boot != HostBoot::Off);
+        let netboot = self.hosts.iter().filter(|h| *self.boot(h) != HostBoot::Off);
         let mut out = String::new();
         put(
             &mut out,
@@ -391,7 +386,7 @@ fn dnsmasq(plan: &Plan, proxy: bool) -> String {
         "\n# The machines: one tag per group of machines with the same options and boot.\n",
     );
     for h in &plan.hosts {
-        if proxy && h.boot == HostBoot::Off {
+        if proxy && *plan.boot(h) == HostBoot::Off {
             continue;
         }
         put(
@@ -506,7 +501,17 @@ fn kea(plan: &Plan) -> String {
     out.push_str(
         "\"reservations-global\": true,\n\"reservations-in-subnet\": true,\n\"client-classes\": [\n",
     );
-    let ipxe = "(substring(option[77].hex,0,4) == 'iPXE' or substring(option[77].hex,0,10) == 'Tinkerbell' or option[175].exists)";
+    let mut ipxe = String::from("(");
+    for class in IPXE_USER_CLASSES {
+        let len = class.len().to_string();
+        put(
+            &mut ipxe,
+            "substring(option[77].hex,0,{}) == '{}' or ",
+            &[&len, class],
+        );
+    }
+    ipxe.push_str("option[175].exists)");
+    let ipxe: &str = &ipxe;
     // Machines outside the shared rules (no netboot, their own script or binary): a class
     // per group, by MAC; the shared rules are for the other reserved (KNOWN) machines.
     let mut classes: Vec<String> = Vec::new();
@@ -594,8 +599,8 @@ fn kea(plan: &Plan) -> String {
             if let Some(name) = &h.m.hostname {
                 put(&mut r, ", \"hostname\": {}", &[&quoted(name)]);
             }
-            let data: Vec<String> = h
-                .options
+            let data: Vec<String> = plan.groups[h.group]
+                .0
                 .iter()
                 .map(|(opt, values)| {
                     let mut d = String::new();
@@ -648,9 +653,15 @@ fn isc(plan: &Plan) -> String {
         }
         for r in rules.iter().filter(|r| Some(r.group) == group) {
             match r.arch {
-                None => out.push_str(
-                    "  if exists netbootd-ipxe-options or (exists user-class and (option user-class = \"iPXE\" or option user-class = \"Tinkerbell\"))",
-                ),
+                None => {
+                    let classes: Vec<String> =
+                        IPXE_USER_CLASSES.iter().map(|c| quoted(c)).collect();
+                    put(
+                        &mut out,
+                        "  if exists netbootd-ipxe-options or (exists user-class and (option user-class = {}))",
+                        &[&classes.join(" or option user-class = ")],
+                    );
+                }
                 Some(arch) => {
                     let [hi, lo] = arch.to_be_bytes();
                     let code = format!("{hi:02x}:{lo:02x}");

@@ -266,11 +266,18 @@ fn is_raspberry_pi(msg: &Message) -> bool {
         .is_some_and(|m| RASPBERRY_PI_OUIS.iter().any(|oui| m.0[..3] == oui[..]))
 }
 
+/// What iPXE says in its user class (option 77): stock iPXE, and Tinkerbell's builds. With
+/// option 175 (iPXE's own options) it is how a request is known to come from iPXE (the loop
+/// break); `byo-dhcp` writes the same test for other servers.
+pub const IPXE_USER_CLASSES: [&str; 2] = ["iPXE", "Tinkerbell"];
+
 /// Reads the client facts from a request (never fails: missing facts are `None`/`Plain`).
 pub fn classify(msg: &Message, cfg: &Dhcp) -> Client {
     let vendor = msg.options.get(code::VENDOR_CLASS).unwrap_or(&[]);
     let classes = msg.user_classes();
-    let ipxe = classes.iter().any(|c| *c == b"iPXE" || *c == b"Tinkerbell")
+    let ipxe = classes
+        .iter()
+        .any(|c| IPXE_USER_CLASSES.iter().any(|i| *c == i.as_bytes()))
         || msg.options.get(code::IPXE_ENCAP).is_some();
     let kind = if vendor.starts_with(b"HTTPClient") {
         ClientKind::HttpBoot

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::netns::Netns;
-use super::{TempDir, BIN};
+use super::{peer, TempDir, BIN};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
@@ -43,20 +43,12 @@ impl Peer {
     }
 }
 
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers")
-}
-
 pub fn kea_dhcp4() -> PathBuf {
-    std::env::var_os("NETBOOTD_KEA_DHCP4")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| peers_dir().join("kea/usr/sbin/kea-dhcp4"))
+    peer("NETBOOTD_KEA_DHCP4", "kea/usr/sbin/kea-dhcp4")
 }
 
 pub fn isc_dhcpd() -> PathBuf {
-    std::env::var_os("NETBOOTD_ISC_DHCPD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| peers_dir().join("isc/usr/sbin/dhcpd"))
+    peer("NETBOOTD_ISC_DHCPD", "isc/usr/sbin/dhcpd")
 }
 
 /// The servers must be there when the test is run on purpose (never a silent pass).

@@ -10,25 +10,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::netns::Netns;
-use super::{free_port, text, TempDir};
+use super::{free_port, peer, text, TempDir};
 
 pub const LIMIT: Duration = Duration::from_secs(30);
 pub const USER: &str = "system:serviceaccount:tink:netbootd";
 
-fn peer(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/peers/kube")
-            .join(default)
-    })
-}
-
 fn apiserver() -> PathBuf {
-    peer("NETBOOTD_KUBE_APISERVER", "bin/apiextensions-apiserver")
+    peer(
+        "NETBOOTD_KUBE_APISERVER",
+        "kube/bin/apiextensions-apiserver",
+    )
 }
 
 fn etcd() -> PathBuf {
-    peer("NETBOOTD_ETCD", "etcd/usr/bin/etcd")
+    peer("NETBOOTD_ETCD", "kube/etcd/usr/bin/etcd")
 }
 
 /// The peers must be there when the test is run on purpose (never a silent pass).

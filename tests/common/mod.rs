@@ -16,6 +16,16 @@ pub mod netns;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netbootd");
 
+/// A peer program the test command builds or unpacks: the path in the environment variable
+/// `var` (tests/run.sh exports them), else `path` below target/peers.
+pub fn peer(var: &str, path: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/peers")
+            .join(path)
+    })
+}
+
 /// The tools (on PATH, or a path) of `tools` that are missing.
 pub fn missing_tools(tools: &[&str]) -> Vec<String> {
     tools
