@@ -332,12 +332,13 @@ fn load_config_with(
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = adjust(Settings::resolve(flags, env, file.as_ref()));
-    let (profiles, subnets, hostnames, pools) = file
-        .map(|f| (f.profiles, f.subnets, f.hostnames, f.pools))
+    let (profiles, subnets, hostnames, pools, upstreams) = file
+        .map(|f| (f.profiles, f.subnets, f.hostnames, f.pools, f.upstreams))
         .unwrap_or_default();
     let mut config = Config::from_settings(&settings, profiles, &SystemHost)
         .and_then(|c| c.with_source_tables(subnets, hostnames))
         .and_then(|c| c.with_pools(pools))
+        .and_then(|c| c.with_upstreams(upstreams))
         .map_err(|e| e.0)?;
     for var in Settings::unknown_env(env) {
         config.warnings.push(format!(
@@ -641,6 +642,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     let Some(reloader) = load_inventory(settings, &config, source, metrics.clone()) else {
         return 1;
     };
+    let assets = service::Assets::new(&metrics);
     let ctx = Context {
         inventory: reloader.store(),
         combined: reloader.combined(),
@@ -649,7 +651,15 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         source: Default::default(),
         lookups: Default::default(),
         pools: Default::default(),
+        assets,
     };
+    if let Err(e) = ctx.assets.prepare(&config) {
+        error!(
+            "cannot use the asset cache in {}: {e}",
+            config.asset_cache.dir.display()
+        );
+        return 1;
+    }
     let Some(services) = start_services(&config, &ctx) else {
         return 1;
     };

@@ -360,18 +360,18 @@ fn a_helm_chart_environment_starts_with_warnings_for_what_is_not_applied() {
     let mut server = Server::spawn(cmd);
     let (line, _) = server.wait_for("SMEE_IPXE_SCRIPT_PATCH not applied", LIMIT);
     assert!(line.contains("[WARN]"), "{line}");
-    server.wait_for("SMEE_ISO_URL not applied: the ISO service is off", LIMIT);
+    server.wait_for("SMEE_ISO_URL not applied: the ISO service is off (--iso-enabled)", LIMIT);
     server.wait_for(&format!("HTTP on 127.0.0.1:{http}"), LIMIT);
     let (status, body) = get(&format!("http://127.0.0.1:{http}/{M1}/auto.ipxe"));
     assert_eq!((status, body.as_str()), (200, "#!ipxe\n\necho m1\n"));
     drop(server);
-    // Turning on what is missing stops the start with a clear message (not an unknown flag).
+    // The ISO service on without its URL stops the start with a clear message.
     let mut cmd = common::command(&["check", "--backend-file-path", hw.to_str().unwrap()], &[]);
     cmd.env("SMEE_ISO_ENABLED", "true");
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("SMEE_ISO_ENABLED asks for Smee's patched-ISO service, which netbootd does not have yet"),
+        text(&out.stderr).contains("SMEE_ISO_ENABLED needs --iso-url, the ISO to patch"),
         "{}",
         text(&out.stderr)
     );

@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub hostnames: hostname::Patterns,
     /// `[[pool]]`: address pools for unknown machines, in file order.
     pub pools: Vec<super::pools::PoolSettings>,
+    /// `[[upstream]]`: asset mirrors by path prefix.
+    pub upstreams: Vec<super::assets::Upstream>,
 }
 
 struct Reader<'a> {
@@ -92,6 +94,9 @@ impl Reader<'_> {
                 }
                 DeValue::Array(items) if path.is_empty() && key.get_ref() == "pool" => {
                     self.pools(items, line)
+                }
+                DeValue::Array(items) if path.is_empty() && key.get_ref() == "upstream" => {
+                    self.upstreams(items, line)
                 }
                 DeValue::Table(inner) => self.table(inner, &key_path),
                 _ => self.option(value, &key_path, line),
@@ -197,6 +202,28 @@ impl Reader<'_> {
             };
             match super::pools::parse_pool(&node, i + 1, &at) {
                 Ok(pool) => self.out.pools.push(pool),
+                Err(errors) => self.errors.extend(errors),
+            }
+        }
+    }
+
+    /// `[[upstream]]`: one table per mirror (see [`super::assets::parse_upstream`]).
+    fn upstreams(&mut self, items: &[Spanned<DeValue<'_>>], line: usize) {
+        for (i, item) in items.iter().enumerate() {
+            if !matches!(item.get_ref(), DeValue::Table(_)) {
+                self.errors.push(format!(
+                    "{}:{line}: upstream: expected [[upstream]] tables",
+                    self.file
+                ));
+                continue;
+            }
+            let node = inventory::toml::node(item, &self.index);
+            let file = self.file.clone();
+            let at = move |line: usize, key: &str, why: String| {
+                format!("{file}:{line}: upstream[{}].{key}: {why}", i + 1)
+            };
+            match super::assets::parse_upstream(&node, &at) {
+                Ok(upstream) => self.out.upstreams.push(upstream),
                 Err(errors) => self.errors.extend(errors),
             }
         }

@@ -4,6 +4,7 @@
 //! addresses, which iPXE directory exists) is asked of a [`Host`].
 
 pub mod args;
+pub mod assets;
 pub mod file;
 #[cfg(feature = "remote")]
 pub mod kubeconfig;
@@ -475,6 +476,11 @@ pub struct Config {
     pub backend: Backend,
     pub ipxe_dir: Option<PathBuf>,
     pub assets_dir: Option<PathBuf>,
+    /// `--assets-upstream` and `[[upstream]]` tables: the pull-through cache (on when there is
+    /// an upstream, or the ISO service).
+    pub asset_cache: assets::AssetCacheSettings,
+    /// `--iso-enabled`: Smee's patched ISO.
+    pub iso: Option<assets::IsoSettings>,
     pub state_dir: PathBuf,
     /// `--user`: `None` for auto (netbootd when it exists), `Some("root")` to stay root.
     pub user: Option<String>,
@@ -799,6 +805,11 @@ impl Config {
         let syslog = r.syslog()?;
         let backend = Self::backend(&r, &mut warnings)?;
         Self::not_applied(&r, &mut warnings)?;
+        let state_dir = r
+            .path(Key::state_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/netbootd"));
+        let asset_cache = Self::asset_cache(&r, &state_dir)?;
+        let iso = Self::iso(&r)?;
 
         let ipxe_dir = r.ipxe_dir(&mut warnings)?;
         let level = r.settings.get(Key::log_level);
@@ -827,9 +838,9 @@ impl Config {
             backend,
             ipxe_dir,
             assets_dir: r.existing_dir(Key::assets_dir)?,
-            state_dir: r
-                .path(Key::state_dir)
-                .unwrap_or_else(|| PathBuf::from("/var/lib/netbootd")),
+            asset_cache,
+            iso,
+            state_dir,
             user: r.text(Key::user).filter(|u| u != "auto"),
             group: r.text(Key::group),
             profiles,
@@ -1196,22 +1207,93 @@ impl Config {
                 r.settings.get(Key::ipxe_script_patch).origin()
             ));
         }
-        if r.flag(Key::iso_enabled)? {
+        if !r.flag(Key::iso_enabled)? {
+            for key in [Key::iso_url, Key::iso_magic_string] {
+                if r.text(key).is_some() {
+                    warnings.push(format!(
+                        "{} not applied: the ISO service is off (--iso-enabled)",
+                        r.settings.get(key).origin()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pull-through cache: `--assets-upstream` (every path) and the file's
+    /// `[[upstream]]` tables, added by [`Config::with_upstreams`].
+    fn asset_cache(
+        r: &Reader,
+        state_dir: &Path,
+    ) -> Result<assets::AssetCacheSettings, ConfigError> {
+        let upstreams = match r.text(Key::assets_upstream) {
+            Some(_) => vec![assets::Upstream {
+                prefix: String::new(),
+                url: r.get(Key::assets_upstream, assets::upstream_url)?,
+            }],
+            None => Vec::new(),
+        };
+        let ttl = r.get(Key::assets_cache_ttl, value::duration)?;
+        Ok(assets::AssetCacheSettings {
+            upstreams,
+            dir: r
+                .path(Key::assets_cache_dir)
+                .unwrap_or_else(|| state_dir.join("assets-cache")),
+            max_bytes: r.get(Key::assets_cache_max, assets::byte_size)?,
+            ttl: Some(ttl).filter(|t| !t.is_zero()),
+        })
+    }
+
+    /// `--iso-enabled` with its URL and marker.
+    fn iso(r: &Reader) -> Result<Option<assets::IsoSettings>, ConfigError> {
+        let static_ipam = r.flag(Key::iso_static_ipam_enabled)?;
+        if !r.flag(Key::iso_enabled)? {
+            return Ok(None);
+        }
+        if r.text(Key::iso_url).is_none() {
             return Err(ConfigError(format!(
-                "{} asks for Smee's patched-ISO service, which netbootd does not have yet; set it to false (virtual-media ISO boots are not served)",
+                "{} needs --iso-url, the ISO to patch",
                 r.settings.get(Key::iso_enabled).origin()
             )));
         }
-        for key in [Key::iso_url, Key::iso_magic_string] {
-            if r.text(key).is_some() {
-                warnings.push(format!(
-                    "{} not applied: the ISO service is off",
-                    r.settings.get(key).origin()
-                ));
-            }
+        let url = r.get(Key::iso_url, |t| value::url(t, &["http", "https"]))?;
+        let magic = r
+            .text(Key::iso_magic_string)
+            .unwrap_or_else(|| assets::HOOK_MAGIC.to_string());
+        if magic.len() < 16 || magic.len() > 4096 {
+            return Err(ConfigError(format!(
+                "{}: the marker must be 16 to 4096 bytes long",
+                r.settings.get(Key::iso_magic_string).origin()
+            )));
         }
-        r.flag(Key::iso_static_ipam_enabled)?;
-        Ok(())
+        Ok(Some(assets::IsoSettings {
+            url,
+            magic,
+            static_ipam,
+        }))
+    }
+
+    /// Is the asset cache in use (an upstream, or the ISO service)?
+    pub fn cache_on(&self) -> bool {
+        !self.asset_cache.upstreams.is_empty() || self.iso.is_some()
+    }
+
+    /// Adds the config file's `[[upstream]]` tables to `--assets-upstream`; without any
+    /// upstream the cache is off.
+    pub fn with_upstreams(
+        mut self,
+        upstreams: Vec<assets::Upstream>,
+    ) -> Result<Config, ConfigError> {
+        let cache = &mut self.asset_cache;
+        let mut all = std::mem::take(&mut cache.upstreams);
+        all.extend(upstreams);
+        cache.upstreams = assets::order_upstreams(all).map_err(ConfigError)?;
+        if self.cache_on() && !cfg!(feature = "remote") {
+            return Err(ConfigError(
+                "--assets-upstream and --iso-enabled need the HTTP client, which this build (without remote sources) lacks".into(),
+            ));
+        }
+        Ok(self)
     }
 }
 

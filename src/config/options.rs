@@ -202,15 +202,19 @@ options! {
     backend_pixiecore_url: Own Value = "", "pixiecore API base URL: GET <url>/v1/boot/<mac> for each machine not known yet (as pixiecore's api mode; answers kept 60s; use with a proxy DHCP mode)";
     backend_pixiecore_timeout: Own Value = "5s", "longest wait for each pixiecore API call (Go duration)";
     strict: Own Bool = "false", "refuse the whole hardware file when any record has an error (default: leave each bad record out, log it, serve the rest)";
-    iso_enabled: Smee Bool = "false", "Smee's patched-ISO service (not available yet: true stops start-up with a message)";
-    iso_url: Smee Value = "", "source ISO URL for --iso-enabled (accepted for Smee compatibility)";
-    iso_magic_string: Smee Value = "", "string replaced in the ISO for --iso-enabled (accepted for Smee compatibility)";
-    iso_static_ipam_enabled: Smee Bool = "false", "static addressing in the patched ISO (accepted for Smee compatibility)";
+    iso_enabled: Smee Bool = "false", "serve /iso/<mac>/<name>.iso: the --iso-url ISO, through the asset cache, with --iso-magic-string replaced by that machine's kernel arguments (virtual-media boots)";
+    iso_url: Smee Value = "", "source ISO URL (http or https) for --iso-enabled";
+    iso_magic_string: Smee Value = "", "string replaced in the ISO by the kernel arguments (default: HookOS's 1,024-character marker)";
+    iso_static_ipam_enabled: Smee Bool = "false", "add the machine's address settings (ipam=...) to the patched ISO's kernel arguments";
     otel_endpoint: Smee Value = "", "OpenTelemetry collector (accepted for Smee compatibility; netbootd sends no traces)";
     otel_insecure: Smee Bool = "true", "OpenTelemetry without TLS (accepted for Smee compatibility)";
 
     ipxe_dir: Own Value = "", "directory of iPXE binaries (default: first of /usr/lib/ipxe, /usr/share/ipxe, /srv/netbootd/ipxe)";
     assets_dir: Own Value = "", "directory of boot assets, served at /assets/ over HTTP and over TFTP";
+    assets_upstream: Own Value = "", "upstream mirror (http or https URL) for assets not in --assets-dir: fetched once, streamed to the clients while it is cached; more upstreams by path prefix in [[upstream]] tables of the config file";
+    assets_cache_dir: Own Value = "", "where upstream assets are cached (default: <state-dir>/assets-cache)";
+    assets_cache_max: Own Value = "0", "most bytes the asset cache holds (K, M, G, T suffixes; 0: no limit): least recently used files are evicted, never one being served";
+    assets_cache_ttl: Own Value = "24h", "ask the upstream again (ETag, Last-Modified) about a cached file older than this (0: never); names that carry a version or a hash are never asked again";
     state_dir: Own Value = "/var/lib/netbootd", "directory for netbootd's state";
     user: Own Value = "auto", "after binding its sockets, run as this user with no capabilities (auto: netbootd when that user exists; root: stay root)";
     group: Own Value = "", "group to run as (default: the user's primary group)";

@@ -502,19 +502,33 @@ fn what_is_not_applied_says_so() {
         "{:?}",
         c.warnings
     );
-    // Smee's ISO flags are accepted; turning the missing feature on is a clear error.
+    // Smee's ISO flags without -iso-enabled say they do nothing; on, the URL is needed and
+    // the marker defaults to Hook's.
     let iso = [
         "-iso-url=http://x/hook.iso",
-        "-iso-magic-string=abc",
+        "-iso-magic-string=abcdefghijklmnopq",
         "-iso-static-ipam-enabled",
     ];
     let c = config(&iso, &[("SMEE_ISO_ENABLED", "false")], None).unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.iso.is_none());
     let err = config(&["-iso-enabled"], &[], None).unwrap_err().0;
-    assert!(
-        err.starts_with("--iso-enabled asks for Smee's patched-ISO service"),
-        "{err}"
-    );
+    assert!(err.starts_with("--iso-enabled needs --iso-url"), "{err}");
+    let c = config(&["-iso-enabled", "-iso-url=http://x/hook.iso"], &[], None).unwrap();
+    let iso = c.iso.unwrap();
+    assert_eq!((iso.magic.len(), iso.static_ipam), (1024, false));
+    let err = config(
+        &[
+            "-iso-enabled",
+            "-iso-url=http://x/h.iso",
+            "-iso-magic-string=short",
+        ],
+        &[],
+        None,
+    )
+    .unwrap_err()
+    .0;
+    assert!(err.contains("16 to 4096 bytes"), "{err}");
     // Any log level, as Smee: unknown is info, with a warning.
     let c = config(&["-log-level", "verbose"], &[], None).unwrap();
     assert_eq!(c.log_level, log::LevelFilter::Info);

@@ -46,6 +46,8 @@ pub struct Request<'a> {
     pub etag: Option<&'a str>,
     pub bearer: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// The `Last-Modified` of the copy held, sent as `If-Modified-Since`.
+    pub if_modified_since: Option<&'a str>,
     /// How `https://` URLs are verified (and the client authenticated).
     pub tls: Option<&'a tls::Client>,
 }
@@ -260,6 +262,9 @@ fn send(
     if let Some(accept) = req.accept {
         extra.push(("Accept", accept));
     }
+    if let Some(since) = req.if_modified_since {
+        extra.push(("If-Modified-Since", since));
+    }
     let wait = remaining(deadline, "the request to be sent")?;
     stream
         .socket()
@@ -307,6 +312,10 @@ fn send(
 pub struct Streaming {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The body's length when the head gave one (not chunked, not until the close).
+    pub length: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
     stream: Stream,
     framing: Framing,
     decoder: Chunked,
@@ -327,6 +336,12 @@ pub fn open(req: &Request, limits: &Limits) -> Result<Streaming, FetchError> {
     let mut body = Streaming {
         status: head.status,
         content_type: head.header("content-type").map(str::to_string),
+        length: match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        },
+        etag: head.header("etag").map(str::to_string),
+        last_modified: head.header("last-modified").map(str::to_string),
         stream,
         framing,
         decoder: Chunked::default(),
@@ -424,6 +439,18 @@ impl Streaming {
                 return Ok(Some(line).filter(|l| !l.iter().all(u8::is_ascii_whitespace)));
             }
         }
+    }
+
+    /// The next bytes of the body, waiting at most `wait` for them (the decoded bytes of one
+    /// read); `Ok(None)` at the end of the body. A body that ends before its announced length
+    /// is [`FetchError::Truncated`].
+    pub fn next_chunk(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, FetchError> {
+        while self.pending.is_empty() {
+            if !self.read_more(wait)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(std::mem::take(&mut self.pending)))
     }
 
     /// The rest of the body, whole (at most `max` bytes), within `wait`.

@@ -99,6 +99,18 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 pub enum Content {
     File(File),
     Bytes(Arc<[u8]>),
+    /// An asset still arriving from its upstream: reads wait for their bytes.
+    Growing(Arc<crate::io::growing::Growing>),
+}
+
+/// Something kept alive while a file is served (the asset cache's mark that the file is in
+/// use, so it is never evicted under a client).
+pub struct Hold(pub Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
 }
 
 /// A file opened for serving, with what the protocols need to know of it.
@@ -110,6 +122,7 @@ pub struct Served {
     pub real: PathBuf,
     /// Last modification, seconds since the epoch, when known.
     pub modified: Option<u64>,
+    pub hold: Option<Hold>,
 }
 
 /// Opens `relative` below `root` for TFTP or HTTP: the one way both services open what they
@@ -127,6 +140,7 @@ pub fn open_served(root: &Path, relative: &str, links: Links) -> Result<Served, 
         size,
         real,
         modified,
+        hold: None,
     })
 }
 
@@ -152,6 +166,7 @@ impl Served {
                     .map_err(|e| Refusal::Unreadable(e.to_string()))?;
                 convert(&data)
             }
+            Content::Growing(_) => return Err(Refusal::Fetching),
         };
         Ok(Served {
             size: converted.len() as u64,

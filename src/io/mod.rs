@@ -10,6 +10,7 @@ pub mod background;
 #[cfg(feature = "remote")]
 pub mod fetch;
 pub mod files;
+pub mod growing;
 pub mod limits;
 pub mod logger;
 pub mod netif;

@@ -32,8 +32,11 @@ pub enum Route {
     /// `/ipxe/<anything>/<binary>` or `/ipxe/<binary>`: a base name in `--ipxe-dir` (Smee's
     /// traceparent suffix taken off).
     IpxeBinary(String),
-    /// `/assets/<path>`: a cleaned relative path below `--assets-dir`.
+    /// `/assets/<path>`: a cleaned relative path below `--assets-dir` (or from its upstream).
     Asset(String),
+    /// `/iso/<anything>/<mac>/<name>.iso`: Smee's ISO patched for the machine (`None`: the
+    /// element before the name is no MAC).
+    Iso(Option<MacAddr>),
     Health,
     Metrics,
     /// `/unknown.ipxe` (any directory): the script of the address pool the client's address
@@ -52,6 +55,7 @@ impl Route {
             Route::ScriptByIp | Route::ScriptByMac(_) => "script",
             Route::IpxeBinary(_) => "ipxe",
             Route::Asset(_) => "assets",
+            Route::Iso(_) => "iso",
             Route::Health => "healthcheck",
             Route::Metrics => "metrics",
             Route::UnknownScript => "script",
@@ -81,6 +85,8 @@ pub fn route(path: &str) -> Route {
     match parts.as_slice() {
         ["ipxe", .., binary] => Route::IpxeBinary(strip_traceparent(binary).to_string()),
         ["assets", rest @ ..] if !rest.is_empty() => Route::Asset(rest.join("/")),
+        ["iso", .., before, name] if name.ends_with(".iso") => Route::Iso(MacAddr::parse(before)),
+        ["iso", ..] => Route::NotFound("only .iso names below /iso/"),
         ["healthcheck"] => Route::Health,
         ["metrics"] => Route::Metrics,
         ["unknown"] => Route::Unknown,

@@ -7,6 +7,7 @@
 //! [`event`] is what a decision's log line says, as text and as fields; [`source`] decides when
 //! a remote inventory source is fetched and whether a result replaces the snapshot in service.
 
+pub mod assets;
 pub mod budget;
 pub mod byo_dhcp;
 pub mod dhcp;

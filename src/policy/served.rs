@@ -25,6 +25,10 @@ pub enum Refusal {
     Outside,
     /// It exists but cannot be read (permissions, I/O error), with the reason.
     Unreadable(String),
+    /// Not here, and its upstream could not give it (the asset cache), with why.
+    Upstream(String),
+    /// Being fetched from its upstream: a TFTP client's retransmitted request gets it.
+    Fetching,
 }
 
 impl Refusal {
@@ -37,18 +41,24 @@ impl Refusal {
                 "outside the served directories".into(),
             ),
             Refusal::Unreadable(why) => (ErrorCode::AccessViolation, format!("cannot read: {why}")),
+            Refusal::Upstream(why) => (ErrorCode::NotDefined, format!("upstream: {why}")),
+            Refusal::Fetching => (ErrorCode::NotDefined, "being fetched, try again".into()),
         }
     }
 
-    /// The HTTP status (always 404: a client learns nothing about what lies outside), and the
-    /// access log's note.
+    /// The HTTP status (404: a client learns nothing about what lies outside; 502 when the
+    /// upstream failed), and the access log's note.
     pub fn http_status(&self) -> (u16, String) {
-        let note = match self {
-            Refusal::NotFound => "no such file".to_string(),
-            Refusal::Outside => "refused: leads outside the served directory".to_string(),
-            Refusal::Unreadable(why) => format!("cannot read: {why}"),
-        };
-        (404, note)
+        match self {
+            Refusal::NotFound => (404, "no such file".to_string()),
+            Refusal::Outside => (
+                404,
+                "refused: leads outside the served directory".to_string(),
+            ),
+            Refusal::Unreadable(why) => (404, format!("cannot read: {why}")),
+            Refusal::Upstream(why) => (502, format!("upstream: {why}")),
+            Refusal::Fetching => (503, "being fetched".to_string()),
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! Adding a service is one registration: implement [`Service`] and add a line to
 //! [`crate::cli`]'s list of services.
 
+#[cfg(feature = "remote")]
+pub mod assets;
 pub mod dhcp;
 pub mod http;
 pub mod log_gate;
@@ -52,6 +54,68 @@ pub struct Context {
     /// The address pools for unknown machines and their discovery list: the DHCP service
     /// changes them, `/unknown` reads them (empty without `[[pool]]` tables).
     pub pools: Arc<Mutex<crate::policy::pool::Pools>>,
+    /// The asset pull-through cache, shared by HTTP and TFTP.
+    pub assets: Assets,
+}
+
+/// The asset cache as the services use it: present in builds with the HTTP client (feature
+/// `remote`), and then only used when the configuration names an upstream or the ISO.
+#[derive(Clone)]
+pub struct Assets(#[cfg(feature = "remote")] Arc<assets::AssetCache>);
+
+impl Assets {
+    pub fn new(_metrics: &metrics::Metrics) -> Assets {
+        Assets(
+            #[cfg(feature = "remote")]
+            assets::AssetCache::new(_metrics),
+        )
+    }
+
+    /// Creates the cache directory and trims the cache to its limit.
+    pub fn prepare(&self, _config: &Config) -> std::io::Result<()> {
+        #[cfg(feature = "remote")]
+        if _config.cache_on() {
+            self.0.prepare(&_config.asset_cache)?;
+            return crate::io::privileges::hand_over(
+                &_config.asset_cache.dir,
+                _config.user.as_deref(),
+                _config.group.as_deref(),
+            )
+            .map_err(std::io::Error::other);
+        }
+        Ok(())
+    }
+
+    /// An asset not in `--assets-dir`: from the cache, or its upstream (waiting at most
+    /// `head_wait` for the upstream's head). `NotFound` without an upstream for it.
+    pub fn open(
+        &self,
+        _settings: &crate::config::assets::AssetCacheSettings,
+        _relative: &str,
+        _head_wait: Duration,
+    ) -> Result<crate::io::files::Served, crate::policy::served::Refusal> {
+        #[cfg(feature = "remote")]
+        if !_settings.upstreams.is_empty() {
+            return self.0.open(_settings, _relative, _head_wait);
+        }
+        Err(crate::policy::served::Refusal::NotFound)
+    }
+
+    /// The `--iso-url` image, through the cache.
+    pub fn open_iso(
+        &self,
+        _config: &Config,
+        _head_wait: Duration,
+    ) -> Result<crate::io::files::Served, crate::policy::served::Refusal> {
+        #[cfg(feature = "remote")]
+        if let Some(iso) = &_config.iso {
+            let key = crate::policy::assets::iso_key(&iso.url);
+            return self
+                .0
+                .open_url(&_config.asset_cache, &key, &iso.url, _head_wait);
+        }
+        Err(crate::policy::served::Refusal::NotFound)
+    }
 }
 
 /// The hardware file and a remote source served as one: each source keeps its own store, and

@@ -847,6 +847,7 @@ fn get_unless(
         bearer: token.as_deref(),
         accept: Some("application/json"),
         tls,
+        ..Request::default()
     };
     fetch::get(&request, &limits_of(source)).map_err(|e| format!("{path_and_query}: {e}"))
 }
@@ -1240,6 +1241,7 @@ impl KubeLink {
             bearer: token,
             accept: Some("application/json"),
             tls: self.tls.as_ref(),
+            ..Request::default()
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum Body {
         relative: String,
         links: Links,
     },
+    /// An asset: from `--assets-dir`, else the asset cache (never opened here).
+    Asset { relative: String },
+    /// The `--iso-url` image with its marker replaced by `patch` (padded with spaces).
+    Iso { patch: String },
     /// `/healthcheck`: the service fills it in from its own state.
     Health,
     /// `/metrics`: the service renders the registry.
@@ -153,7 +157,18 @@ fn answer(
         Route::IpxeBinary(name) => {
             file(&cfg.ipxe_dir, name, Links::TopLevelTrusted, "no --ipxe-dir")
         }
-        Route::Asset(path) => file(&cfg.assets_dir, path, Links::Inside, "no --assets-dir"),
+        Route::Asset(_) if cfg.assets_dir.is_none() && cfg.asset_cache.upstreams.is_empty() => {
+            Plan::status(404, "no --assets-dir or --assets-upstream")
+        }
+        Route::Asset(path) => Plan {
+            body: Body::Asset {
+                relative: path.clone(),
+            },
+            ..Plan::status(200, "")
+        },
+        Route::Iso(_) if cfg.iso.is_none() => Plan::status(404, "the ISO service is off"),
+        Route::Iso(None) => Plan::status(400, "no MAC before the ISO's name"),
+        Route::Iso(Some(mac)) => iso(cfg, inventory, *mac),
         Route::Health => Plan {
             body: Body::Health,
             ..Plan::text(200, "application/json", String::new())
@@ -193,6 +208,28 @@ fn answer(
         },
         Route::NotFound(why) => Plan::status(404, *why),
     }
+}
+
+/// Smee's ISO for a known machine: its kernel arguments over the marker.
+fn iso(cfg: &Config, inventory: &Inventory, mac: crate::wire::MacAddr) -> Plan {
+    let Some(iso) = &cfg.iso else {
+        return Plan::status(404, "the ISO service is off");
+    };
+    let Some(machine) = inventory.by_mac(mac) else {
+        let mut plan = Plan::status(404, "unknown machine");
+        plan.mac = Some(mac.to_string());
+        return plan;
+    };
+    let patch = crate::policy::assets::iso_patch(cfg, iso, machine);
+    let mut plan = match crate::policy::assets::patch_fits(&patch, &iso.magic) {
+        Ok(()) => Plan {
+            body: Body::Iso { patch },
+            ..Plan::status(200, "")
+        },
+        Err(why) => Plan::status(500, why),
+    };
+    plan.mac = Some(mac.to_string());
+    plan
 }
 
 /// `pending`: the inventory stands in for a remote source with no usable snapshot, so a
@@ -375,10 +412,8 @@ mod tests {
         let p = plan("GET /assets/boot/vmlinuz HTTP/1.1\r\n\r\n");
         assert_eq!(
             p.body,
-            Body::File {
-                root: "/srv/assets".into(),
+            Body::Asset {
                 relative: "boot/vmlinuz".into(),
-                links: Links::Inside
             }
         );
         assert_eq!(plan("GET /assets/../etc HTTP/1.1\r\n\r\n").status, 404);

@@ -11,10 +11,14 @@ use std::time::Instant;
 use log::Level;
 
 use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
-use crate::io::files::{open_served, send_file, Content};
+use std::sync::Arc;
+
+use crate::io::files::{open_served, send_file, Content, Hold, Served};
+use crate::policy::assets::{find_markers, overlay};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
 use crate::policy::http::{plan_file, plan_refusal, respond, Body, Plan};
+use crate::policy::served::{Links, Refusal};
 use crate::wire::http::{
     emit_response_head, head_end, method_and_target_for_log, RequestHead, MAX_HEAD_LEN,
 };
@@ -22,6 +26,19 @@ use crate::wire::http::{
 /// How long a worker waits for a keep-alive client's next request before the loop takes the
 /// connection back (the client sends it as soon as it has read the answer).
 pub(super) const NEXT_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How long a request for an asset not cached yet waits for its upstream's head.
+const UPSTREAM_HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a response waits for the next bytes of an asset still downloading.
+const UPSTREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bytes read, patched and written at a time for a patched ISO.
+const PATCH_CHUNK: usize = 64 << 10;
+
+/// A marker and what replaces it, in a served file (Smee's ISO).
+struct Patch {
+    marker: Arc<[u8]>,
+    patch: Arc<[u8]>,
+}
 
 /// A planned response with its body in hand.
 enum Payload {
@@ -31,6 +48,9 @@ enum Payload {
         content: Content,
         offset: u64,
         len: u64,
+        patch: Option<Patch>,
+        /// Keeps a cached asset marked in use until it is sent.
+        _hold: Option<Hold>,
     },
 }
 
@@ -148,25 +168,61 @@ impl<'a> Connection<'a> {
                 root,
                 relative,
                 links,
-            } => match open_served(root, relative, *links) {
-                Ok(served) => {
-                    let range = head.as_ref().ok().and_then(|h| h.header("range"));
-                    match plan_file(&mut plan, served.size, served.modified, &served.real, range) {
-                        Some((offset, len)) => Payload::Served {
-                            content: served.content,
-                            offset,
-                            len,
-                        },
-                        None => Payload::Bytes(body_of(&plan)),
-                    }
-                }
-                Err(refusal) => {
-                    plan_refusal(&mut plan, &refusal);
-                    Payload::Bytes(body_of(&plan))
-                }
-            },
+            } => {
+                let opened = open_served(root, relative, *links);
+                Self::served(&mut plan, head, opened, None)
+            }
+            Body::Asset { relative } => {
+                let assets = &self.shared.assets;
+                let opened = match &config.assets_dir {
+                    Some(dir) => match open_served(dir, relative, Links::Inside) {
+                        Err(Refusal::NotFound) => {
+                            assets.open(&config.asset_cache, relative, UPSTREAM_HEAD_WAIT)
+                        }
+                        other => other,
+                    },
+                    None => assets.open(&config.asset_cache, relative, UPSTREAM_HEAD_WAIT),
+                };
+                Self::served(&mut plan, head, opened, None)
+            }
+            Body::Iso { patch } => {
+                let opened = self.shared.assets.open_iso(&config, UPSTREAM_HEAD_WAIT);
+                let patch = config.iso.as_ref().map(|iso| Patch {
+                    marker: iso.magic.as_bytes().into(),
+                    patch: patch.as_bytes().into(),
+                });
+                Self::served(&mut plan, head, opened, patch)
+            }
         };
         (plan, payload)
+    }
+
+    /// The payload of a file opened for `plan` (or the refusal's answer).
+    fn served(
+        plan: &mut Plan,
+        head: &Result<RequestHead, crate::wire::http::HeadError>,
+        opened: Result<Served, Refusal>,
+        patch: Option<Patch>,
+    ) -> Payload {
+        match opened {
+            Ok(served) => {
+                let range = head.as_ref().ok().and_then(|h| h.header("range"));
+                match plan_file(plan, served.size, served.modified, &served.real, range) {
+                    Some((offset, len)) => Payload::Served {
+                        content: served.content,
+                        offset,
+                        len,
+                        patch,
+                        _hold: served.hold,
+                    },
+                    None => Payload::Bytes(body_of(plan)),
+                }
+            }
+            Err(refusal) => {
+                plan_refusal(plan, &refusal);
+                Payload::Bytes(body_of(plan))
+            }
+        }
     }
 
     /// Writes the response; returns the body bytes sent. A served body takes one of the
@@ -198,9 +254,49 @@ impl<'a> Connection<'a> {
                 Ok(body.len() as u64)
             }
             Payload::Served {
+                content,
+                offset,
+                len,
+                patch: Some(patch),
+                ..
+            } => {
+                (&self.stream).write_all(&head)?;
+                send_patched(&self.stream, &content, offset, len, &patch).map(|()| len)
+            }
+            Payload::Served {
+                content: Content::Growing(growing),
+                offset,
+                len,
+                ..
+            } => {
+                let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
+                let _ = cork(true);
+                (&self.stream).write_all(&head)?;
+                let mut at = offset;
+                let end = offset + len;
+                let sent = loop {
+                    if at >= end {
+                        break Ok(len);
+                    }
+                    let n = match growing.readable(at, end - at, UPSTREAM_WAIT) {
+                        Ok(n) => n,
+                        // The client has part of the body: closing tells it so.
+                        Err(why) => break Err(io::Error::other(why)),
+                    };
+                    if let Err(e) = send_file(&self.stream, growing.file(), at, n) {
+                        break Err(e);
+                    }
+                    let _ = cork(false);
+                    at += n;
+                };
+                let _ = cork(false);
+                sent
+            }
+            Payload::Served {
                 content: Content::Bytes(bytes),
                 offset,
                 len,
+                ..
             } => {
                 let part = bytes
                     .get(offset as usize..(offset + len) as usize)
@@ -214,6 +310,7 @@ impl<'a> Connection<'a> {
                 content: Content::File(file),
                 offset,
                 len,
+                ..
             } => {
                 // Corked, the head and the file's first bytes share full segments.
                 let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
@@ -298,6 +395,57 @@ fn source_json(status: &crate::service::SourceStatus) -> String {
         ",\"source\":{{\"name\":\"{}\",\"state\":\"{}\",\"age\":{age},\"machines\":{},\"last_error\":{error}}}",
         status.name, status.state, status.machines
     )
+}
+
+/// Reads `buf.len()` bytes of `content` at `offset` (waiting for a growing one).
+fn read_content(content: &Content, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    match content {
+        Content::File(f) => f.read_exact_at(buf, offset),
+        Content::Growing(g) => g.read_exact_at(buf, offset, UPSTREAM_WAIT),
+        Content::Bytes(b) => {
+            let part = usize::try_from(offset)
+                .ok()
+                .and_then(|start| b.get(start..start + buf.len()))
+                .ok_or_else(|| io::Error::from(ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(part);
+            Ok(())
+        }
+    }
+}
+
+/// Sends `len` bytes from `offset` with every marker replaced by the patch: each chunk is
+/// read with a marker's length of context on both sides, so a marker split between chunks
+/// (or cut by the range) is found whole. Memory: one chunk, whatever the file's size.
+fn send_patched(
+    stream: &TcpStream,
+    content: &Content,
+    offset: u64,
+    len: u64,
+    patch: &Patch,
+) -> io::Result<()> {
+    let size = match content {
+        Content::Growing(g) => g.length_now().unwrap_or(offset + len),
+        Content::File(f) => f.metadata()?.len(),
+        Content::Bytes(b) => b.len() as u64,
+    };
+    let context = patch.marker.len() as u64 - 1;
+    let mut buf = Vec::new();
+    let mut at = offset;
+    let end = offset + len;
+    while at < end {
+        let chunk_end = end.min(at + PATCH_CHUNK as u64);
+        let lo = at.saturating_sub(context);
+        let hi = size.min(chunk_end + context);
+        buf.resize((hi - lo) as usize, 0);
+        read_content(content, &mut buf, lo)?;
+        let markers = find_markers(&buf, lo, &patch.marker);
+        overlay(&mut buf, lo, &markers, patch.marker.len(), &patch.patch);
+        let mut out: &TcpStream = stream;
+        out.write_all(&buf[(at - lo) as usize..(chunk_end - lo) as usize])?;
+        at = chunk_end;
+    }
+    Ok(())
 }
 
 /// The bytes of a plan whose body was decided by the policy.

@@ -79,6 +79,7 @@ pub(crate) struct Shared {
     per_source: Mutex<HashMap<IpAddr, usize>>,
     /// The address pools, for `/unknown`.
     pub(crate) pools: Arc<Mutex<crate::policy::pool::Pools>>,
+    pub(crate) assets: crate::service::Assets,
 }
 
 impl Shared {
@@ -129,6 +130,7 @@ impl HttpService {
             source: ctx.source.clone(),
             per_source: Mutex::new(HashMap::new()),
             pools: ctx.pools.clone(),
+            assets: ctx.assets.clone(),
         });
         let open = shared.clone();
         ctx.metrics

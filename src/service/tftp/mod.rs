@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn, Level};
 
 use crate::config::{Config, Tftp};
-use crate::io::files::{open_served, Served};
+use crate::io::files::{open_served, Content, Served};
 use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
-    admit, blksize_cap, interpret_name, negotiate, netascii_fits, Admission, Admit, Limits,
-    NameRefusal, Root, Transfer, MAX_NETASCII_FILE,
+    admit, blksize_cap, interpret_name, negotiate, netascii_fits, Admission, Admit, Limits, Root,
+    Transfer, MAX_NETASCII_FILE,
 };
 use crate::service::log_gate::LogGate;
 use crate::service::metrics::{Counter, Metrics};
@@ -127,6 +127,9 @@ pub struct TftpService {
     single_port: Option<Arc<UdpSocket>>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    /// Asset names not in the assets directory come from here.
+    assets: crate::service::Assets,
+    asset_cache: crate::config::assets::AssetCacheSettings,
 }
 
 impl TftpService {
@@ -150,6 +153,8 @@ impl TftpService {
         Ok(TftpService {
             cfg: cfg.clone(),
             roots: roots(ipxe_dir, assets_dir),
+            assets: ctx.assets.clone(),
+            asset_cache: config.asset_cache.clone(),
             listener,
             single_port,
             shared: Arc::new(Shared {
@@ -269,7 +274,13 @@ impl TftpService {
         }
         let served = match self.open(name, &request.mode) {
             Ok(served) => served,
-            Err((code, why)) => return self.refuse(rx, "RRQ", name, code, &why),
+            Err(Some((code, why))) => return self.refuse(rx, "RRQ", name, code, &why),
+            Err(None) => {
+                return info!(
+                    "tftp {} RRQ {name:?}: being fetched from its upstream, not answered (the client's retransmission gets it)",
+                    rx.from
+                )
+            }
         };
         let mtu = rx.ifindex.and_then(interface_mtu).unwrap_or(FALLBACK_MTU);
         let limits = Limits {
@@ -297,6 +308,7 @@ impl TftpService {
             client: rx.from,
             name: request.filename.clone(),
             path: served.real,
+            _hold: served.hold,
             source: Source::from(served.content),
             transfer: Transfer::new(served.size, &negotiated, &limits),
             oack: emit_oack(&negotiated.oack),
@@ -335,27 +347,42 @@ impl TftpService {
 
     /// Finds the file a name means, trying each candidate root in turn (netascii: converted
     /// in memory).
-    fn open(&self, name: &str, mode: &Mode) -> Result<Served, (ErrorCode, String)> {
-        let candidates = interpret_name(name).map_err(NameRefusal::tftp_error)?;
+    fn open(&self, name: &str, mode: &Mode) -> Result<Served, Option<(ErrorCode, String)>> {
+        let candidates = interpret_name(name).map_err(|r| Some(r.tftp_error()))?;
         let mut refusal = Refusal::NotFound;
         for (root, relative) in candidates {
-            let Some((_, dir)) = self.roots.iter().find(|(r, _)| *r == root) else {
-                continue;
+            let on_disk = match self.roots.iter().find(|(r, _)| *r == root) {
+                Some((_, dir)) => open_served(dir, &relative, root.links()),
+                None => Err(Refusal::NotFound),
             };
-            match open_served(dir, &relative, root.links()) {
+            // An asset not on disk: the cache and its upstream. The first request only starts
+            // the download (the loop never waits for an upstream); the client's retransmission
+            // finds its length known.
+            let opened = match on_disk {
+                Err(Refusal::NotFound) if root == Root::Assets => {
+                    self.assets
+                        .open(&self.asset_cache, &relative, Duration::ZERO)
+                }
+                other => other,
+            };
+            match opened {
                 Ok(served) if *mode == Mode::Netascii => {
-                    netascii_fits(served.size)?;
+                    if matches!(served.content, Content::Growing(_)) {
+                        return Err(Some(Refusal::Fetching.tftp_error()));
+                    }
+                    netascii_fits(served.size).map_err(Some)?;
                     return served
                         .converted(MAX_NETASCII_FILE, to_netascii)
-                        .map_err(|r| r.tftp_error());
+                        .map_err(|r| Some(r.tftp_error()));
                 }
                 Ok(served) => return Ok(served),
                 Err(Refusal::NotFound) => {}
                 Err(Refusal::Outside) => refusal = Refusal::Outside,
-                Err(unreadable) => return Err(unreadable.tftp_error()),
+                Err(Refusal::Fetching) => return Err(None),
+                Err(other) => return Err(Some(other.tftp_error())),
             }
         }
-        Err(refusal.tftp_error())
+        Err(Some(refusal.tftp_error()))
     }
 }
 
@@ -393,6 +420,7 @@ impl Service for TftpService {
     fn reconfigure(&mut self, config: &Config) {
         self.cfg = config.tftp.clone();
         self.roots = roots(config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
+        self.asset_cache = config.asset_cache.clone();
     }
 
     /// New requests get "server shutting down"; running transfers go on (in single-port mode
@@ -435,6 +463,7 @@ mod tests {
         config.ipxe_dir = None;
         config.assets_dir = Some(dir.to_path_buf());
         let metrics: Arc<crate::service::metrics::Metrics> = Arc::default();
+        let assets = crate::service::Assets::new(&metrics);
         let ctx = Context {
             inventory: Arc::new(crate::inventory::InventoryStore::new(Default::default())),
             log: Arc::new(crate::service::log_gate::LogGate::new(
@@ -446,6 +475,7 @@ mod tests {
             lookups: Default::default(),
             pools: Default::default(),
             combined: None,
+            assets,
         };
         TftpService::start(&config, &ctx).unwrap()
     }

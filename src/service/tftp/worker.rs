@@ -28,13 +28,20 @@ pub(super) enum Source {
     File(ReadAhead),
     /// Converted (netascii) or held in memory.
     Memory(Arc<[u8]>),
+    /// Still arriving from its upstream.
+    Growing(Arc<crate::io::growing::Growing>),
 }
+
+/// Longest wait for an upstream's next bytes before a transfer gives up (the download itself
+/// fails sooner when its upstream stalls).
+const UPSTREAM_WAIT: Duration = Duration::from_secs(60);
 
 impl From<Content> for Source {
     fn from(content: Content) -> Source {
         match content {
             Content::File(file) => Source::File(ReadAhead::new(file)),
             Content::Bytes(bytes) => Source::Memory(bytes),
+            Content::Growing(growing) => Source::Growing(growing),
         }
     }
 }
@@ -51,6 +58,7 @@ impl Source {
                 buf.copy_from_slice(part);
                 Ok(())
             }
+            Source::Growing(g) => g.read_exact_at(buf, offset, UPSTREAM_WAIT),
         }
     }
 }
@@ -194,6 +202,8 @@ pub(super) struct Worker {
     pub(super) oack: Vec<u8>,
     pub(super) link: Link,
     pub(super) shared: Arc<Shared>,
+    /// Keeps a cached asset marked in use while it is sent.
+    pub(super) _hold: Option<crate::io::files::Hold>,
 }
 
 /// A client's place among the running transfers, given back when its worker ends, however
