@@ -104,7 +104,7 @@ cargo_for() {  # cargo_for TARGET SUBCOMMAND ARGS...
     RUSTUP_TOOLCHAIN=nightly \
       RUSTFLAGS="${RUSTFLAGS:-} -C link-self-contained=no -C target-feature=+crt-static -A linker-messages -Zlocation-detail=none ${SIZE_RUSTFLAGS:-}" \
       cargo-zigbuild "$sub" "$@" --locked --target "$target" \
-      -Zbuild-std=std,panic_unwind -Zbuild-std-features=panic-unwind
+      -Zbuild-std=std,panic_unwind -Zbuild-std-features=panic-unwind,optimize_for_size
   fi
 }
 

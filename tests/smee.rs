@@ -360,7 +360,10 @@ fn a_helm_chart_environment_starts_with_warnings_for_what_is_not_applied() {
     let mut server = Server::spawn(cmd);
     let (line, _) = server.wait_for("SMEE_IPXE_SCRIPT_PATCH not applied", LIMIT);
     assert!(line.contains("[WARN]"), "{line}");
-    server.wait_for("SMEE_ISO_URL not applied: the ISO service is off (--iso-enabled)", LIMIT);
+    server.wait_for(
+        "SMEE_ISO_URL not applied: the ISO service is off (--iso-enabled)",
+        LIMIT,
+    );
     server.wait_for(&format!("HTTP on 127.0.0.1:{http}"), LIMIT);
     let (status, body) = get(&format!("http://127.0.0.1:{http}/{M1}/auto.ipxe"));
     assert_eq!((status, body.as_str()), (200, "#!ipxe\n\necho m1\n"));

@@ -1,6 +1,8 @@
-//! Command-line normalisation before argh sees the arguments: `--flag=value` is split (argh
-//! does not split it), Go-style single-dash long flags (`-dhcp-mode`, as Smee's units use) get
-//! their second dash, and a bare boolean flag (`--dhcp-enabled`) means `--dhcp-enabled true`.
+//! The command line: normalised first (`--flag=value` is split, Go-style single-dash long
+//! flags such as `-dhcp-mode`, as Smee's units use, get their second dash, and a bare boolean
+//! flag such as `--dhcp-enabled` means `--dhcp-enabled true`), then read against the one table
+//! of options ([`options::OPTIONS`]): every option takes one value, `--version` is a switch,
+//! and one positional argument names the command.
 
 use super::options;
 use crate::value;
@@ -31,7 +33,7 @@ pub fn normalize(args: &[String]) -> Vec<String> {
         let spec = options::find(name).filter(|s| s.name() == name);
         let known_switch = matches!(name, "help" | "version");
         if spec.is_none() && !known_switch {
-            out.push(arg.clone()); // argh reports it as unknown
+            out.push(arg.clone()); // parse() reports it as unknown
             continue;
         }
         out.push(format!("--{name}"));
@@ -50,12 +52,45 @@ pub fn normalize(args: &[String]) -> Vec<String> {
 }
 
 /// Normalises and parses the arguments (without the program name). `--help` is handled by
-/// the caller before this; argh's own messages come back as the error text.
+/// the caller before this.
 pub fn parse(args: &[String]) -> Result<options::Flags, String> {
     let normalized = normalize(args);
-    let refs: Vec<&str> = normalized.iter().map(String::as_str).collect();
-    <options::Flags as argh::FromArgs>::from_args(&["netbootd"], &refs)
-        .map_err(|e| e.output.trim().to_string())
+    let mut flags = options::Flags {
+        values: vec![None; options::OPTIONS.len()],
+        ..Default::default()
+    };
+    let mut rest = normalized.into_iter();
+    let mut positional = Vec::new();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            positional.extend(rest.by_ref());
+            break;
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            positional.push(arg);
+            continue;
+        };
+        if name == "version" {
+            flags.version = true;
+            continue;
+        }
+        let index = options::OPTIONS
+            .iter()
+            .position(|o| o.name() == name)
+            .ok_or_else(|| format!("Unrecognized argument: {arg}"))?;
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("Missing value for option '{arg}'."))?;
+        if flags.values[index].replace(value).is_some() {
+            return Err(format!("Duplicate option '{arg}'."));
+        }
+    }
+    let mut positional = positional.into_iter();
+    flags.command = positional.next();
+    match positional.next() {
+        Some(extra) => Err(format!("Unrecognized argument: {extra}")),
+        None => Ok(flags),
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +141,31 @@ mod tests {
             ]
         );
         assert_eq!(norm(&["--tink-server-tls"]), ["--tink-server-tls", "true"]);
+    }
+
+    #[test]
+    fn flags_take_one_value_each_and_one_command() {
+        let parse = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let f = parse(&["check", "--dhcp-mode=proxy", "-version"]).unwrap();
+        assert_eq!(
+            (f.command.as_deref(), f.value_of("dhcp_mode"), f.version),
+            (Some("check"), Some("proxy"), true)
+        );
+        assert_eq!(f.value_of("http_port"), None);
+        assert_eq!(
+            parse(&["--nope=1"]).unwrap_err(),
+            "Unrecognized argument: --nope=1"
+        );
+        assert_eq!(
+            parse(&["--http-port"]).unwrap_err(),
+            "Missing value for option '--http-port'."
+        );
+        assert!(parse(&["--http-port=1", "--http-port=2"]).is_err());
+        assert!(parse(&["check", "extra"]).is_err());
+        assert_eq!(
+            parse(&["--", "--x"]).unwrap().command.as_deref(),
+            Some("--x")
+        );
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn order_upstreams(mut upstreams: Vec<Upstream>) -> Result<Vec<Upstream>, St
     if upstreams.len() > MAX_UPSTREAMS {
         return Err(format!("more than {MAX_UPSTREAMS} upstreams"));
     }
-    upstreams.sort_by(|a, b| {
+    crate::value::sort_by(&mut upstreams, |a, b| {
         b.prefix
             .len()
             .cmp(&a.prefix.len())

@@ -77,7 +77,7 @@ impl Reader<'_> {
     fn table(&mut self, table: &DeTable<'_>, path: &[String]) {
         // In file order, so that errors come out in line order.
         let mut entries: Vec<_> = table.iter().collect();
-        entries.sort_by_key(|(key, _)| key.span().start);
+        crate::value::sort_by_key(&mut entries, |(key, _)| key.span().start);
         for (key, value) in entries {
             let mut key_path = path.to_vec();
             key_path.push(key.get_ref().to_string());

@@ -653,14 +653,19 @@ impl Reader<'_> {
         key: Key,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
+        parse(&self.settings.get(key).value).map_err(|why| self.invalid(key, why))
+    }
+
+    /// The error for a value that did not parse: one copy for every option's type.
+    #[cold]
+    #[inline(never)]
+    fn invalid(&self, key: Key, why: String) -> ConfigError {
         let setting = self.settings.get(key);
-        parse(&setting.value).map_err(|why| {
-            ConfigError(format!(
-                "invalid value {:?} for {}: {why}",
-                value::redact_url(&setting.value),
-                setting.origin()
-            ))
-        })
+        ConfigError(format!(
+            "invalid value {:?} for {}: {why}",
+            value::redact_url(&setting.value),
+            setting.origin()
+        ))
     }
 
     fn text(&self, key: Key) -> Option<String> {

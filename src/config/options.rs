@@ -1,7 +1,8 @@
 //! The one table of netbootd's options. Every row gives the long flag (`--dhcp-mode`), the
 //! environment names (`NETBOOTD_DHCP_MODE`, and `SMEE_DHCP_MODE` for Smee's options), the TOML
-//! key (`dhcp-mode`, or `mode` inside `[dhcp]`), the default and the help text. Flags are parsed
-//! by argh from the struct generated here, so the table and the parser cannot drift apart.
+//! key (`dhcp-mode`, or `mode` inside `[dhcp]`), the default and the help text. Flags are read
+//! against this table itself ([`super::args::parse`]), so the table and the parser cannot
+//! drift apart.
 
 /// Where an option comes from: Smee's flag set (also read from `SMEE_<NAME>`) or netbootd's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,28 +86,24 @@ macro_rules! options {
             },
         )*];
 
-        /// Command-line flags as argh parses them: every option is an optional string, so that
-        /// "not given" can fall through to the environment, the file and the default.
-        #[derive(argh::FromArgs, Debug, Default)]
-        /// netbootd: network-boot bare-metal machines
+        /// Command-line flags as [`super::args::parse`] reads them: every option is an
+        /// optional string, so that "not given" can fall through to the environment, the file
+        /// and the default.
+        #[derive(Debug, Default)]
         pub struct Flags {
-            $( /// see netbootd --help
-            #[argh(option)] pub $field: Option<String>, )*
-            /// print the version and exit
-            #[argh(switch)]
+            /// By [`Key`] (the table's order).
+            pub values: Vec<Option<String>>,
+            /// `--version`: print the version and exit.
             pub version: bool,
-            /// serve (default), check or config
-            #[argh(positional)]
+            /// serve (default), check, config, ...
             pub command: Option<String>,
         }
 
         impl Flags {
             /// The value given on the command line for the option with this field name.
             pub fn value_of(&self, field: &str) -> Option<&str> {
-                match field {
-                    $( stringify!($field) => self.$field.as_deref(), )*
-                    _ => None,
-                }
+                let i = OPTIONS.iter().position(|o| o.field == field)?;
+                self.values.get(i)?.as_deref()
             }
         }
     };

@@ -913,7 +913,7 @@ pub fn boot_profile(node: &Node, file: &str, name: &str) -> Result<BootProfile, 
     // The config file is strict: an unknown key in a profile is an error, not a warning.
     let mut problems = checker.errors;
     problems.extend(checker.warnings);
-    problems.sort_by_key(|p| p.line);
+    crate::value::sort_by_key(&mut problems, |p| p.line);
     if problems.is_empty() {
         Ok(profile)
     } else {

@@ -308,7 +308,7 @@ pub fn component_ids(interfaces_body: &[u8]) -> Result<Vec<String>, Problem> {
         .map(|i| i.component)
         .filter(|c| host_name(c).is_some())
         .collect();
-    ids.sort();
+    crate::value::sort_by(&mut ids, Ord::cmp);
     ids.dedup();
     Ok(ids)
 }

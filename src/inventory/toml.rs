@@ -35,7 +35,7 @@ pub fn node(value: &Spanned<DeValue<'_>>, index: &LineIndex) -> Node {
 /// Entries in file order (the parser's map is sorted by key).
 fn table_value(table: &DeTable<'_>, index: &LineIndex) -> Value {
     let mut entries: Vec<_> = table.iter().collect();
-    entries.sort_by_key(|(key, _)| key.span().start);
+    crate::value::sort_by_key(&mut entries, |(key, _)| key.span().start);
     Value::Map(
         entries
             .into_iter()

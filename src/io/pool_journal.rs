@@ -48,7 +48,7 @@ impl Journal {
                 dir.display()
             )
         };
-        std::fs::create_dir_all(dir).map_err(named)?;
+        crate::io::files::make_dirs(dir).map_err(named)?;
         let mut bytes = Vec::new();
         match File::open(&path) {
             Ok(f) => {

@@ -70,23 +70,16 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<Outcom
 }
 
 /// Started as root and about to become another user: gives `dir` and what is below it to
-/// that user (and group), so the process can still write there (the asset cache). Nothing to
-/// do when staying root or not root.
-pub fn hand_over(
-    dir: &std::path::Path,
-    user: Option<&str>,
-    group: Option<&str>,
-) -> Result<(), String> {
+/// that user (and its primary group; the owner's rights are what the process needs), so the
+/// process can still write there (the asset cache). Nothing to do when staying root or not
+/// root.
+pub fn hand_over(dir: &std::path::Path, user: Option<&str>) -> Result<(), String> {
     if !getuid().is_root() || user == Some("root") {
         return Ok(());
     }
     let found = match lookup_user(user.unwrap_or(DEFAULT_USER))? {
         Some(u) => u,
         None => return Ok(()), // drop_privileges says why, or stays root
-    };
-    let gid = match group.map(Group::from_name) {
-        Some(Ok(Some(g))) => g.gid,
-        _ => found.gid,
     };
     fn walk(path: &std::path::Path, uid: Uid, gid: Gid) -> std::io::Result<()> {
         std::os::unix::fs::lchown(path, Some(uid.as_raw()), Some(gid.as_raw()))?;
@@ -97,7 +90,7 @@ pub fn hand_over(
         }
         Ok(())
     }
-    walk(dir, found.uid, gid)
+    walk(dir, found.uid, found.gid)
         .map_err(|e| format!("giving {} to {}: {e}", dir.display(), found.name))
 }
 

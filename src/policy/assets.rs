@@ -87,7 +87,9 @@ pub fn to_evict(files: &[Cached], max: u64) -> Vec<String> {
         return Vec::new();
     }
     let mut order: Vec<&Cached> = files.iter().filter(|f| !f.in_use).collect();
-    order.sort_by(|a, b| a.used.cmp(&b.used).then(a.relative.cmp(&b.relative)));
+    crate::value::sort_by(&mut order, |a, b| {
+        a.used.cmp(&b.used).then(a.relative.cmp(&b.relative))
+    });
     let mut out = Vec::new();
     for f in order {
         if total <= max {

@@ -95,7 +95,7 @@ impl Suppressed {
             let sep = if i == 0 { " " } else { ", " };
             let _ = write!(out, "{sep}{} {} (", kind.name(), self.of_kind(*kind));
             let mut origins: Vec<(&Origin, &u64)> = by_origin.iter().collect();
-            origins.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            crate::value::sort_by(&mut origins, |a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             for (j, (origin, n)) in origins.iter().enumerate() {
                 let sep = if j == 0 { "" } else { ", " };
                 let _ = write!(out, "{sep}{origin} {n}");

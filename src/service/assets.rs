@@ -11,7 +11,6 @@
 //!   every retrying client, and a TFTP client's retransmission gets the reason.
 //! - Files being served are marked in use and never evicted.
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,7 +22,7 @@ use log::{info, warn};
 
 use crate::config::assets::AssetCacheSettings;
 use crate::io::fetch::{self, FetchError, Limits, Request};
-use crate::io::files::{open_served, write_atomically, Content, Hold, Served};
+use crate::io::files::{make_dirs, open_served, write_atomically, Content, Hold, Served};
 use crate::io::growing::Growing;
 use crate::io::tls;
 use crate::policy::assets::{needs_revalidation, to_evict, upstream_for, Cached, Meta};
@@ -62,13 +61,58 @@ struct Counters {
 }
 
 pub struct AssetCache {
-    downloads: Mutex<HashMap<String, Arc<Download>>>,
-    failures: Mutex<HashMap<String, (Instant, String)>>,
-    in_use: Arc<Mutex<HashMap<String, usize>>>,
+    downloads: Mutex<Keyed<Arc<Download>>>,
+    failures: Mutex<Keyed<(Instant, String)>>,
+    in_use: Arc<Mutex<Keyed<usize>>>,
     counters: Counters,
     /// For https upstreams: the system's CAs, built on first use.
     tls: Mutex<Option<Arc<tls::Client>>>,
     sequence: AtomicU64,
+}
+
+/// A few entries by key: downloads running (at most [`MAX_DOWNLOADS`]), recent failures and
+/// the files being served. A list costs less code than a hash map and is as fast at these
+/// sizes.
+struct Keyed<T>(Vec<(String, T)>);
+
+impl<T> Default for Keyed<T> {
+    fn default() -> Self {
+        Keyed(Vec::new())
+    }
+}
+
+impl<T> Keyed<T> {
+    fn get(&self, key: &str) -> Option<&T> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, key: &str, value: T) {
+        match self.get_mut(key) {
+            Some(v) => *v = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    #[cfg(test)]
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,7 +135,7 @@ fn internal(relative: &str) -> bool {
 
 /// Marks a cached file in use while its [`Hold`] lives.
 struct InUse {
-    map: Arc<Mutex<HashMap<String, usize>>>,
+    map: Arc<Mutex<Keyed<usize>>>,
     key: String,
 }
 
@@ -110,9 +154,9 @@ impl Drop for InUse {
 impl AssetCache {
     pub fn new(metrics: &Metrics) -> Arc<AssetCache> {
         Arc::new(AssetCache {
-            downloads: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            in_use: Arc::new(Mutex::new(HashMap::new())),
+            downloads: Mutex::new(Keyed::default()),
+            failures: Mutex::new(Keyed::default()),
+            in_use: Arc::new(Mutex::new(Keyed::default())),
             counters: Counters {
                 hits: metrics.counter("netbootd_assets_cache_hits_total"),
                 misses: metrics.counter("netbootd_assets_cache_misses_total"),
@@ -128,8 +172,8 @@ impl AssetCache {
 
     /// Creates the cache's directories and trims it to its limit (at start).
     pub fn prepare(&self, settings: &AssetCacheSettings) -> io::Result<()> {
-        fs::create_dir_all(settings.dir.join(PARTIAL_DIR))?;
-        fs::create_dir_all(settings.dir.join(META_DIR))?;
+        make_dirs(&settings.dir.join(PARTIAL_DIR))?;
+        make_dirs(&settings.dir.join(META_DIR))?;
         // Partial files of an earlier run are never complete.
         for entry in fs::read_dir(settings.dir.join(PARTIAL_DIR))?.flatten() {
             let _ = fs::remove_file(entry.path());
@@ -139,7 +183,12 @@ impl AssetCache {
     }
 
     fn hold(&self, key: &str) -> Hold {
-        *lock(&self.in_use).entry(key.to_string()).or_insert(0) += 1;
+        let mut in_use = lock(&self.in_use);
+        match in_use.get_mut(key) {
+            Some(n) => *n += 1,
+            None => in_use.insert(key, 1),
+        }
+        drop(in_use);
         Hold(Box::new(InUse {
             map: self.in_use.clone(),
             key: key.to_string(),
@@ -252,7 +301,7 @@ impl AssetCache {
             .dir
             .join(PARTIAL_DIR)
             .join(format!("{}-{n}-{base}", std::process::id()));
-        let file = fs::create_dir_all(settings.dir.join(PARTIAL_DIR)).and_then(|()| {
+        let file = make_dirs(&settings.dir.join(PARTIAL_DIR)).and_then(|()| {
             OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -264,7 +313,7 @@ impl AssetCache {
             Err(e) => {
                 let why = format!("cannot create {}: {e}", partial.display());
                 warn!("assets {key}: {why}");
-                lock(&self.failures).insert(key.to_string(), (Instant::now(), why));
+                self.remember_failure(key, why);
                 return None;
             }
         };
@@ -272,7 +321,7 @@ impl AssetCache {
             growing: Arc::new(Growing::new(file)),
             real: settings.dir.join(key),
         });
-        downloads.insert(key.to_string(), download.clone());
+        downloads.insert(key, download.clone());
         drop(downloads);
         if validators.is_some() {
             self.counters.revalidations.add(1);
@@ -296,6 +345,15 @@ impl AssetCache {
             lock(&self.downloads).remove(key);
         }
         Some(download)
+    }
+
+    /// Keeps `why` for [`FAILURE_MEMORY`]; older failures are forgotten.
+    fn remember_failure(&self, key: &str, why: String) {
+        let mut failures = lock(&self.failures);
+        failures
+            .0
+            .retain(|(_, (at, _))| at.elapsed() < FAILURE_MEMORY);
+        failures.insert(key, (Instant::now(), why));
     }
 
     fn tls(&self) -> Result<Arc<tls::Client>, String> {
@@ -423,7 +481,7 @@ impl Job {
                     "assets {}: download failed after {bytes} bytes: {why}; not cached",
                     self.key
                 );
-                lock(&cache.failures).insert(self.key.clone(), (Instant::now(), why.clone()));
+                cache.remember_failure(&self.key, why.clone());
                 growing.end(Err(why));
             }
         }
@@ -497,7 +555,7 @@ impl Job {
     fn keep(&self, meta: &Meta) -> io::Result<()> {
         let real = &self.download.real;
         if let Some(parent) = real.parent() {
-            fs::create_dir_all(parent)?;
+            make_dirs(parent)?;
         }
         fs::rename(&self.partial, real)?;
         self.write_meta(meta);
@@ -508,7 +566,7 @@ impl Job {
         let path = AssetCache::meta_path(&self.settings, &self.key);
         let written = path
             .parent()
-            .map_or(Ok(()), fs::create_dir_all)
+            .map_or(Ok(()), make_dirs)
             .and_then(|()| write_atomically(&path, &meta.emit()));
         if let Err(e) = written {
             warn!("assets {}: cannot write {}: {e}", self.key, path.display());

@@ -79,7 +79,6 @@ impl Assets {
             return crate::io::privileges::hand_over(
                 &_config.asset_cache.dir,
                 _config.user.as_deref(),
-                _config.group.as_deref(),
             )
             .map_err(std::io::Error::other);
         }

@@ -45,7 +45,7 @@ pub fn own_addresses(config: &Config) -> Vec<Ipv4Addr> {
         config.tftp.addr,
     ];
     own.retain(|ip| !ip.is_unspecified());
-    own.sort_unstable();
+    crate::value::sort_by(&mut own, Ord::cmp);
     own.dedup();
     own
 }
