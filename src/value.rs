@@ -323,6 +323,27 @@ pub fn base64(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Sorts `items` stably by `compare`. Every caller shares one instantiation of the standard
+/// library's sort (on indices, through a `&dyn` comparison): each `slice::sort_by` on a type
+/// of its own costs several KiB of code, which the router builds cannot spare.
+pub fn sort_by<T>(items: &mut Vec<T>, compare: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    let order = sorted_order(items.len(), &|a, b| compare(&items[a], &items[b]));
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(order.into_iter().filter_map(|i| slots[i].take()));
+}
+
+/// [`sort_by`] on a key.
+pub fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, key: impl Fn(&T) -> K) {
+    sort_by(items, |a, b| key(a).cmp(&key(b)));
+}
+
+/// The indices `0..len` in the order `compare` gives them, ties in index order (so stable).
+fn sorted_order(len: usize, compare: &dyn Fn(usize, usize) -> std::cmp::Ordering) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_unstable_by(|&a, &b| compare(a, b).then(a.cmp(&b)));
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,25 +427,14 @@ mod tests {
         );
         assert_eq!(redact_url("http://h/p@q"), "http://h/p@q");
     }
-}
 
-/// Sorts `items` stably by `compare`. Every caller shares one instantiation of the standard
-/// library's sort (on indices, through a `&dyn` comparison): each `slice::sort_by` on a type
-/// of its own costs several KiB of code, which the router builds cannot spare.
-pub fn sort_by<T>(items: &mut Vec<T>, compare: impl Fn(&T, &T) -> std::cmp::Ordering) {
-    let order = sorted_order(items.len(), &|a, b| compare(&items[a], &items[b]));
-    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
-    items.extend(order.into_iter().filter_map(|i| slots[i].take()));
-}
-
-/// [`sort_by`] on a key.
-pub fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, key: impl Fn(&T) -> K) {
-    sort_by(items, |a, b| key(a).cmp(&key(b)));
-}
-
-/// The indices `0..len` in the order `compare` gives them, ties in index order (so stable).
-fn sorted_order(len: usize, compare: &dyn Fn(usize, usize) -> std::cmp::Ordering) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    order.sort_unstable_by(|&a, &b| compare(a, b).then(a.cmp(&b)));
-    order
+    #[test]
+    fn the_shared_sort_is_stable() {
+        let mut v = vec![(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
+        sort_by_key(&mut v, |p| p.0);
+        assert_eq!(v, [(0, 'd'), (1, 'b'), (1, 'e'), (3, 'a'), (3, 'c')]);
+        let mut w: Vec<u32> = (0..1000).map(|i| (i * 7919) % 1000).collect();
+        sort_by(&mut w, |a, b| b.cmp(a));
+        assert!(w.windows(2).all(|p| p[0] >= p[1]) && w.len() == 1000);
+    }
 }
