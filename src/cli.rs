@@ -55,6 +55,21 @@ pub fn main() -> i32 {
     if argv.first().is_some_and(|a| a == "openwrt-config") {
         return openwrt_config(argv.get(1).map(String::as_str));
     }
+    // `cache ls|rm PATH...|prefetch PROFILE...`: the words before the options are the command's.
+    let (argv, cache_words) = if argv.first().is_some_and(|a| a == "cache") {
+        let words: Vec<String> = argv[1..]
+            .iter()
+            .take_while(|a| !a.starts_with('-'))
+            .cloned()
+            .collect();
+        let rest = argv[1 + words.len()..].iter().cloned();
+        (
+            std::iter::once("cache".to_string()).chain(rest).collect(),
+            words,
+        )
+    } else {
+        (argv, Vec::new())
+    };
     // `byo-dhcp SERVER`: the one command with an argument of its own.
     let byo_server = match argv.first().map(String::as_str) {
         Some("byo-dhcp") => match argv.get(1).map(String::as_str) {
@@ -105,10 +120,10 @@ pub fn main() -> i32 {
     let command = flags.command.clone().unwrap_or_else(|| "serve".into());
     if !matches!(
         command.as_str(),
-        "serve" | "check" | "config" | "unknown" | "byo-dhcp"
+        "serve" | "check" | "config" | "unknown" | "byo-dhcp" | "cache"
     ) {
         eprintln!(
-            "netbootd: unknown command {command:?} (expected serve, check, config, unknown or byo-dhcp)"
+            "netbootd: unknown command {command:?} (expected serve, check, config, unknown, byo-dhcp or cache)"
         );
         return 2;
     }
@@ -132,6 +147,7 @@ pub fn main() -> i32 {
     match command.as_str() {
         "check" => check(&config),
         "unknown" => unknown(&config, unknown_yaml),
+        "cache" => cache(&config, &cache_words),
         "byo-dhcp" => match byo_server {
             Some(server) => byo_dhcp(&config, server),
             None => 2,
@@ -675,6 +691,95 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
     service::run(signals, reloader, services)
 }
 
+/// `netbootd cache ls|rm PATH...|prefetch PROFILE...`: the asset cache without the server.
+fn cache(config: &Config, words: &[String]) -> i32 {
+    const USAGE: &str = "usage: netbootd cache ls | rm PATH... | prefetch PROFILE... [options]";
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (config, words);
+        eprintln!("netbootd: this build has no asset cache (it lacks the HTTP client)\n{USAGE}");
+        1
+    }
+    #[cfg(feature = "remote")]
+    {
+        use crate::service::assets::{walk, AssetCache};
+        let settings = &config.asset_cache;
+        let dir = &settings.dir;
+        match words.first().map(String::as_str) {
+            Some("ls") if words.len() == 1 => {
+                let mut files = Vec::new();
+                walk(dir, "", &mut files);
+                crate::value::sort_by(&mut files, |a, b| a.relative.cmp(&b.relative));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for f in &files {
+                    let idle = now.saturating_sub(f.used);
+                    println!("{:>12}  used {idle:>8}s ago  {}", f.size, f.relative);
+                }
+                let total: u64 = files.iter().map(|f| f.size).sum();
+                println!("{} files, {total} bytes in {}", files.len(), dir.display());
+                0
+            }
+            Some("rm") if words.len() > 1 => {
+                let mut failed = 0;
+                for path in &words[1..] {
+                    match AssetCache::remove(settings, path) {
+                        Ok(()) => println!("removed {path}"),
+                        Err(e) => {
+                            eprintln!("netbootd: cache rm {path}: {e}");
+                            failed = 1;
+                        }
+                    }
+                }
+                failed
+            }
+            Some("prefetch") if words.len() > 1 => {
+                if settings.upstreams.is_empty() {
+                    eprintln!(
+                        "netbootd: cache prefetch needs --assets-upstream or [[upstream]] tables"
+                    );
+                    return 1;
+                }
+                let cache = AssetCache::new(&Metrics::default());
+                if let Err(e) = cache.prepare(settings) {
+                    eprintln!("netbootd: cache in {}: {e}", dir.display());
+                    return 1;
+                }
+                let mut failed = 0;
+                for name in &words[1..] {
+                    let Some(profile) = config.profiles.get(name) else {
+                        eprintln!("netbootd: no boot profile {name:?} in the configuration");
+                        failed = 1;
+                        continue;
+                    };
+                    let assets = std::iter::once(&profile.kernel).chain(&profile.initrd);
+                    for asset in assets.filter(|a| !a.contains("://")) {
+                        let relative = asset.trim_start_matches('/');
+                        let local = config.assets_dir.as_ref().map(|d| d.join(relative));
+                        if local.is_some_and(|p| p.is_file()) {
+                            println!("{relative}: in --assets-dir");
+                            continue;
+                        }
+                        match cache.fetch_whole(settings, relative) {
+                            Ok(line) => println!("{relative}: {line}"),
+                            Err(why) => {
+                                eprintln!("netbootd: {relative}: {why}");
+                                failed = 1;
+                            }
+                        }
+                    }
+                }
+                failed
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                2
+            }
+        }
+    }
+}
+
 /// One line describing what will run where.
 pub fn summary(c: &Config) -> String {
     let dhcp = if c.dhcp.enabled {
@@ -742,7 +847,7 @@ fn describe_settings(settings: &Settings, config: &Config) -> String {
 pub fn help_text() -> String {
     let mut out = format!(
         "netbootd {VERSION}: network-boot bare-metal machines (DHCP, TFTP, HTTP, syslog)\n\n\
-         Usage: netbootd [serve|check|config|unknown|byo-dhcp SERVER] [--option value | --option=value ...]\n\n\
+         Usage: netbootd [serve|check|config|unknown|byo-dhcp SERVER|cache ...] [--option value | --option=value ...]\n\n\
          Commands:\n  \
            serve   run the server (the default)\n  \
            check   validate the configuration and the hardware file; print warnings and a summary\n  \
@@ -750,6 +855,8 @@ pub fn help_text() -> String {
            unknown print the unknown MACs the address pools saw (--yaml: as hardware-file entries)\n  \
            byo-dhcp SERVER  print the configuration that makes another DHCP server (dnsmasq,\n          \
                     dnsmasq-proxy, kea or isc) answer the inventory's machines as netbootd would\n  \
+           cache ls | rm PATH... | prefetch PROFILE...  list or remove cached assets, or fetch a\n          \
+                    boot profile's kernel and initrds into the cache before machines ask\n  \
            openwrt-config FILE  print the TOML an OpenWrt UCI file means (for the init script)\n\n\
          Every option can also be set in the environment (NETBOOTD_<NAME>; Smee's options also\n\
          SMEE_<NAME>) and in the TOML file given by --config (default {}).\n\

@@ -525,3 +525,85 @@ worker_id=02:00:00:00:00:0a ipam=02-00-00-00-00-0a::10.1.2.3:255.255.255.0:10.1.
     assert_eq!(upstream.gets_of("/hook.iso"), 1);
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
 }
+
+#[test]
+#[ignore = "needs python3 and curl (./tests/run.sh installs them)"]
+fn cache_commands_and_revalidation_with_the_upstream() {
+    need_tools("cache_commands_and_revalidation_with_the_upstream", TOOLS);
+    let dir = TempDir::new("assets-cli");
+    let mirror = dir.path("mirror");
+    std::fs::create_dir_all(mirror.join("hook")).unwrap();
+    write_big(&mirror.join("hook/vmlinuz"), 1);
+    write_big(&mirror.join("hook/initramfs"), 3);
+    write_big(&mirror.join("hook/vmlinuz-6.1.0"), 1);
+    let upstream = Upstream::start(&mirror, free_port(), 0);
+    let cache = dir.path("cache");
+    let config = dir.write(
+        "netbootd.toml",
+        &format!(
+            "assets-upstream = \"{}\"\nassets-cache-dir = \"{}\"\n\n[profiles.hook]\nkernel = \"hook/vmlinuz\"\ninitrd = [\"hook/initramfs\"]\n",
+            upstream.url(),
+            cache.display()
+        ),
+    );
+    let config_s = config.to_str().unwrap();
+    // prefetch: both files of the profile, byte-exact; again: cached already.
+    let o = common::run(&["cache", "prefetch", "hook", "--config", config_s], &[]);
+    let out = common::text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", common::text(&o.stderr));
+    assert!(out.contains("hook/vmlinuz: fetched 1048576 bytes"), "{out}");
+    assert!(
+        out.contains("hook/initramfs: fetched 3145728 bytes"),
+        "{out}"
+    );
+    for name in ["hook/vmlinuz", "hook/initramfs"] {
+        assert_eq!(
+            std::fs::read(cache.join(name)).unwrap(),
+            std::fs::read(mirror.join(name)).unwrap()
+        );
+    }
+    let o = common::run(&["cache", "prefetch", "hook", "--config", config_s], &[]);
+    assert!(common::text(&o.stdout).contains("hook/vmlinuz: cached already"));
+    assert_eq!(upstream.gets_of("/hook/vmlinuz"), 1);
+    let o = common::run(&["cache", "prefetch", "nope", "--config", config_s], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    // ls and rm.
+    let o = common::run(&["cache", "ls", "--config", config_s], &[]);
+    let out = common::text(&o.stdout);
+    assert!(
+        out.contains("hook/initramfs") && out.contains("2 files, 4194304 bytes"),
+        "{out}"
+    );
+    let o = common::run(
+        &["cache", "rm", "hook/initramfs", "--config", config_s],
+        &[],
+    );
+    assert!(o.status.success() && !cache.join("hook/initramfs").exists());
+    let o = common::run(&["cache", "rm", "../etc/passwd", "--config", config_s], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        common::run(&["cache", "--config", config_s], &[])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Revalidation: after the TTL a plain name is asked about again (304, still served), a
+    // name carrying a version never is.
+    let (mut server, base, _) = start(&upstream.url(), &cache, &["--assets-cache-ttl=1s"]);
+    for name in ["hook/vmlinuz", "hook/vmlinuz-6.1.0"] {
+        let url = format!("{base}/assets/{name}");
+        assert_eq!(common::http_get(&url, &["-o", "/dev/null"]).0, 200);
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(common::http_get(&url, &["-o", "/dev/null"]).0, 200);
+    }
+    server.wait_for("assets hook/vmlinuz: unchanged", Duration::from_secs(10));
+    let gets = upstream.gets.lock().unwrap().clone();
+    assert!(
+        gets.contains(&"GET /hook/vmlinuz 304".to_string()),
+        "{gets:?}"
+    );
+    assert_eq!(upstream.gets_of("/hook/vmlinuz-6.1.0"), 1, "{gets:?}");
+    assert!(metric(&base, "netbootd_assets_revalidations_total") >= 1);
+    server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+}

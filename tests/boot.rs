@@ -189,6 +189,9 @@ enum Source {
     /// Nowhere at first: it boots from the address pool (the reboot script) and reboots; after
     /// its second reboot script the hardware file gets it, and its next boot is the profile's.
     PoolThenFile,
+    /// The hardware file, with no assets directory: kernel and initrd come through the asset
+    /// cache from an upstream (tests/tools/upstream.py) in the server's namespace.
+    FileThroughCache,
     /// A Tinkerbell Hardware object in the Kubernetes API (tests/common/kube.rs), run in the
     /// server's namespace: its inline iPXE script boots the kernel.
     Kube,
@@ -210,6 +213,8 @@ struct Booted {
     server: Vec<(Duration, String)>,
     /// The site DHCP server's log (bring-your-own-DHCP boots).
     site_dhcp: String,
+    /// The asset upstream's GET lines (boots through the cache).
+    upstream: String,
 }
 
 impl Booted {
@@ -265,6 +270,8 @@ impl Boot {
         }
         let _ra = router_adverts(&lab, &dir);
         let _smd = (self.source == Source::Smd).then(|| smd_standin(&lab, &dir));
+        let _upstream =
+            (self.source == Source::FileThroughCache).then(|| asset_upstream(&lab, &dir, assets));
         let kube = (self.source == Source::Kube).then(|| kube_api(&lab));
         let kubeconfig = kube.as_ref().map(|(_, config)| config.clone());
         let netbootd_args = self.netbootd_args(&dir, assets, kubeconfig.as_deref());
@@ -392,6 +399,7 @@ impl Boot {
                 .as_ref()
                 .map(DhcpServer::log_text)
                 .unwrap_or_default(),
+            upstream: std::fs::read_to_string(dir.path("upstream.log")).unwrap_or_default(),
         };
         self.print_timeline(name, &booted, &seen, at_marker);
         booted
@@ -479,7 +487,9 @@ impl Boot {
                 "--state-dir",
                 state.to_str().unwrap(),
             ],
-            Source::File => vec!["--backend-file-path", hw.to_str().unwrap()],
+            Source::File | Source::FileThroughCache => {
+                vec!["--backend-file-path", hw.to_str().unwrap()]
+            }
             Source::Kube => vec![
                 "--backend-kube-enabled=true",
                 "--backend-kube-config",
@@ -512,7 +522,20 @@ impl Boot {
             "--syslog-addr",
             SRV_IP,
         ];
-        source.into_iter().chain(args).map(str::to_string).collect()
+        let mut all: Vec<String> = source.into_iter().chain(args).map(str::to_string).collect();
+        if self.source == Source::FileThroughCache {
+            let at = all.iter().position(|a| a == "--assets-dir").unwrap();
+            all.splice(
+                at..at + 2,
+                [
+                    "--assets-upstream".to_string(),
+                    format!("http://{SRV_IP}:{UPSTREAM_PORT}/"),
+                    "--assets-cache-dir".to_string(),
+                    dir.path("cache").to_str().unwrap().to_string(),
+                ],
+            );
+        }
+        all
     }
 
     fn start_server(&self, lab: &Lab, args: &[String]) -> Server {
@@ -804,6 +827,35 @@ fn smd_standin(lab: &Lab, dir: &TempDir) -> Reaped {
     Reaped(child)
 }
 
+/// The asset upstream of the boot through the cache.
+const UPSTREAM_PORT: u16 = 8081;
+
+/// An HTTP upstream serving the boot assets in the server's namespace; its GETs go to
+/// `upstream.log` in `dir`.
+fn asset_upstream(lab: &Lab, dir: &TempDir, assets: &Path) -> Reaped {
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/upstream.py");
+    let port = UPSTREAM_PORT.to_string();
+    let log = dir.path("upstream.log");
+    let mut child = lab
+        .srv
+        .command(&[
+            "python3",
+            tool,
+            assets.to_str().unwrap(),
+            &port,
+            "0",
+            SRV_IP,
+            log.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the asset upstream starts");
+    common::wait_ready(&mut child);
+    Reaped(child)
+}
+
 /// A helper dnsmasq sending IPv6 router advertisements (only) on the clients' bridge.
 fn router_adverts(lab: &Lab, dir: &TempDir) -> Reaped {
     lab.cli
@@ -874,6 +926,26 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
     );
     assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
     assert!(t_offer < b.first(&["auto.ipxe -> 200"]).0);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn bios_boots_a_kernel_and_initrd_that_come_through_the_asset_cache() {
+    need_root_and("boot bios through the cache", TOOLS);
+    let b = Boot {
+        firmware: Firmware::Bios,
+        mode: Mode::Reservation,
+        source: Source::FileThroughCache,
+        script: None,
+        milestones: BIOS_MILESTONES,
+    }
+    .run("boot-bios-cache");
+    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+    b.first(&["assets vmlinuz: fetched", "cached"]);
+    b.first(&["assets initrd.img: fetched", "cached"]);
+    let log = &b.upstream;
+    assert_eq!(log.matches("GET /vmlinuz 200").count(), 1, "{log}");
+    assert_eq!(log.matches("GET /initrd.img 200").count(), 1, "{log}");
 }
 
 #[test]

@@ -28,9 +28,11 @@ say() { printf '\n== %s\n' "$*"; }
 # Kubernetes backend (tests/kube.rs): openssl makes the API server's certificates.
 # Bring your own DHCP (tests/byo_dhcp.rs): kea-admin brings the libraries of the unpacked
 # kea-dhcp4; dnsmasq-base is a site server too.
+# Asset cache (tests/assets.rs): xorriso builds the ISO that Smee's ISO patch is checked on;
+# the upstream is python3, the clients curl and atftp.
 APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin tcpdump
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
-  systemd util-linux qemu-user file openssl)
+  systemd util-linux qemu-user file openssl xorriso)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

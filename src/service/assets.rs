@@ -366,6 +366,41 @@ impl AssetCache {
         Ok(client)
     }
 
+    /// Removes a cached file and its side record (`netbootd cache rm`).
+    pub fn remove(settings: &AssetCacheSettings, relative: &str) -> io::Result<()> {
+        let relative = relative.trim_start_matches('/');
+        if internal(relative) || relative.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(io::Error::other("not a cached file's name"));
+        }
+        fs::remove_file(settings.dir.join(relative))?;
+        let _ = fs::remove_file(Self::meta_path(settings, relative));
+        Ok(())
+    }
+
+    /// Fetches `relative` whole into the cache (`netbootd cache prefetch`); what happened.
+    pub fn fetch_whole(
+        self: &Arc<Self>,
+        settings: &AssetCacheSettings,
+        relative: &str,
+    ) -> Result<String, String> {
+        let wait = Duration::from_secs(30);
+        let served = self
+            .open(settings, relative, wait)
+            .map_err(|r| r.http_status().1)?;
+        let Content::Growing(growing) = &served.content else {
+            return Ok(format!("cached already ({} bytes)", served.size));
+        };
+        let mut at = 0;
+        while at < served.size {
+            at += growing.readable(at, served.size - at, UPSTREAM_READ)?;
+        }
+        // The download thread renames the file once it has it all.
+        while lock(&self.downloads).get(relative).is_some() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(format!("fetched {} bytes", served.size))
+    }
+
     /// Removes least recently used files until the cache fits its limit.
     pub fn evict(&self, settings: &AssetCacheSettings) {
         if settings.max_bytes == 0 {

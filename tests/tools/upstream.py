@@ -4,7 +4,8 @@ loopback, one thread per connection, with Content-Length, ETag and Last-Modified
 matching If-None-Match), at most RATE bytes per second per response (0: no limit). Every GET is
 one line "GET <path> <status>" on standard output, flushed, after "ready" once it listens.
 
-usage: upstream.py DIR PORT [RATE]
+usage: upstream.py DIR PORT [RATE [HOST [LOG]]]   (HOST: 127.0.0.1; LOG: GET lines go to this
+file instead of standard output)
 """
 import email.utils
 import http.server
@@ -14,6 +15,12 @@ import time
 
 ROOT, PORT = sys.argv[1], int(sys.argv[2])
 RATE = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+HOST = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+LOG = open(sys.argv[5], "a", buffering=1) if len(sys.argv) > 5 else sys.stdout
+
+
+def note(line):
+    print(line, file=LOG, flush=True)
 CHUNK = 64 * 1024
 
 
@@ -26,7 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = os.path.normpath(os.path.join(ROOT, self.path.lstrip("/").split("?")[0]))
         if not path.startswith(os.path.abspath(ROOT)) or not os.path.isfile(path):
-            print(f"GET {self.path} 404", flush=True)
+            note(f"GET {self.path} 404")
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -34,12 +41,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = os.stat(path)
         etag = f'"{st.st_size:x}-{int(st.st_mtime):x}"'
         if self.headers.get("If-None-Match") == etag:
-            print(f"GET {self.path} 304", flush=True)
+            note(f"GET {self.path} 304")
             self.send_response(304)
             self.send_header("ETag", etag)
             self.end_headers()
             return
-        print(f"GET {self.path} 200", flush=True)
+        note(f"GET {self.path} 200")
         self.send_response(200)
         self.send_header("Content-Length", str(st.st_size))
         self.send_header("ETag", etag)
@@ -60,7 +67,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         time.sleep(ahead)
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+server = http.server.ThreadingHTTPServer((HOST, PORT), Handler)
 server.daemon_threads = True
 print("ready", flush=True)
 server.serve_forever()
