@@ -14,7 +14,7 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,7 +67,7 @@ pub struct AssetCache {
     counters: Counters,
     /// For https upstreams: the system's CAs, built on first use.
     tls: Mutex<Option<Arc<tls::Client>>>,
-    sequence: AtomicU64,
+    sequence: AtomicUsize,
 }
 
 /// A few entries by key: downloads running (at most [`MAX_DOWNLOADS`]), recent failures and
@@ -166,7 +166,7 @@ impl AssetCache {
                 revalidations: metrics.counter("netbootd_assets_revalidations_total"),
             },
             tls: Mutex::new(None),
-            sequence: AtomicU64::new(0),
+            sequence: AtomicUsize::new(0),
         })
     }
 
@@ -627,10 +627,10 @@ mod tests {
 
     /// An upstream on loopback: answers each connection with `reply(path)`, `pause` between
     /// its halves; counts the GETs.
-    fn upstream(body: Vec<u8>, pause: Duration, cut: bool) -> (String, Arc<AtomicU64>) {
+    fn upstream(body: Vec<u8>, pause: Duration, cut: bool) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        let gets = Arc::new(AtomicU64::new(0));
+        let gets = Arc::new(AtomicUsize::new(0));
         let counted = gets.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
