@@ -120,6 +120,31 @@ pub enum Content {
     Growing(Arc<crate::io::growing::Growing>),
 }
 
+impl Content {
+    /// Reads `buf.len()` bytes at `offset` (waiting at most `wait` for each arrival of a file
+    /// still growing).
+    pub fn read_exact_at(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        wait: std::time::Duration,
+    ) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self {
+            Content::File(f) => f.read_exact_at(buf, offset),
+            Content::Growing(g) => g.read_exact_at(buf, offset, wait),
+            Content::Bytes(b) => {
+                let part = usize::try_from(offset)
+                    .ok()
+                    .and_then(|start| b.get(start..start.checked_add(buf.len())?))
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Something kept alive while a file is served (the asset cache's mark that the file is in
 /// use, so it is never evicted under a client).
 pub struct Hold(pub Box<dyn Send + Sync>);

@@ -609,16 +609,6 @@ impl Job {
     }
 }
 
-/// Reads `file`'s bytes, for callers that hold a plain file (kept for the tests).
-#[cfg(test)]
-fn read_all(file: &std::fs::File) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata().unwrap().len() as usize;
-    let mut buf = vec![0; len];
-    file.read_exact_at(&mut buf, 0).unwrap();
-    buf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,13 +663,10 @@ mod tests {
 
     fn read(served: &Served) -> Vec<u8> {
         let mut buf = vec![0; served.size as usize];
-        match &served.content {
-            Content::Growing(g) => g
-                .read_exact_at(&mut buf, 0, Duration::from_secs(5))
-                .unwrap(),
-            Content::File(f) => buf = read_all(f),
-            Content::Bytes(b) => buf = b.to_vec(),
-        }
+        served
+            .content
+            .read_exact_at(&mut buf, 0, Duration::from_secs(5))
+            .unwrap();
         buf
     }
 

@@ -268,30 +268,21 @@ impl<'a> Connection<'a> {
                 offset,
                 len,
                 ..
-            } => {
-                let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
-                let _ = cork(true);
-                (&self.stream).write_all(&head)?;
+            } => self.send_corked(&head, |stream| {
+                // Each part as it arrives; an error after the head closes the connection,
+                // which tells the client its body is short.
                 let mut at = offset;
-                let end = offset + len;
-                let sent = loop {
-                    if at >= end {
-                        break Ok(len);
-                    }
-                    let n = match growing.readable(at, end - at, UPSTREAM_WAIT) {
-                        Ok(n) => n,
-                        // The client has part of the body: closing tells it so.
-                        Err(why) => break Err(io::Error::other(why)),
-                    };
-                    if let Err(e) = send_file(&self.stream, growing.file(), at, n) {
-                        break Err(e);
-                    }
-                    let _ = cork(false);
+                while at < offset + len {
+                    let n = growing
+                        .readable(at, offset + len - at, UPSTREAM_WAIT)
+                        .map_err(io::Error::other)?;
+                    send_file(stream, growing.file(), at, n)?;
+                    // What arrived goes out now, not when a segment fills.
+                    let _ = socket2::SockRef::from(stream).set_tcp_cork(false);
                     at += n;
-                };
-                let _ = cork(false);
-                sent
-            }
+                }
+                Ok(len)
+            }),
             Payload::Served {
                 content: Content::Bytes(bytes),
                 offset,
@@ -311,16 +302,26 @@ impl<'a> Connection<'a> {
                 offset,
                 len,
                 ..
-            } => {
-                // Corked, the head and the file's first bytes share full segments.
-                let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
-                let _ = cork(true);
-                (&self.stream).write_all(&head)?;
-                let sent = send_file(&self.stream, &file, offset, len);
-                let _ = cork(false);
-                sent.map(|()| len)
-            }
+            } => self.send_corked(&head, |stream| {
+                send_file(stream, &file, offset, len).map(|()| len)
+            }),
         }
+    }
+
+    /// Writes `head`, then the body `send_body` sends, corked: the head and the body's first
+    /// bytes share full segments.
+    fn send_corked(
+        &self,
+        head: &[u8],
+        send_body: impl FnOnce(&TcpStream) -> io::Result<u64>,
+    ) -> io::Result<u64> {
+        let cork = |on| socket2::SockRef::from(&self.stream).set_tcp_cork(on);
+        let _ = cork(true);
+        let sent = (&self.stream)
+            .write_all(head)
+            .and_then(|()| send_body(&self.stream));
+        let _ = cork(false);
+        sent
     }
 
     /// The access log line: client, method, path, status, bytes, duration, machine, note. A
@@ -397,23 +398,6 @@ fn source_json(status: &crate::service::SourceStatus) -> String {
     )
 }
 
-/// Reads `buf.len()` bytes of `content` at `offset` (waiting for a growing one).
-fn read_content(content: &Content, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    match content {
-        Content::File(f) => f.read_exact_at(buf, offset),
-        Content::Growing(g) => g.read_exact_at(buf, offset, UPSTREAM_WAIT),
-        Content::Bytes(b) => {
-            let part = usize::try_from(offset)
-                .ok()
-                .and_then(|start| b.get(start..start + buf.len()))
-                .ok_or_else(|| io::Error::from(ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(part);
-            Ok(())
-        }
-    }
-}
-
 /// Sends `len` bytes from `offset` with every marker replaced by the patch: each chunk is
 /// read with a marker's length of context on both sides, so a marker split between chunks
 /// (or cut by the range) is found whole. Memory: one chunk, whatever the file's size.
@@ -438,7 +422,7 @@ fn send_patched(
         let lo = at.saturating_sub(context);
         let hi = size.min(chunk_end + context);
         buf.resize((hi - lo) as usize, 0);
-        read_content(content, &mut buf, lo)?;
+        content.read_exact_at(&mut buf, lo, UPSTREAM_WAIT)?;
         let markers = find_markers(&buf, lo, &patch.marker);
         overlay(&mut buf, lo, &markers, patch.marker.len(), &patch.patch);
         let mut out: &TcpStream = stream;
