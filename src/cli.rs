@@ -348,13 +348,16 @@ fn load_config_with(
         path => Some(read_config_file(Path::new(path), &config_path.origin())?),
     };
     let settings = adjust(Settings::resolve(flags, env, file.as_ref()));
-    let (profiles, subnets, hostnames, pools, upstreams) = file
-        .map(|f| (f.profiles, f.subnets, f.hostnames, f.pools, f.upstreams))
+    let (profiles, subnets, hostnames, pools, (upstreams, pinned)) = file
+        .map(|f| {
+            let cache = (f.upstreams, f.pinned);
+            (f.profiles, f.subnets, f.hostnames, f.pools, cache)
+        })
         .unwrap_or_default();
     let mut config = Config::from_settings(&settings, profiles, &SystemHost)
         .and_then(|c| c.with_source_tables(subnets, hostnames))
         .and_then(|c| c.with_pools(pools))
-        .and_then(|c| c.with_upstreams(upstreams))
+        .and_then(|c| c.with_upstreams(upstreams, pinned))
         .map_err(|e| e.0)?;
     for var in Settings::unknown_env(env) {
         config.warnings.push(format!(
@@ -715,7 +718,12 @@ fn cache(config: &Config, words: &[String]) -> i32 {
                     .map_or(0, |d| d.as_secs());
                 for f in &files {
                     let idle = now.saturating_sub(f.used);
-                    println!("{:>12}  used {idle:>8}s ago  {}", f.size, f.relative);
+                    let sha256 = AssetCache::recorded_sha256(settings, &f.relative)
+                        .map_or("-".into(), |d| crate::config::assets::sha256_hex(&d));
+                    println!(
+                        "{:>12}  used {idle:>8}s ago  sha256 {sha256:<64}  {}",
+                        f.size, f.relative
+                    );
                 }
                 let total: u64 = files.iter().map(|f| f.size).sum();
                 println!("{} files, {total} bytes in {}", files.len(), dir.display());

@@ -8,6 +8,8 @@
 //!   the upstream failure (HTTP 502, TFTP ERROR), cached files keep being served, and a retry
 //!   after the upstream returns succeeds.
 //! - A cache limit evicts the least recently used files.
+//! - SHA-256: files listed in the upstream's sums file (made by sha256sum) or pinned in a
+//!   profile are cached only with that digest; a mismatch reaches no client whole.
 //! - `/iso/<mac>/<name>.iso`: the marker replaced by the machine's kernel arguments, checked
 //!   byte by byte, whole and by Range.
 
@@ -605,5 +607,120 @@ fn cache_commands_and_revalidation_with_the_upstream() {
     );
     assert_eq!(upstream.gets_of("/hook/vmlinuz-6.1.0"), 1, "{gets:?}");
     assert!(metric(&base, "netbootd_assets_revalidations_total") >= 1);
+    server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+}
+
+#[test]
+#[ignore = "needs python3, curl, atftp and sha256sum (./tests/run.sh installs them)"]
+fn digests_listed_by_the_upstream_or_pinned_in_a_profile_gate_what_is_cached() {
+    need_tools(
+        "digests_listed_by_the_upstream_or_pinned_in_a_profile_gate_what_is_cached",
+        &["python3", "curl", "atftp", "sha256sum"],
+    );
+    let dir = TempDir::new("assets-sha256");
+    let mirror = dir.path("mirror");
+    std::fs::create_dir_all(mirror.join("images")).unwrap();
+    std::fs::create_dir_all(mirror.join("k")).unwrap();
+    write_big(&mirror.join("images/linux"), 2);
+    write_big(&mirror.join("images/initrd"), 3);
+    write_big(&mirror.join("other"), 1);
+    write_big(&mirror.join("k/vmlinuz"), 1);
+    // The sums file as Debian's mirrors publish it, by the real sha256sum; then the initrd
+    // changes under it (a mirror caught half way through a sync).
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("cd images && sha256sum ./linux ./initrd > SHA256SUMS")
+        .current_dir(&mirror)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::text(&o.stderr));
+    write_big(&mirror.join("images/initrd"), 4);
+    let sha256sum = |path: &Path| {
+        let o = Command::new("sha256sum").arg(path).output().unwrap();
+        common::text(&o.stdout)[..64].to_string()
+    };
+    let pinned = sha256sum(&mirror.join("k/vmlinuz"));
+
+    let upstream = Upstream::start(&mirror, free_port(), 0);
+    let cache = dir.path("cache");
+    let config = dir.write(
+        "netbootd.toml",
+        &format!(
+            "[[upstream]]\nprefix = \"deb\"\nurl = \"{u}\"\nsha256sums = \"images/SHA256SUMS\"\n\n\
+             [profiles.p]\nkernel = \"k/vmlinuz\"\nsha256 = {{ \"k/vmlinuz\" = \"{pinned}\" }}\n",
+            u = upstream.url()
+        ),
+    );
+    let config_arg = format!("--config={}", config.display());
+    let (mut server, base, tftp) = start(&upstream.url(), &cache, &[&config_arg]);
+
+    // Listed with its digest: served and cached, its digest recorded.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -sS --max-time 60 '{base}/assets/deb/images/linux' | cmp - '{}' && echo same",
+            mirror.join("images/linux").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(common::text(&o.stdout).contains("same"));
+    server.wait_for("assets deb/images/linux: fetched", Duration::from_secs(20));
+    let o = common::run(
+        &[
+            "cache",
+            "ls",
+            "--assets-upstream",
+            &upstream.url(),
+            "--assets-cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let ls = common::text(&o.stdout);
+    let want = format!(
+        "sha256 {}  deb/images/linux",
+        sha256sum(&mirror.join("images/linux"))
+    );
+    assert!(ls.contains(&want), "{ls}");
+
+    // A different digest: the client never gets the whole file (curl: partial), nothing is
+    // cached, and the log says why; TFTP gets an error.
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+        ])
+        .arg(format!("{base}/assets/deb/images/initrd"))
+        .output()
+        .unwrap();
+    let got: u64 = common::text(&o.stdout).trim().parse().unwrap();
+    assert!(!o.status.success() && got < 4 << 20, "curl got {got} bytes");
+    server.wait_for("is not the expected", Duration::from_secs(20));
+    assert!(!cache.join("deb/images/initrd").exists());
+    let o = atftp(tftp, "deb/images/initrd", &dir.path("t"))
+        .output()
+        .unwrap();
+    let err = common::text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("SHA-256"),
+        "atftp: {err}"
+    );
+
+    // Outside the sums file's directory: refused before any byte, the file never asked for.
+    let (code, _) = common::get(&format!("{base}/assets/deb/other"));
+    assert_eq!(code, 502);
+    assert_eq!(upstream.gets_of("/other"), 0);
+
+    // Pinned in the profile: the right digest is cached.
+    let (code, _) = common::http_get(&format!("{base}/assets/k/vmlinuz"), &["-o", "/dev/null"]);
+    assert_eq!(code, 200);
+    server.wait_for("assets k/vmlinuz: fetched", Duration::from_secs(20));
+    assert_eq!(sha256sum(&cache.join("k/vmlinuz")), pinned);
+    assert_eq!(upstream.gets_of("/images/SHA256SUMS"), 2);
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
 }

@@ -19,7 +19,14 @@ pub struct Upstream {
     pub prefix: String,
     /// `http(s)://host[:port]/path/`, always ending with `/`.
     pub url: String,
+    /// A `sha256sums` file below `url` (`SHA256SUMS`, `images/SHA256SUMS`): every file
+    /// fetched from this upstream must be listed in it with the digest it arrives with. Its
+    /// names are relative to its own directory.
+    pub sha256sums: Option<String>,
 }
+
+/// A SHA-256 digest.
+pub type Sha256 = [u8; 32];
 
 /// The pull-through cache, when at least one upstream is set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +39,8 @@ pub struct AssetCacheSettings {
     /// Files older than this are revalidated with their upstream (names carrying a version or
     /// a hash never are); `None`: never.
     pub ttl: Option<Duration>,
+    /// Digests pinned in boot profiles (`sha256` tables), by asset path.
+    pub pinned: Vec<(String, Sha256)>,
 }
 
 /// Smee's ISO service (`--iso-enabled`).
@@ -68,6 +77,28 @@ pub fn prefix(text: &str) -> Result<String, String> {
     Ok(format!("{trimmed}/"))
 }
 
+/// A SHA-256 digest written as 64 hex digits.
+pub fn sha256(text: &str) -> Result<Sha256, String> {
+    let t = text.trim().as_bytes();
+    let digit = |c: u8| (c as char).to_digit(16);
+    let mut out = [0u8; 32];
+    if t.len() != 64 {
+        return Err("expected a SHA-256 digest: 64 hex digits".into());
+    }
+    for (i, pair) in t.chunks(2).enumerate() {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => out[i] = (hi * 16 + lo) as u8,
+            _ => return Err("expected a SHA-256 digest: 64 hex digits".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A digest as 64 lowercase hex digits.
+pub fn sha256_hex(digest: &Sha256) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Bytes, with an optional K, M, G or T suffix (powers of 1024).
 pub fn byte_size(text: &str) -> Result<u64, String> {
     const BAD: &str = "expected a size in bytes such as 500M, 20G or 1048576";
@@ -89,7 +120,7 @@ pub fn byte_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(|| BAD.into())
 }
 
-/// One `[[upstream]]` table: `prefix` (default: every path) and `url`.
+/// One `[[upstream]]` table: `prefix` (default: every path), `url` and `sha256sums`.
 pub fn parse_upstream(
     node: &Node,
     at: &dyn Fn(usize, &str, String) -> String,
@@ -98,6 +129,7 @@ pub fn parse_upstream(
         return Err(vec![at(node.line, "", "expected a table".into())]);
     };
     let (mut errors, mut upstream_prefix, mut url) = (Vec::new(), String::new(), None);
+    let mut sums = None;
     for entry in entries {
         let line = entry.value.line;
         let texts = super::file::texts_of(&entry.value.value);
@@ -106,7 +138,14 @@ pub fn parse_upstream(
         let result = match normalize_key(key).as_str() {
             "prefix" => prefix(one).map(|p| upstream_prefix = p),
             "url" => upstream_url(one).map(|u| url = Some(u)),
-            _ => Err("unknown key (prefix, url)".into()),
+            "sha256sums" => prefix(one).and_then(|p| match p.trim_end_matches('/') {
+                "" => Err("expected the sums file's path below url, e.g. SHA256SUMS".into()),
+                path => {
+                    sums = Some(path.to_string());
+                    Ok(())
+                }
+            }),
+            _ => Err("unknown key (prefix, url, sha256sums)".into()),
         };
         if let Err(why) = result {
             errors.push(at(line, key, why));
@@ -116,6 +155,7 @@ pub fn parse_upstream(
         Some(url) if errors.is_empty() => Ok(Upstream {
             prefix: upstream_prefix,
             url,
+            sha256sums: sums,
         }),
         None => {
             errors.push(at(node.line, "url", "missing".into()));
@@ -166,6 +206,11 @@ mod tests {
             Ok("http://m:8080/d/".into())
         );
         assert!(upstream_url("ftp://m/").is_err());
+        let digest = sha256(&"0f".repeat(32)).unwrap();
+        assert_eq!(digest, [0x0f; 32]);
+        assert_eq!(sha256_hex(&digest), "0f".repeat(32));
+        assert!(sha256(&"0g".repeat(32)).is_err());
+        assert!(sha256("abc").is_err());
     }
 
     #[test]
@@ -173,6 +218,7 @@ mod tests {
         let up = |p: &str| Upstream {
             prefix: p.into(),
             url: format!("http://{}.example/", p.len()),
+            sha256sums: None,
         };
         let ordered = order_upstreams(vec![up(""), up("debian/"), up("debian/12/")]).unwrap();
         let prefixes: Vec<_> = ordered.iter().map(|u| u.prefix.as_str()).collect();

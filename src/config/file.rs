@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::assets::Sha256;
 use super::options;
 use crate::inventory::doc::LineIndex;
 use crate::inventory::doc::{normalize_key, Node, Value};
-use crate::inventory::{self, hostname, Profiles, SubnetSettings, Subnets};
+use crate::inventory::{self, hostname, BootProfile, Profiles, SubnetSettings, Subnets};
 use crate::value;
 
 /// One option's value as the file gives it.
@@ -38,6 +39,8 @@ pub struct ConfigFile {
     pub pools: Vec<super::pools::PoolSettings>,
     /// `[[upstream]]`: asset mirrors by path prefix.
     pub upstreams: Vec<super::assets::Upstream>,
+    /// The profiles' `sha256` tables: digests of cached assets, by asset path.
+    pub pinned: Vec<(String, super::assets::Sha256)>,
 }
 
 struct Reader<'a> {
@@ -149,14 +152,77 @@ impl Reader<'_> {
 
     fn profiles(&mut self, table: &DeTable<'_>) {
         for (name, value) in table.iter() {
-            let node = inventory::toml::node(value, &self.index);
+            let mut node = inventory::toml::node(value, &self.index);
+            let pins = self.take_pins(&mut node, name.get_ref());
             match inventory::boot_profile(&node, &self.file, name.get_ref()) {
                 Ok(profile) => {
+                    self.add_pins(&profile, name.get_ref(), pins);
                     self.out
                         .profiles
                         .insert(name.get_ref().to_string(), profile);
                 }
                 Err(problems) => self.errors.extend(problems.iter().map(ToString::to_string)),
+            }
+        }
+    }
+
+    /// Takes a profile's `sha256` table (asset path = digest) out of its node, so the
+    /// profile reader sees kernel, initrd and cmdline only.
+    fn take_pins(&mut self, node: &mut Node, profile: &str) -> Vec<(String, Sha256, usize)> {
+        let Value::Map(entries) = &mut node.value else {
+            return Vec::new();
+        };
+        let Some(at) = entries.iter().position(|e| e.key == "sha256") else {
+            return Vec::new();
+        };
+        let entry = entries.remove(at);
+        let Value::Map(pins) = entry.value.value else {
+            self.errors.push(format!(
+                "{}:{}: profiles.{profile}.sha256: expected a table of asset path = digest",
+                self.file, entry.key_line
+            ));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for pin in pins {
+            let digest = match &pin.value.value {
+                Value::Text(t) => super::assets::sha256(t),
+                _ => Err("expected a SHA-256 digest: 64 hex digits".into()),
+            };
+            match digest {
+                Ok(d) => out.push((pin.key.trim_start_matches('/').to_string(), d, pin.key_line)),
+                Err(why) => self.errors.push(format!(
+                    "{}:{}: profiles.{profile}.sha256.{:?}: {why}",
+                    self.file, pin.key_line, pin.key
+                )),
+            }
+        }
+        out
+    }
+
+    /// Keeps a profile's pinned digests: each names the profile's kernel or one of its
+    /// initrds (a path, not a URL), and no path is pinned to two digests.
+    fn add_pins(&mut self, profile: &BootProfile, name: &str, pins: Vec<(String, Sha256, usize)>) {
+        let own = |p: &String| p.trim_start_matches('/').to_string();
+        let assets: Vec<String> = std::iter::once(&profile.kernel)
+            .chain(&profile.initrd)
+            .filter(|a| !a.contains("://"))
+            .map(own)
+            .collect();
+        for (path, digest, line) in pins {
+            let at = format!("{}:{line}: profiles.{name}.sha256.{path:?}", self.file);
+            if !assets.contains(&path) {
+                self.errors.push(format!(
+                    "{at}: names neither the profile's kernel nor one of its initrds (assets: {})",
+                    assets.join(", ")
+                ));
+            } else if let Some((_, other)) = self.out.pinned.iter().find(|(p, _)| *p == path) {
+                if *other != digest {
+                    self.errors
+                        .push(format!("{at}: another profile pins a different digest"));
+                }
+            } else {
+                self.out.pinned.push((path, digest));
             }
         }
     }
@@ -447,6 +513,55 @@ mod tests {
         .unwrap_err();
         assert!(
             err[0].contains("n.toml:2:") && err[0].contains("profiles.bad.kernel"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn profiles_pin_digests_of_their_own_assets() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let text = format!(
+            "[profiles.d]\nkernel = \"deb/linux\"\ninitrd = [\"deb/initrd.gz\"]\n\
+             sha256 = {{ \"deb/linux\" = \"{a}\", \"deb/initrd.gz\" = \"{b}\" }}\n\
+             [profiles.e]\nkernel = \"deb/linux\"\nsha256 = {{ \"deb/linux\" = \"{a}\" }}\n\
+             [[upstream]]\nprefix = \"deb\"\nurl = \"http://m/d\"\nsha256sums = \"images/SHA256SUMS\"\n"
+        );
+        let file = parse(&text, Path::new("n.toml")).unwrap();
+        assert_eq!(
+            file.pinned,
+            [
+                ("deb/linux".to_string(), [0xab; 32]),
+                ("deb/initrd.gz".to_string(), [0xcd; 32])
+            ]
+        );
+        assert_eq!(file.profiles["d"].kernel, "deb/linux");
+        assert_eq!(
+            file.upstreams[0].sha256sums.as_deref(),
+            Some("images/SHA256SUMS")
+        );
+        let bad = format!(
+            "[profiles.d]\nkernel = \"deb/linux\"\nsha256 = {{ \"deb/other\" = \"{a}\", \"deb/linux\" = \"xy\" }}\n\
+             [profiles.e]\nkernel = \"deb/linux\"\nsha256 = {{ \"deb/linux\" = \"{b}\" }}\n\
+             [profiles.f]\nkernel = \"deb/linux\"\nsha256 = \"{a}\"\n"
+        );
+        let err = parse(&bad, Path::new("n.toml")).unwrap_err();
+        for expected in [
+            "profiles.d.sha256.\"deb/linux\": expected a SHA-256",
+            "profiles.d.sha256.\"deb/other\": names neither",
+            "n.toml:9: profiles.f.sha256: expected a table",
+        ] {
+            assert!(
+                err.iter().any(|e| e.contains(expected)),
+                "{expected}: {err:?}"
+            );
+        }
+        let other = format!(
+            "[profiles.d]\nkernel = \"k\"\nsha256 = {{ k = \"{a}\" }}\n\
+             [profiles.e]\nkernel = \"k\"\nsha256 = {{ k = \"{b}\" }}\n"
+        );
+        let err = parse(&other, Path::new("n.toml")).unwrap_err();
+        assert!(
+            err[0].contains("another profile pins a different digest"),
             "{err:?}"
         );
     }

@@ -1235,6 +1235,7 @@ impl Config {
             Some(_) => vec![assets::Upstream {
                 prefix: String::new(),
                 url: r.get(Key::assets_upstream, assets::upstream_url)?,
+                sha256sums: None,
             }],
             None => Vec::new(),
         };
@@ -1246,6 +1247,7 @@ impl Config {
                 .unwrap_or_else(|| state_dir.join("assets-cache")),
             max_bytes: r.get(Key::assets_cache_max, assets::byte_size)?,
             ttl: Some(ttl).filter(|t| !t.is_zero()),
+            pinned: Vec::new(),
         })
     }
 
@@ -1283,13 +1285,15 @@ impl Config {
         !self.asset_cache.upstreams.is_empty() || self.iso.is_some()
     }
 
-    /// Adds the config file's `[[upstream]]` tables to `--assets-upstream`; without any
-    /// upstream the cache is off.
+    /// Adds the config file's `[[upstream]]` tables to `--assets-upstream`, and the digests
+    /// its boot profiles pin; without any upstream the cache is off.
     pub fn with_upstreams(
         mut self,
         upstreams: Vec<assets::Upstream>,
+        pinned: Vec<(String, assets::Sha256)>,
     ) -> Result<Config, ConfigError> {
         let cache = &mut self.asset_cache;
+        cache.pinned = pinned;
         let mut all = std::mem::take(&mut cache.upstreams);
         all.extend(upstreams);
         cache.upstreams = assets::order_upstreams(all).map_err(ConfigError)?;

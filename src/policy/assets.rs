@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::assets::{AssetCacheSettings, IsoSettings, Upstream};
+use crate::config::assets::{self, AssetCacheSettings, IsoSettings, Sha256, Upstream};
 use crate::config::Config;
 use crate::inventory::Machine;
 use crate::wire::http::percent_encode;
@@ -22,6 +22,61 @@ pub fn upstream_for<'a>(
     }
     let encoded: Vec<String> = rest.split('/').map(percent_encode).collect();
     Some((upstream, format!("{}{}", upstream.url, encoded.join("/"))))
+}
+
+/// Where the SHA-256 a fetched file must have comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// A boot profile pins it.
+    Pinned(Sha256),
+    /// The upstream's `sha256sums` file lists it under `name`; `None`: the file lies outside
+    /// the sums file's directory, so it cannot be listed.
+    Listed {
+        sums_url: String,
+        name: Option<String>,
+    },
+}
+
+/// The digest `relative` must arrive with: pinned in a profile first, else the upstream's
+/// sums file when it names one; `None`: not checked.
+pub fn expected_digest(settings: &AssetCacheSettings, relative: &str) -> Option<Expected> {
+    if let Some((_, d)) = settings.pinned.iter().find(|(p, _)| p == relative) {
+        return Some(Expected::Pinned(*d));
+    }
+    let (upstream, _) = upstream_for(&settings.upstreams, relative)?;
+    let sums = upstream.sha256sums.as_deref()?;
+    let rest = &relative[upstream.prefix.len()..];
+    let dir = sums.rsplit_once('/').map_or("", |(d, _)| d);
+    let name = match dir {
+        "" => Some(rest),
+        d => rest.strip_prefix(d).and_then(|r| r.strip_prefix('/')),
+    };
+    Some(Expected::Listed {
+        sums_url: format!("{}{sums}", upstream.url),
+        name: name.map(str::to_string),
+    })
+}
+
+/// `name`'s digest in a sums file (`sha256sum`'s lines, `<hex>  name` or `<hex> *name`,
+/// names with or without `./`; or BSD's `SHA256 (name) = <hex>`).
+pub fn listed_digest(sums: &str, name: &str) -> Result<Sha256, String> {
+    for line in sums.lines() {
+        let line = line.trim_end();
+        let (hex, listed) = match line.strip_prefix("SHA256 (") {
+            Some(rest) => match rest.rsplit_once(") = ") {
+                Some((n, h)) => (h, n),
+                None => continue,
+            },
+            None => match line.split_once(' ') {
+                Some((h, n)) => (h, n.strip_prefix([' ', '*']).unwrap_or(n)),
+                None => continue,
+            },
+        };
+        if listed.strip_prefix("./").unwrap_or(listed) == name {
+            return assets::sha256(hex).map_err(|why| format!("its line for {name}: {why}"));
+        }
+    }
+    Err(format!("{name} is not listed in it"))
 }
 
 /// Where the `--iso-url` image is cached: `iso/` and the URL's last path segment (no
@@ -109,6 +164,8 @@ pub struct Meta {
     /// Seconds since the epoch.
     pub fetched: u64,
     pub url: String,
+    /// The file's digest, taken as it arrived.
+    pub sha256: Option<Sha256>,
 }
 
 impl Meta {
@@ -119,6 +176,9 @@ impl Meta {
         }
         if let Some(l) = &self.last_modified {
             out.push_str(&format!("last-modified {l}\n"));
+        }
+        if let Some(d) = &self.sha256 {
+            out.push_str(&format!("sha256 {}\n", assets::sha256_hex(d)));
         }
         out
     }
@@ -139,6 +199,7 @@ impl Meta {
                 "url" => meta.url = value.to_string(),
                 "etag" => meta.etag = Some(value.to_string()),
                 "last-modified" => meta.last_modified = Some(value.to_string()),
+                "sha256" => meta.sha256 = assets::sha256(value).ok(),
                 _ => {}
             }
         }
@@ -262,7 +323,59 @@ mod tests {
         Upstream {
             prefix: prefix.into(),
             url: url.into(),
+            sha256sums: None,
         }
+    }
+
+    #[test]
+    fn a_digest_is_pinned_or_listed_in_the_upstreams_sums_file() {
+        let sums = |p: &str, u: &str, file: &str| Upstream {
+            sha256sums: Some(file.into()),
+            ..up(p, u)
+        };
+        let settings = AssetCacheSettings {
+            upstreams: vec![
+                sums("debian/", "http://deb/d/", "images/SHA256SUMS"),
+                up("", "http://all/"),
+            ],
+            dir: "/c".into(),
+            max_bytes: 0,
+            ttl: None,
+            pinned: vec![("debian/images/linux".into(), [7; 32])],
+        };
+        let expected = |r: &str| expected_digest(&settings, r);
+        assert_eq!(
+            expected("debian/images/linux"),
+            Some(Expected::Pinned([7; 32]))
+        );
+        assert_eq!(
+            expected("debian/images/netboot/initrd.gz"),
+            Some(Expected::Listed {
+                sums_url: "http://deb/d/images/SHA256SUMS".into(),
+                name: Some("netboot/initrd.gz".into()),
+            })
+        );
+        assert_eq!(
+            expected("debian/other/x"),
+            Some(Expected::Listed {
+                sums_url: "http://deb/d/images/SHA256SUMS".into(),
+                name: None,
+            })
+        );
+        assert_eq!(expected("hook/vmlinuz"), None);
+
+        let a = "ab".repeat(32);
+        let b = "cd".repeat(32);
+        let text = format!(
+            "{a}  ./netboot/initrd.gz\n{b} *netboot/linux\nSHA256 (mini.iso) = {a}\nbroken\n"
+        );
+        assert_eq!(listed_digest(&text, "netboot/initrd.gz"), Ok([0xab; 32]));
+        assert_eq!(listed_digest(&text, "netboot/linux"), Ok([0xcd; 32]));
+        assert_eq!(listed_digest(&text, "mini.iso"), Ok([0xab; 32]));
+        assert!(listed_digest(&text, "netboot/other")
+            .unwrap_err()
+            .contains("not listed"));
+        assert!(listed_digest("zz  x\n", "x").is_err());
     }
 
     #[test]
@@ -304,6 +417,7 @@ mod tests {
             dir: "/c".into(),
             max_bytes: 0,
             ttl: Some(Duration::from_secs(60)),
+            pinned: Vec::new(),
         };
         assert!(needs_revalidation(&s, "vmlinuz", Duration::from_secs(61)));
         assert!(!needs_revalidation(&s, "vmlinuz", Duration::from_secs(59)));
@@ -346,6 +460,7 @@ mod tests {
             last_modified: Some("Tue, 01 Dec 2026 10:00:00 GMT".into()),
             fetched: 42,
             url: "http://m/x".into(),
+            sha256: Some([0x5a; 32]),
         };
         assert_eq!(Meta::parse(&m.emit()), m);
         assert_eq!(Meta::parse("junk\n\u{0}\nfetched x\n"), Meta::default());

@@ -10,6 +10,10 @@
 //! - A failure is remembered for [`FAILURE_MEMORY`], so a dead upstream is not asked again by
 //!   every retrying client, and a TFTP client's retransmission gets the reason.
 //! - Files being served are marked in use and never evicted.
+//! - Every download's SHA-256 is taken as it arrives and kept in the side record. When a
+//!   profile pins the digest or the upstream's `sha256sums` file lists it, the last bytes are
+//!   held back until it matches: on a mismatch no reader ever gets the whole file, and it is
+//!   not cached. A cached file whose recorded digest differs from a (new) pin is fetched again.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -21,11 +25,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{info, warn};
 
 use crate::config::assets::AssetCacheSettings;
+use crate::config::assets::{sha256_hex, Sha256};
 use crate::io::fetch::{self, FetchError, Limits, Request};
 use crate::io::files::{make_dirs, open_served, write_atomically, Content, Hold, Served};
 use crate::io::growing::Growing;
 use crate::io::tls;
-use crate::policy::assets::{needs_revalidation, to_evict, upstream_for, Cached, Meta};
+use crate::policy::assets::{
+    expected_digest, listed_digest, needs_revalidation, to_evict, upstream_for, Cached, Expected,
+    Meta,
+};
 use crate::policy::served::{Links, Refusal};
 use crate::service::metrics::{Counter, Metrics};
 
@@ -42,6 +50,8 @@ const UPSTREAM_READ: Duration = Duration::from_secs(30);
 const MAX_ASSET: u64 = 64 << 30;
 /// Downloads running at once; more misses wait for a later request.
 const MAX_DOWNLOADS: usize = 32;
+/// The largest `sha256sums` file read.
+const MAX_SUMS_FILE: usize = 4 << 20;
 
 /// A download in progress.
 struct Download {
@@ -223,12 +233,15 @@ impl AssetCache {
         head_wait: Duration,
     ) -> Result<Served, Refusal> {
         match open_served(&settings.dir, key, Links::Inside) {
+            Ok(_) if self.pin_differs(settings, key) => {
+                info!("assets {key}: the cached copy's digest is not the pinned one; fetching it again");
+            }
             Ok(mut served) => {
                 self.counters.hits.add(1);
                 if let Content::File(f) = &served.content {
                     let _ = f.set_times(fs::FileTimes::new().set_accessed(SystemTime::now()));
                 }
-                let meta = self.meta(settings, key);
+                let meta = Self::read_meta(settings, key);
                 let age = Duration::from_secs(now_secs().saturating_sub(meta.fetched));
                 if needs_revalidation(settings, key, age) {
                     self.start(settings, key, url, Some(meta));
@@ -270,11 +283,19 @@ impl AssetCache {
         })
     }
 
+    /// Does a profile pin `key` to a digest other than the cached copy's?
+    fn pin_differs(&self, settings: &AssetCacheSettings, key: &str) -> bool {
+        match expected_digest(settings, key) {
+            Some(Expected::Pinned(pin)) => Self::read_meta(settings, key).sha256 != Some(pin),
+            _ => false,
+        }
+    }
+
     fn meta_path(settings: &AssetCacheSettings, key: &str) -> PathBuf {
         settings.dir.join(META_DIR).join(key)
     }
 
-    fn meta(&self, settings: &AssetCacheSettings, key: &str) -> Meta {
+    fn read_meta(settings: &AssetCacheSettings, key: &str) -> Meta {
         let text = fs::read_to_string(Self::meta_path(settings, key)).unwrap_or_default();
         Meta::parse(&text)
     }
@@ -333,6 +354,8 @@ impl AssetCache {
             url: url.to_string(),
             partial,
             validators,
+            // The ISO source is cached under an internal name, from its own URL.
+            expected: expected_digest(settings, key).filter(|_| !internal(key)),
             download: download.clone(),
         };
         let spawned = std::thread::Builder::new()
@@ -364,6 +387,11 @@ impl AssetCache {
         let client = Arc::new(tls::client(&Default::default())?);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// The digest recorded when `relative` was fetched (`netbootd cache ls`).
+    pub fn recorded_sha256(settings: &AssetCacheSettings, relative: &str) -> Option<Sha256> {
+        Self::read_meta(settings, relative).sha256
     }
 
     /// Removes a cached file and its side record (`netbootd cache rm`).
@@ -470,6 +498,7 @@ struct Job {
     url: String,
     partial: PathBuf,
     validators: Option<Meta>,
+    expected: Option<Expected>,
     download: Arc<Download>,
 }
 
@@ -525,12 +554,53 @@ impl Job {
         cache.evict(&self.settings);
     }
 
-    fn fetch(&self) -> Result<Fetched, String> {
-        let tls = if self.url.starts_with("https://") {
-            Some(self.cache.tls()?)
-        } else {
-            None
+    fn tls_for(&self, url: &str) -> Result<Option<Arc<tls::Client>>, String> {
+        match url.starts_with("https://") {
+            true => self.cache.tls().map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// The digest the file must have, reading the upstream's sums file when it lists it.
+    fn expected_sha256(&self) -> Result<Option<Sha256>, String> {
+        let (sums_url, name) = match &self.expected {
+            None => return Ok(None),
+            Some(Expected::Pinned(d)) => return Ok(Some(*d)),
+            Some(Expected::Listed { sums_url, name }) => (sums_url, name),
         };
+        let Some(name) = name else {
+            return Err(format!(
+                "outside the directory of {sums_url}, which must list every file"
+            ));
+        };
+        let tls = self.tls_for(sums_url)?;
+        let request = Request {
+            url: sums_url,
+            tls: tls.as_deref(),
+            ..Request::default()
+        };
+        let limits = Limits {
+            max_body: MAX_SUMS_FILE,
+            ..Limits::default()
+        };
+        let fetched = fetch::get(&request, &limits).map_err(|e| format!("{sums_url}: {e}"))?;
+        let body = match fetched {
+            fetch::Fetched::Fresh(r) if r.status == 200 => r.body,
+            fetch::Fetched::Fresh(r) => {
+                return Err(format!("{sums_url}: upstream answered {}", r.status))
+            }
+            fetch::Fetched::NotModified => return Err(format!("{sums_url}: answered 304")),
+        };
+        let text = String::from_utf8_lossy(&body);
+        listed_digest(&text, name)
+            .map(Some)
+            .map_err(|why| format!("{sums_url}: {why}"))
+    }
+
+    fn fetch(&self) -> Result<Fetched, String> {
+        // Before the file's own request, so a missing digest fails before any client byte.
+        let expected = self.expected_sha256()?;
+        let tls = self.tls_for(&self.url)?;
         let v = self.validators.as_ref();
         let request = Request {
             url: &self.url,
@@ -558,21 +628,50 @@ impl Job {
         }
         let growing = &self.download.growing;
         growing.start(body.length);
+        let write = |data: &[u8]| {
+            growing
+                .append(data)
+                .map_err(|e| format!("cannot write the cache: {e}"))
+        };
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        // With a digest to match, the latest chunk waits until the next one comes (or the
+        // digest matches), so no reader has the whole file before it is checked.
+        let mut held: Option<Vec<u8>> = None;
         let mut have = 0u64;
         while let Some(chunk) = body.next_chunk(UPSTREAM_READ).map_err(text)? {
             have += chunk.len() as u64;
             if have > MAX_ASSET {
                 return Err(format!("larger than {MAX_ASSET} bytes"));
             }
-            growing
-                .append(&chunk)
-                .map_err(|e| format!("cannot write the cache: {e}"))?;
+            digest.update(&chunk);
             self.cache.counters.upstream_bytes.add(chunk.len() as u64);
+            match expected {
+                Some(_) => {
+                    if let Some(previous) = held.replace(chunk) {
+                        write(&previous)?;
+                    }
+                }
+                None => write(&chunk)?,
+            }
         }
         if let Some(n) = body.length {
             if have != n {
                 return Err(format!("{have} bytes of {n}"));
             }
+        }
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.finish().as_ref());
+        if let Some(want) = expected {
+            if sha256 != want {
+                return Err(format!(
+                    "SHA-256 {} is not the expected {}",
+                    sha256_hex(&sha256),
+                    sha256_hex(&want)
+                ));
+            }
+        }
+        if let Some(last) = held {
+            write(&last)?;
         }
         growing
             .file()
@@ -583,6 +682,7 @@ impl Job {
             last_modified: body.last_modified.clone(),
             fetched: now_secs(),
             url: self.url.clone(),
+            sha256: Some(sha256),
         }))
     }
 
@@ -615,9 +715,18 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    /// An upstream on loopback: answers each connection with `reply(path)`, `pause` between
-    /// its halves; counts the GETs.
+    /// An upstream on loopback: answers each connection with `body`, `pause` between its
+    /// halves; counts the GETs.
     fn upstream(body: Vec<u8>, pause: Duration, cut: bool) -> (String, Arc<AtomicUsize>) {
+        upstream_with(move |_| body.clone(), pause, cut)
+    }
+
+    /// As [`upstream`], answering with `reply(path)`.
+    fn upstream_with(
+        reply: impl Fn(&str) -> Vec<u8> + Send + 'static,
+        pause: Duration,
+        cut: bool,
+    ) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let gets = Arc::new(AtomicUsize::new(0));
@@ -626,7 +735,10 @@ mod tests {
             for stream in listener.incoming() {
                 let mut s = stream.unwrap();
                 let mut head = [0u8; 1024];
-                let _ = s.read(&mut head);
+                let n = s.read(&mut head).unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..n]);
+                let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                let body = reply(&path);
                 counted.fetch_add(1, Ordering::SeqCst);
                 let half = body.len() / 2;
                 let _ = s.write_all(
@@ -654,10 +766,12 @@ mod tests {
             upstreams: vec![crate::config::assets::Upstream {
                 prefix: String::new(),
                 url: url.into(),
+                sha256sums: None,
             }],
             dir,
             max_bytes: 0,
             ttl: None,
+            pinned: Vec::new(),
         }
     }
 
@@ -730,6 +844,109 @@ mod tests {
             Err(Refusal::Upstream(why)) => assert!(why.contains("bytes"), "{why}"),
             other => panic!("{other:?}"),
         }
+        let _ = fs::remove_dir_all(&s.dir);
+    }
+
+    fn wait_for_download(cache: &AssetCache, key: &str) {
+        while lock(&cache.downloads).contains_key(key) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn digest_of(data: &[u8]) -> Sha256 {
+        let mut d = [0; 32];
+        d.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+        d
+    }
+
+    #[test]
+    fn a_pinned_digest_holds_the_last_bytes_until_it_matches() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let (url, gets) = upstream(body.clone(), Duration::from_millis(100), false);
+        let mut s = settings("pinned", &url);
+        s.pinned = vec![("good".into(), digest_of(&body)), ("bad".into(), [1; 32])];
+        let cache = AssetCache::new(&Metrics::default());
+        cache.prepare(&s).unwrap();
+
+        let good = cache.open(&s, "good", Duration::from_secs(5)).unwrap();
+        assert_eq!(read(&good), body);
+        wait_for_download(&cache, "good");
+        assert_eq!(
+            AssetCache::read_meta(&s, "good").sha256,
+            Some(digest_of(&body))
+        );
+        let hit = cache.open(&s, "good", Duration::ZERO).unwrap();
+        assert!(matches!(hit.content, Content::File(_)));
+
+        let bad = cache.open(&s, "bad", Duration::from_secs(5)).unwrap();
+        let Content::Growing(g) = &bad.content else {
+            panic!()
+        };
+        // Everything but the last chunk arrives; the whole file never does.
+        let mut buf = vec![0; body.len()];
+        let err = g
+            .read_exact_at(&mut buf, 0, Duration::from_secs(5))
+            .unwrap_err();
+        assert!(err.to_string().contains("not the expected"), "{err}");
+        wait_for_download(&cache, "bad");
+        assert!(!s.dir.join("bad").exists());
+
+        // A new pin makes the cached copy stale: it is fetched again.
+        s.pinned[0].1 = [2; 32];
+        let again = cache.open(&s, "good", Duration::from_secs(5)).unwrap();
+        assert!(matches!(again.content, Content::Growing(_)));
+        wait_for_download(&cache, "good");
+        assert_eq!(gets.load(Ordering::SeqCst), 3);
+        // It did not match the new pin: the old copy stays, unserved while the pin differs.
+        assert!(s.dir.join("good").exists());
+        let _ = fs::remove_dir_all(&s.dir);
+    }
+
+    #[test]
+    fn the_upstreams_sums_file_must_list_each_file_with_its_digest() {
+        let body = vec![42u8; 50_000];
+        let sums = format!(
+            "{}  ./img/linux\n{}  ./img/initrd\n",
+            sha256_hex(&digest_of(&body)),
+            "00".repeat(32)
+        );
+        let (url, gets) = upstream_with(
+            move |path| match path {
+                "/d/SHA256SUMS" => sums.clone().into_bytes(),
+                _ => body.clone(),
+            },
+            Duration::ZERO,
+            false,
+        );
+        let mut s = settings("sums", &format!("{url}d/"));
+        s.upstreams[0].sha256sums = Some("SHA256SUMS".into());
+        let cache = AssetCache::new(&Metrics::default());
+        cache.prepare(&s).unwrap();
+        let linux = cache.open(&s, "img/linux", Duration::from_secs(5)).unwrap();
+        assert_eq!(read(&linux), vec![42u8; 50_000]);
+        wait_for_download(&cache, "img/linux");
+        assert!(s.dir.join("img/linux").exists());
+        for (key, why) in [
+            ("img/initrd", "not the expected"),
+            ("img/other", "not listed"),
+        ] {
+            match cache.open(&s, key, Duration::from_secs(5)) {
+                Ok(served) => {
+                    let mut buf = vec![0; served.size as usize];
+                    let err = served
+                        .content
+                        .read_exact_at(&mut buf, 0, Duration::from_secs(5))
+                        .unwrap_err();
+                    assert!(err.to_string().contains(why), "{key}: {err}");
+                }
+                Err(Refusal::Upstream(e)) => assert!(e.contains(why), "{key}: {e}"),
+                Err(other) => panic!("{key}: {other:?}"),
+            }
+            wait_for_download(&cache, key);
+            assert!(!s.dir.join(key).exists(), "{key}");
+        }
+        // The sums file once per download, the files listed once each; the unlisted one never.
+        assert_eq!(gets.load(Ordering::SeqCst), 5);
         let _ = fs::remove_dir_all(&s.dir);
     }
 
