@@ -671,6 +671,7 @@ fn serve(settings: Settings, config: Config, source: ConfigSource) -> i32 {
         lookups: Default::default(),
         pools: Default::default(),
         assets,
+        ipxe_binaries: Default::default(),
     };
     if let Err(e) = ctx.assets.prepare(&config) {
         error!(

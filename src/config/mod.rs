@@ -587,7 +587,19 @@ impl Reader<'_> {
                 value::positive(t, 4096).map(|n| n as usize)
             })?,
             single_port: self.flag(Key::tftp_single_port)?,
-            ipxe_script_patch: self.text(Key::ipxe_script_patch),
+            ipxe_script_patch: match self.text(Key::ipxe_script_patch) {
+                Some(patch) => Some(
+                    crate::wire::ipxe_patch::patch_fits(&patch)
+                        .map_err(|why| {
+                            ConfigError(format!(
+                                "{}: {why} (Smee fails every request for a patched binary then)",
+                                self.settings.get(Key::ipxe_script_patch).origin()
+                            ))
+                        })
+                        .map(|()| patch)?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -1206,12 +1218,6 @@ impl Config {
     /// Smee options netbootd accepts but does not carry out yet: a warning for each that is
     /// set, and an error for the one that would leave a feature silently missing.
     fn not_applied(r: &Reader, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
-        if r.text(Key::ipxe_script_patch).is_some() {
-            warnings.push(format!(
-                "{} not applied: netbootd does not patch iPXE binaries yet; they are served unchanged",
-                r.settings.get(Key::ipxe_script_patch).origin()
-            ));
-        }
         if !r.flag(Key::iso_enabled)? {
             for key in [Key::iso_url, Key::iso_magic_string] {
                 if r.text(key).is_some() {

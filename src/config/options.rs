@@ -151,7 +151,7 @@ options! {
     tftp_max_transfers: Own Value = "128", "concurrent TFTP transfers (one thread each, 1..4096); requests over it get ERROR \"busy\"";
     tftp_max_transfers_per_client: Own Value = "4", "concurrent TFTP transfers for one client address (1..4096); more get ERROR \"busy\"";
     tftp_single_port: Own Bool = "false", "send every transfer from the listening port (for clients behind NAT) instead of one port per transfer";
-    ipxe_script_patch: Smee Value = "", "iPXE script to embed into served iPXE binaries (accepted for Smee compatibility, not applied yet: a warning says so)";
+    ipxe_script_patch: Smee Value = "", "iPXE script written over the 131-byte marker of served iPXE binaries, as Smee does (at most 131 bytes; binaries without the marker are served unchanged with a WARN)";
 
     http_ipxe_binary_enabled: Smee Bool = "true", "serve iPXE binaries over HTTP";
     http_ipxe_script_enabled: Smee Bool = "true", "serve iPXE scripts over HTTP";

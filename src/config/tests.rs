@@ -494,13 +494,17 @@ fn smees_other_flags_are_accepted() {
 
 #[test]
 fn what_is_not_applied_says_so() {
+    // The script patch is applied: no warning; over the marker's 131 bytes: refused.
     let c = config(&[], &[("SMEE_IPXE_SCRIPT_PATCH", "echo hi")], None).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.tftp.ipxe_script_patch.as_deref(), Some("echo hi"));
+    let long = "x".repeat(132);
+    let err = config(&[], &[("SMEE_IPXE_SCRIPT_PATCH", &long)], None)
+        .unwrap_err()
+        .0;
     assert!(
-        c.warnings
-            .iter()
-            .any(|w| w.starts_with("SMEE_IPXE_SCRIPT_PATCH not applied")),
-        "{:?}",
-        c.warnings
+        err.starts_with("SMEE_IPXE_SCRIPT_PATCH: the patch is 132 bytes"),
+        "{err}"
     );
     // Smee's ISO flags without -iso-enabled say they do nothing; on, the URL is needed and
     // the marker defaults to Hook's.

@@ -252,7 +252,20 @@ impl AssetCache {
             Err(Refusal::NotFound) => {}
             Err(other) => return Err(other),
         }
-        let existing = lock(&self.downloads).get(key).cloned();
+        let existing = {
+            let downloads = lock(&self.downloads);
+            let running = downloads.get(key).cloned();
+            // A download that ended since the look on disk renamed its file before it left
+            // the list: serve that file rather than fetch it again.
+            let finished = running.is_none()
+                && settings.dir.join(key).is_file()
+                && !self.pin_differs(settings, key);
+            drop(downloads);
+            if finished {
+                return self.open_url(settings, key, url, head_wait);
+            }
+            running
+        };
         let download = match existing {
             Some(d) => d,
             None => {

@@ -13,6 +13,7 @@
 pub mod assets;
 pub mod dhcp;
 pub mod http;
+pub mod ipxe_patch;
 pub mod log_gate;
 pub mod metrics;
 pub mod pool;
@@ -56,6 +57,8 @@ pub struct Context {
     pub pools: Arc<Mutex<crate::policy::pool::Pools>>,
     /// The asset pull-through cache, shared by HTTP and TFTP.
     pub assets: Assets,
+    /// iPXE binaries with `--ipxe-script-patch` applied, shared by HTTP and TFTP.
+    pub ipxe_binaries: Arc<ipxe_patch::PatchedBinaries>,
 }
 
 /// The asset cache as the services use it: present in builds with the HTTP client (feature

@@ -169,7 +169,10 @@ impl<'a> Connection<'a> {
                 relative,
                 links,
             } => {
-                let opened = open_served(root, relative, *links);
+                // Body::File is the iPXE directory's.
+                let patch = config.tftp.ipxe_script_patch.as_deref();
+                let opened = open_served(root, relative, *links)
+                    .map(|served| self.shared.ipxe_binaries.apply(served, patch));
                 Self::served(&mut plan, head, opened, None)
             }
             Body::Asset { relative } => {

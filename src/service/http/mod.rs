@@ -80,6 +80,7 @@ pub(crate) struct Shared {
     /// The address pools, for `/unknown`.
     pub(crate) pools: Arc<Mutex<crate::policy::pool::Pools>>,
     pub(crate) assets: crate::service::Assets,
+    pub(crate) ipxe_binaries: Arc<crate::service::ipxe_patch::PatchedBinaries>,
 }
 
 impl Shared {
@@ -131,6 +132,7 @@ impl HttpService {
             per_source: Mutex::new(HashMap::new()),
             pools: ctx.pools.clone(),
             assets: ctx.assets.clone(),
+            ipxe_binaries: ctx.ipxe_binaries.clone(),
         });
         let open = shared.clone();
         ctx.metrics

@@ -130,6 +130,8 @@ pub struct TftpService {
     /// Asset names not in the assets directory come from here.
     assets: crate::service::Assets,
     asset_cache: crate::config::assets::AssetCacheSettings,
+    /// iPXE binaries with `--ipxe-script-patch` applied.
+    ipxe_binaries: Arc<crate::service::ipxe_patch::PatchedBinaries>,
 }
 
 impl TftpService {
@@ -154,6 +156,7 @@ impl TftpService {
             cfg: cfg.clone(),
             roots: roots(ipxe_dir, assets_dir),
             assets: ctx.assets.clone(),
+            ipxe_binaries: ctx.ipxe_binaries.clone(),
             asset_cache: config.asset_cache.clone(),
             listener,
             single_port,
@@ -363,6 +366,9 @@ impl TftpService {
                     self.assets
                         .open(&self.asset_cache, &relative, Duration::ZERO)
                 }
+                Ok(served) if root == Root::Ipxe => Ok(self
+                    .ipxe_binaries
+                    .apply(served, self.cfg.ipxe_script_patch.as_deref())),
                 other => other,
             };
             match opened {
@@ -476,6 +482,7 @@ mod tests {
             pools: Default::default(),
             combined: None,
             assets,
+            ipxe_binaries: Default::default(),
         };
         TftpService::start(&config, &ctx).unwrap()
     }
