@@ -204,6 +204,8 @@ struct Boot {
     script: Option<String>,
     /// Console lines that mark progress, in the order they should appear.
     milestones: &'static [&'static str],
+    /// More netbootd options.
+    extra_args: &'static [&'static str],
 }
 
 /// What a finished boot left behind, for the assertions.
@@ -535,6 +537,7 @@ impl Boot {
                 ],
             );
         }
+        all.extend(self.extra_args.iter().map(|a| a.to_string()));
         all
     }
 
@@ -645,6 +648,7 @@ fn byo_boot(firmware: Firmware, peer: Peer, name: &str) -> Booted {
         source: Source::File,
         script: None,
         milestones,
+        extra_args: &[],
     }
     .run(name)
 }
@@ -759,6 +763,7 @@ fn uefi_http_boot_fetches_ipxe_over_http_from_netbootd_dhcp() {
         mode: Mode::Reservation,
         source: Source::File,
         script: None,
+        extra_args: &[],
         milestones: UEFI_HTTP_MILESTONES,
     }
     .run("boot-uefi-http");
@@ -915,6 +920,7 @@ fn bios_boots_a_boot_profile_in_reservation_mode() {
         mode: Mode::Reservation,
         source: Source::File,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios");
@@ -937,6 +943,7 @@ fn bios_boots_a_kernel_and_initrd_that_come_through_the_asset_cache() {
         mode: Mode::Reservation,
         source: Source::FileThroughCache,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-cache");
@@ -957,6 +964,7 @@ fn bios_chains_undionly_over_tftp_from_an_inline_script() {
         mode: Mode::Reservation,
         source: Source::File,
         script: Some(chain_script()),
+        extra_args: &[],
         milestones: &[
             "iPXE initialising",
             "INLINE-SCRIPT chip=",
@@ -984,6 +992,68 @@ fn bios_chains_undionly_over_tftp_from_an_inline_script() {
     assert_served(&b, "netbootd-test=inline", "inline", VM_IP);
 }
 
+/// The inline script of the autoexec.ipxe boot: Debian's iPXE (a 2019 snapshot) does not ask
+/// for autoexec.ipxe by itself as newer builds do, so the script fetches it the way they
+/// would, over TFTP from the boot server, and runs it; the patch marks the second pass.
+fn autoexec_script() -> String {
+    format!(
+        "echo INLINE-SCRIPT patched=${{patched}}\n\
+         isset ${{patched}} && goto boot ||\n\
+         chain --autofree tftp://{SRV_IP}/autoexec.ipxe\n\
+         :boot\n\
+         kernel http://{SRV_IP}/assets/vmlinuz initrd=initrd.img console=ttyS0,115200 panic=-1 netbootd-test=inline\n\
+         initrd http://{SRV_IP}/assets/initrd.img\n\
+         boot\n"
+    )
+}
+
+/// A Secure Boot site serves signed iPXE unmodified: autoexec.ipxe over TFTP carries
+/// --ipxe-script-patch and the chain to the machine's script (found by the client's address),
+/// and real iPXE runs both: the patch, its own DHCP, then the machine's script.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_ipxe_runs_the_script_patch_from_autoexec_ipxe() {
+    need_root_and("boot uefi autoexec", TOOLS);
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Reservation,
+        source: Source::File,
+        script: Some(autoexec_script()),
+        milestones: &[
+            "Start PXE over IPv4",
+            "NBP file downloaded",
+            "iPXE initialising",
+            "INLINE-SCRIPT patched=",
+            "NETBOOTD-PATCH-RAN",
+            "INLINE-SCRIPT patched=yes",
+            "EFI stub",
+            "Run /init",
+        ],
+        extra_args: &[
+            "--ipxe-script-patch",
+            "echo NETBOOTD-PATCH-RAN\nset patched yes",
+        ],
+    }
+    .run("boot-uefi-autoexec");
+    let (t_made, line) = b.first(&["autoexec.ipxe\": --ipxe-script-patch and a chain to"]);
+    assert!(
+        line.contains(&format!("/{VM_MAC}/auto.ipxe")) && line.contains(&format!("mac={VM_MAC}")),
+        "{line}"
+    );
+    let (t_sent, _) = b.first(&["autoexec.ipxe\" (autoexec.ipxe (made of", ": complete"]);
+    assert!(t_made <= t_sent);
+    // Debian's binary has no marker: served as it is, with the WARN.
+    b.first(&["ipxe.efi: no script marker"]);
+    // The machine's script twice: before and after the patch ran.
+    let scripts = b
+        .server
+        .iter()
+        .filter(|(_, l)| l.contains("auto.ipxe -> 200") && l.contains("script inline"))
+        .count();
+    assert_eq!(scripts, 2);
+    assert_served(&b, "netbootd-test=inline", "inline", VM_IP);
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
@@ -993,6 +1063,7 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
         mode: Mode::Reservation,
         source: Source::File,
         script: None,
+        extra_args: &[],
         milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi");
@@ -1019,6 +1090,7 @@ fn bios_boots_through_proxy_dhcp_beside_an_address_server() {
         mode: Mode::Proxy,
         source: Source::File,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-proxy");
@@ -1040,6 +1112,7 @@ fn uefi_boots_through_proxy_dhcp_beside_an_address_server() {
         mode: Mode::Proxy,
         source: Source::File,
         script: None,
+        extra_args: &[],
         milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi-proxy");
@@ -1084,6 +1157,7 @@ fn bios_boots_a_machine_known_only_to_smd_with_its_bss_script() {
         mode: Mode::Reservation,
         source: Source::Smd,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-smd");
@@ -1099,6 +1173,7 @@ fn uefi_boots_a_machine_known_only_to_smd_with_its_bss_script() {
         mode: Mode::Reservation,
         source: Source::Smd,
         script: None,
+        extra_args: &[],
         milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi-smd");
@@ -1122,6 +1197,7 @@ fn bios_boots_a_machine_known_only_to_kubernetes_from_its_hardware_object() {
         mode: Mode::Reservation,
         source: Source::Kube,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-kube");
@@ -1161,6 +1237,7 @@ fn bios_unknown_machine_reboots_from_the_pool_until_it_is_known() {
         mode: Mode::Reservation,
         source: Source::PoolThenFile,
         script: None,
+        extra_args: &[],
         milestones: BIOS_MILESTONES,
     }
     .run("boot-bios-pool");
@@ -1176,6 +1253,7 @@ fn uefi_unknown_machine_reboots_from_the_pool_until_it_is_known() {
         mode: Mode::Reservation,
         source: Source::PoolThenFile,
         script: None,
+        extra_args: &[],
         milestones: UEFI_MILESTONES,
     }
     .run("boot-uefi-pool");

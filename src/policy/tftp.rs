@@ -99,6 +99,38 @@ pub fn interpret_name(name: &str) -> Result<Vec<(Root, String)>, NameRefusal> {
     ])
 }
 
+/// The `autoexec.ipxe` that iPXE builds without an embedded script ask for first: when
+/// `--ipxe-script-patch` is set, the patch, then DHCP and the machine's script, so that a
+/// signed iPXE binary served unmodified (Secure Boot) runs the patch too. `script_url` is the
+/// machine's, or the default with iPXE's `${mac}` where the MAC goes when the client's
+/// address names no machine. `None`: another name, or no patch (the file is then looked for
+/// on disk as any other).
+pub fn autoexec_script(name: &str, patch: Option<&str>, script_url: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    if !base.eq_ignore_ascii_case("autoexec.ipxe") {
+        return None;
+    }
+    let patch = patch?;
+    Some(format!(
+        "#!ipxe\n{patch}\ndhcp\nchain --autofree {script_url}\n"
+    ))
+}
+
+/// The script URL `autoexec.ipxe` chains to: the machine's when its address is known,
+/// else the default one with iPXE's `${mac}` in the MAC's place.
+pub fn autoexec_script_url(
+    machine: Option<&crate::inventory::Machine>,
+    dhcp: &crate::config::Dhcp,
+) -> String {
+    match machine {
+        Some(m) => crate::policy::dhcp::script_url(Some(m), m.mac, dhcp),
+        None => {
+            let zero = crate::wire::MacAddr([0; 6]);
+            crate::policy::dhcp::script_url(None, zero, dhcp).replace(&zero.to_string(), "${mac}")
+        }
+    }
+}
+
 /// What the listener knows when a read request arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admission {

@@ -475,3 +475,23 @@ fn netascii_is_limited_and_names_refused_early_map_to_errors() {
     );
     assert_eq!(NameRefusal::BadName.tftp_error().0, ErrorCode::FileNotFound);
 }
+
+#[test]
+fn autoexec_ipxe_carries_the_patch_and_the_chain_to_the_machines_script() {
+    let cfg = crate::config::tests::loopback_config();
+    let machine = crate::inventory::Machine {
+        mac: crate::wire::MacAddr([2, 0x77, 0, 0, 0, 0x50]),
+        ..Default::default()
+    };
+    let known = autoexec_script_url(Some(&machine), &cfg.dhcp);
+    assert!(known.ends_with("/02:77:00:00:00:50/auto.ipxe"), "{known}");
+    let unknown = autoexec_script_url(None, &cfg.dhcp);
+    assert!(unknown.ends_with("/${mac}/auto.ipxe"), "{unknown}");
+    assert_eq!(
+        autoexec_script("autoexec.ipxe", Some("set link-wait 5"), &known).unwrap(),
+        format!("#!ipxe\nset link-wait 5\ndhcp\nchain --autofree {known}\n")
+    );
+    assert!(autoexec_script("/x/AUTOEXEC.IPXE", Some("echo"), &known).is_some());
+    assert!(autoexec_script("autoexec.ipxe", None, &known).is_none());
+    assert!(autoexec_script("ipxe.efi", Some("echo"), &known).is_none());
+}

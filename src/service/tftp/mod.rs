@@ -29,8 +29,8 @@ use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
-    admit, blksize_cap, interpret_name, negotiate, netascii_fits, Admission, Admit, Limits, Root,
-    Transfer, MAX_NETASCII_FILE,
+    admit, autoexec_script, autoexec_script_url, blksize_cap, interpret_name, negotiate,
+    netascii_fits, Admission, Admit, Limits, Root, Transfer, MAX_NETASCII_FILE,
 };
 use crate::service::log_gate::LogGate;
 use crate::service::metrics::{Counter, Metrics};
@@ -132,6 +132,9 @@ pub struct TftpService {
     asset_cache: crate::config::assets::AssetCacheSettings,
     /// iPXE binaries with `--ipxe-script-patch` applied.
     ipxe_binaries: Arc<crate::service::ipxe_patch::PatchedBinaries>,
+    /// For `autoexec.ipxe`: the script URL settings and the machines by address.
+    dhcp: crate::config::Dhcp,
+    inventory: Arc<crate::inventory::InventoryStore>,
 }
 
 impl TftpService {
@@ -157,6 +160,8 @@ impl TftpService {
             roots: roots(ipxe_dir, assets_dir),
             assets: ctx.assets.clone(),
             ipxe_binaries: ctx.ipxe_binaries.clone(),
+            dhcp: config.dhcp.clone(),
+            inventory: ctx.inventory.clone(),
             asset_cache: config.asset_cache.clone(),
             listener,
             single_port,
@@ -275,7 +280,11 @@ impl TftpService {
             }
             Admit::Refuse(code, why) => return self.refuse(rx, "RRQ", name, code, &why),
         }
-        let served = match self.open(name, &request.mode) {
+        let opened = match self.autoexec(name, rx.from) {
+            Some(script) => Ok(script),
+            None => self.open(name, &request.mode),
+        };
+        let served = match opened {
             Ok(served) => served,
             Err(Some((code, why))) => return self.refuse(rx, "RRQ", name, code, &why),
             Err(None) => {
@@ -346,6 +355,33 @@ impl TftpService {
             Link::Own(socket, std::cell::Cell::new(Duration::ZERO)),
             None,
         ))
+    }
+
+    /// `autoexec.ipxe` made of `--ipxe-script-patch` and the chain to the machine's script,
+    /// unless the iPXE directory has a file of that name.
+    fn autoexec(&self, name: &str, client: SocketAddrV4) -> Option<Served> {
+        let patch = self.cfg.ipxe_script_patch.as_deref()?;
+        let on_disk = self.roots.iter().any(|(r, dir)| {
+            *r == Root::Ipxe && open_served(dir, "autoexec.ipxe", r.links()).is_ok()
+        });
+        if on_disk {
+            return None;
+        }
+        let inventory = self.inventory.snapshot();
+        let machine = inventory.by_ip(*client.ip());
+        let url = autoexec_script_url(machine, &self.dhcp);
+        let script = autoexec_script(name, Some(patch), &url)?;
+        info!(
+            "tftp {client} RRQ {name:?}: --ipxe-script-patch and a chain to {url} (mac={})",
+            machine.map_or("-".to_string(), |m| m.mac.to_string())
+        );
+        Some(Served {
+            size: script.len() as u64,
+            content: Content::Bytes(script.into_bytes().into()),
+            real: PathBuf::from("autoexec.ipxe (made of --ipxe-script-patch)"),
+            modified: None,
+            hold: None,
+        })
     }
 
     /// Finds the file a name means, trying each candidate root in turn (netascii: converted
@@ -427,6 +463,7 @@ impl Service for TftpService {
         self.cfg = config.tftp.clone();
         self.roots = roots(config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
         self.asset_cache = config.asset_cache.clone();
+        self.dhcp = config.dhcp.clone();
     }
 
     /// New requests get "server shutting down"; running transfers go on (in single-port mode
