@@ -379,6 +379,9 @@ fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
 /// that pipelines catch it; with the hardware file and SMD both, also when a MAC (or an
 /// address) is in both.
 fn check(config: &Config) -> i32 {
+    let mut config = config.clone();
+    config.warnings.extend(missing_binaries(&config));
+    let config = &config;
     for w in &config.warnings {
         println!("warning: {w}");
     }
@@ -433,6 +436,35 @@ fn check(config: &Config) -> i32 {
 }
 
 /// `check` of the hardware file: its status and, when usable, its machines.
+/// A warning for each file `--dhcp-ipxe-binaries` maps an architecture to that `--ipxe-dir`
+/// lacks (Debian's `ipxe` package has no ARM64 `snp.efi`, for one): those machines would get
+/// a boot file name and then "file not found".
+fn missing_binaries(config: &Config) -> Vec<String> {
+    let Some(dir) = &config.ipxe_dir else {
+        return Vec::new();
+    };
+    let mut missing: Vec<(&str, Vec<String>)> = Vec::new();
+    for (arch, file) in &config.dhcp.ipxe_binaries {
+        if file.contains("://") || dir.join(file).is_file() {
+            continue;
+        }
+        match missing.iter_mut().find(|(f, _)| f == file) {
+            Some((_, arches)) => arches.push(arch.to_string()),
+            None => missing.push((file, vec![arch.to_string()])),
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(file, arches)| {
+            format!(
+                "--dhcp-ipxe-binaries maps architecture {} to {file}, which {} does not have: those machines would be told to fetch a file that is not there",
+                arches.join(", "),
+                dir.display()
+            )
+        })
+        .collect()
+}
+
 fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
     match files::load_inventory(path, &config.profiles) {
         Ok(loaded) => {

@@ -256,6 +256,46 @@ fn check_refuses_a_missing_file() {
 }
 
 #[test]
+fn check_warns_about_mapped_ipxe_binaries_the_directory_lacks() {
+    let dir = TempDir::new("missing-binaries");
+    let ipxe = dir.path("ipxe");
+    std::fs::create_dir_all(&ipxe).unwrap();
+    for f in ["undionly.kpxe", "ipxe.efi"] {
+        dir.write(&format!("ipxe/{f}"), "x");
+    }
+    let args = |table: &str| {
+        run(
+            &[
+                "check",
+                "--public-ip-interface=lo",
+                "--dhcp-mode=auto-proxy",
+                "--backend-noop-enabled",
+                "--ipxe-dir",
+                ipxe.to_str().unwrap(),
+                "--dhcp-ipxe-binaries",
+                table,
+            ],
+            &[],
+        )
+    };
+    let out = args("0=undionly.kpxe,7=ipxe.efi,11=snp.efi,41=snp.efi,9=snponly.efi");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("--dhcp-ipxe-binaries maps architecture 11, 41 to snp.efi, which")
+            && stdout.contains("maps architecture 9 to snponly.efi")
+            && stdout.contains(", 2 warnings"),
+        "{stdout}"
+    );
+    let out = args("0=undionly.kpxe,7=ipxe.efi");
+    assert!(
+        text(&out.stdout).contains(", 0 warnings"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn bad_values_stop_with_one_line_naming_where_they_came_from() {
     let dir = TempDir::new("bad-values");
     let hw = dir.write("hardware.yaml", EVERY_FIELD);

@@ -87,6 +87,10 @@ impl Drop for TempDir {
 /// directory is the test's own, so `check` reports no host-dependent warnings.
 pub fn base_config(dir: &TempDir, hardware: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.path("ipxe")).unwrap();
+    // Every file the default --dhcp-ipxe-binaries table names (check warns about a missing one).
+    for binary in ["undionly.kpxe", "ipxe.efi", "snp.efi"] {
+        dir.write(&format!("ipxe/{binary}"), "placeholder");
+    }
     dir.write(
         "netbootd.toml",
         &format!(
