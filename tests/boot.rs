@@ -1054,6 +1054,37 @@ fn uefi_ipxe_runs_the_script_patch_from_autoexec_ipxe() {
     assert_served(&b, "netbootd-test=inline", "inline", VM_IP);
 }
 
+/// snponly.efi (iPXE driving the NIC through the firmware's own driver, which users of several
+/// projects need on NICs where ipxe.efi's drivers fail) boots the same machine; the figures
+/// against ipxe.efi are benches/uefi-loaders.sh's.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_pxe_fetches_snponly_efi_over_tftp_then_boots_the_profile() {
+    need_root_and("boot uefi snponly", TOOLS);
+    let b = Boot {
+        firmware: Firmware::Uefi,
+        mode: Mode::Reservation,
+        source: Source::File,
+        script: None,
+        milestones: UEFI_MILESTONES,
+        extra_args: &[
+            "--dhcp-ipxe-binaries",
+            "0=undionly.kpxe,7=snponly.efi,9=snponly.efi",
+        ],
+    }
+    .run("boot-uefi-snponly");
+    let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
+    assert!(offer.contains("file=snponly.efi"), "{offer}");
+    let size = std::fs::metadata("/usr/lib/ipxe/snponly.efi")
+        .unwrap()
+        .len();
+    let (t_tftp, tftp) = b.first(&["RRQ \"snponly.efi\"", ": complete"]);
+    assert!(tftp.contains(&format!("complete, {size} bytes")), "{tftp}");
+    let (t_ipxe, _) = b.first(&["DISCOVER", "arch=7", "client=ipxe", "-> OFFER"]);
+    assert!(t_tftp < t_ipxe);
+    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run tests/run.sh"]
 fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
