@@ -148,6 +148,23 @@ fn atftp(port: u16, name: &str, out: &Path) -> Command {
     cmd
 }
 
+/// curl gets `url` whole and byte for byte `file`.
+fn curl_matches(url: &str, file: &Path) {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -sS --max-time 60 '{url}' | cmp - '{}' && echo same",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        common::text(&o.stdout).contains("same"),
+        "{url}: {}",
+        common::text(&o.stderr)
+    );
+}
+
 fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -355,18 +372,9 @@ fn a_dead_upstream_caches_nothing_and_cached_files_keep_being_served() {
     // The upstream is back: after the failure's 5 s memory, a retry succeeds.
     let upstream = Upstream::start(&mirror, port, 0);
     std::thread::sleep(Duration::from_secs(5));
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "curl -sS --max-time 60 '{base}/assets/initrd.img' | cmp - '{}' && echo same",
-            mirror.join("initrd.img").display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        common::text(&o.stdout).contains("same"),
-        "{}",
-        common::text(&o.stderr)
+    curl_matches(
+        &format!("{base}/assets/initrd.img"),
+        &mirror.join("initrd.img"),
     );
     assert_eq!(upstream.gets_of("/initrd.img"), 1);
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
@@ -655,15 +663,10 @@ fn digests_listed_by_the_upstream_or_pinned_in_a_profile_gate_what_is_cached() {
     let (mut server, base, tftp) = start(&upstream.url(), &cache, &[&config_arg]);
 
     // Listed with its digest: served and cached, its digest recorded.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "curl -sS --max-time 60 '{base}/assets/deb/images/linux' | cmp - '{}' && echo same",
-            mirror.join("images/linux").display()
-        ))
-        .output()
-        .unwrap();
-    assert!(common::text(&o.stdout).contains("same"));
+    curl_matches(
+        &format!("{base}/assets/deb/images/linux"),
+        &mirror.join("images/linux"),
+    );
     server.wait_for("assets deb/images/linux: fetched", Duration::from_secs(20));
     let o = common::run(
         &[

@@ -1054,54 +1054,24 @@ fn uefi_ipxe_runs_the_script_patch_from_autoexec_ipxe() {
     assert_served(&b, "netbootd-test=inline", "inline", VM_IP);
 }
 
-/// snponly.efi (iPXE driving the NIC through the firmware's own driver, which users of several
-/// projects need on NICs where ipxe.efi's drivers fail) boots the same machine; the figures
-/// against ipxe.efi are benches/uefi-loaders.sh's.
-#[test]
-#[ignore = "needs root and network namespaces: run tests/run.sh"]
-fn uefi_pxe_fetches_snponly_efi_over_tftp_then_boots_the_profile() {
-    need_root_and("boot uefi snponly", TOOLS);
+/// A UEFI machine in reservation mode takes `binary` over TFTP (blksize 1468, windowsize 4),
+/// whose iPXE then asks netbootd again and boots the profile.
+fn uefi_pxe_boot(binary: &str, extra_args: &'static [&'static str], name: &str) {
     let b = Boot {
         firmware: Firmware::Uefi,
         mode: Mode::Reservation,
         source: Source::File,
         script: None,
+        extra_args,
         milestones: UEFI_MILESTONES,
-        extra_args: &[
-            "--dhcp-ipxe-binaries",
-            "0=undionly.kpxe,7=snponly.efi,9=snponly.efi",
-        ],
     }
-    .run("boot-uefi-snponly");
+    .run(name);
     let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
-    assert!(offer.contains("file=snponly.efi"), "{offer}");
-    let size = std::fs::metadata("/usr/lib/ipxe/snponly.efi")
+    assert!(offer.contains(&format!("file={binary}")), "{offer}");
+    let size = std::fs::metadata(format!("/usr/lib/ipxe/{binary}"))
         .unwrap()
         .len();
-    let (t_tftp, tftp) = b.first(&["RRQ \"snponly.efi\"", ": complete"]);
-    assert!(tftp.contains(&format!("complete, {size} bytes")), "{tftp}");
-    let (t_ipxe, _) = b.first(&["DISCOVER", "arch=7", "client=ipxe", "-> OFFER"]);
-    assert!(t_tftp < t_ipxe);
-    assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
-}
-
-#[test]
-#[ignore = "needs root and network namespaces: run tests/run.sh"]
-fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
-    need_root_and("boot uefi", TOOLS);
-    let b = Boot {
-        firmware: Firmware::Uefi,
-        mode: Mode::Reservation,
-        source: Source::File,
-        script: None,
-        extra_args: &[],
-        milestones: UEFI_MILESTONES,
-    }
-    .run("boot-uefi");
-    let (_, offer) = b.first(&["DISCOVER", "arch=7", "client=firmware", "-> OFFER"]);
-    assert!(offer.contains("file=ipxe.efi"), "{offer}");
-    let size = std::fs::metadata("/usr/lib/ipxe/ipxe.efi").unwrap().len();
-    let (t_tftp, tftp) = b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    let (t_tftp, tftp) = b.first(&[&format!("RRQ \"{binary}\""), ": complete"]);
     assert!(
         tftp.contains(&format!("complete, {size} bytes"))
             && tftp.contains("blksize 1468, windowsize 4"),
@@ -1110,6 +1080,27 @@ fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
     let (t_ipxe, _) = b.first(&["DISCOVER", "arch=7", "client=ipxe", "-> OFFER"]);
     assert!(t_tftp < t_ipxe);
     assert_served(&b, "netbootd-test=profile", "profile", VM_IP);
+}
+
+/// snponly.efi (iPXE driving the NIC through the firmware's own driver, which users of several
+/// projects need on NICs where ipxe.efi's drivers fail) boots the same machine; the figures
+/// against ipxe.efi are benches/uefi-loaders.sh's.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_pxe_fetches_snponly_efi_over_tftp_then_boots_the_profile() {
+    need_root_and("boot uefi snponly", TOOLS);
+    let table = &[
+        "--dhcp-ipxe-binaries",
+        "0=undionly.kpxe,7=snponly.efi,9=snponly.efi",
+    ];
+    uefi_pxe_boot("snponly.efi", table, "boot-uefi-snponly");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
+    need_root_and("boot uefi", TOOLS);
+    uefi_pxe_boot("ipxe.efi", &[], "boot-uefi");
 }
 
 #[test]
