@@ -137,7 +137,7 @@ pub fn main() -> i32 {
         Some(_) => load_config_with(&flags, &env, Settings::with_dhcp_addresses),
         None => load_config(&flags, &env),
     };
-    let (settings, config) = match loaded {
+    let (settings, mut config) = match loaded {
         Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("netbootd: {message}");
@@ -145,7 +145,11 @@ pub fn main() -> i32 {
         }
     };
     match command.as_str() {
-        "check" => check(&config),
+        "check" => {
+            let missing = missing_binaries(&config);
+            config.warnings.extend(missing);
+            check(&config)
+        }
         "unknown" => unknown(&config, unknown_yaml),
         "cache" => cache(&config, &cache_words),
         "byo-dhcp" => match byo_server {
@@ -379,9 +383,6 @@ fn read_config_file(path: &Path, named_by: &str) -> Result<ConfigFile, String> {
 /// that pipelines catch it; with the hardware file and SMD both, also when a MAC (or an
 /// address) is in both.
 fn check(config: &Config) -> i32 {
-    let mut config = config.clone();
-    config.warnings.extend(missing_binaries(&config));
-    let config = &config;
     for w in &config.warnings {
         println!("warning: {w}");
     }
@@ -443,22 +444,17 @@ fn missing_binaries(config: &Config) -> Vec<String> {
     let Some(dir) = &config.ipxe_dir else {
         return Vec::new();
     };
-    let mut missing: Vec<(&str, Vec<String>)> = Vec::new();
-    for (arch, file) in &config.dhcp.ipxe_binaries {
-        if file.contains("://") || dir.join(file).is_file() {
-            continue;
-        }
-        match missing.iter_mut().find(|(f, _)| f == file) {
-            Some((_, arches)) => arches.push(arch.to_string()),
-            None => missing.push((file, vec![arch.to_string()])),
+    let mut missing: Vec<String> = Vec::new();
+    for (_, file) in &config.dhcp.ipxe_binaries {
+        if !missing.contains(file) && !file.contains("://") && !dir.join(file).is_file() {
+            missing.push(file.clone());
         }
     }
     missing
-        .into_iter()
-        .map(|(file, arches)| {
+        .iter()
+        .map(|file| {
             format!(
-                "--dhcp-ipxe-binaries maps architecture {} to {file}, which {} does not have: those machines would be told to fetch a file that is not there",
-                arches.join(", "),
+                "--dhcp-ipxe-binaries names {file}, which {} does not have: machines of its architectures would be told to fetch a file that is not there",
                 dir.display()
             )
         })

@@ -282,8 +282,8 @@ fn check_warns_about_mapped_ipxe_binaries_the_directory_lacks() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("--dhcp-ipxe-binaries maps architecture 11, 41 to snp.efi, which")
-            && stdout.contains("maps architecture 9 to snponly.efi")
+        stdout.contains("--dhcp-ipxe-binaries names snp.efi, which")
+            && stdout.contains("--dhcp-ipxe-binaries names snponly.efi, which")
             && stdout.contains(", 2 warnings"),
         "{stdout}"
     );

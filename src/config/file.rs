@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::assets::Sha256;
 use super::options;
 use crate::inventory::doc::LineIndex;
-use crate::inventory::doc::{normalize_key, Node, Value};
+use crate::inventory::doc::{normalize_key, Entry, Node, Value};
 use crate::inventory::{self, hostname, BootProfile, Profiles, SubnetSettings, Subnets};
 use crate::value;
 
@@ -169,30 +169,34 @@ impl Reader<'_> {
     /// Takes a profile's `sha256` table (asset path = digest) out of its node, so the
     /// profile reader sees kernel, initrd and cmdline only.
     fn take_pins(&mut self, node: &mut Node, profile: &str) -> Vec<(String, Sha256, usize)> {
+        let mut out = Vec::new();
         let Value::Map(entries) = &mut node.value else {
-            return Vec::new();
+            return out;
         };
         let Some(at) = entries.iter().position(|e| e.key == "sha256") else {
-            return Vec::new();
+            return out;
         };
         let entry = entries.remove(at);
-        let Value::Map(pins) = entry.value.value else {
-            self.errors.push(format!(
-                "{}:{}: profiles.{profile}.sha256: expected a table of asset path = digest",
-                self.file, entry.key_line
-            ));
-            return Vec::new();
+        let pins = match entry.value.value {
+            Value::Map(pins) => pins,
+            _ => vec![Entry {
+                key: String::new(),
+                key_line: entry.key_line,
+                value: Node {
+                    line: entry.key_line,
+                    value: Value::Null,
+                },
+            }],
         };
-        let mut out = Vec::new();
         for pin in pins {
-            let digest = match &pin.value.value {
-                Value::Text(t) => super::assets::sha256(t),
-                _ => Err("expected a SHA-256 digest: 64 hex digits".into()),
+            let text = match &pin.value.value {
+                Value::Text(t) => t.as_str(),
+                _ => "",
             };
-            match digest {
+            match super::assets::sha256(text) {
                 Ok(d) => out.push((pin.key.trim_start_matches('/').to_string(), d, pin.key_line)),
                 Err(why) => self.errors.push(format!(
-                    "{}:{}: profiles.{profile}.sha256.{:?}: {why}",
+                    "{}:{}: profiles.{profile}.sha256 {:?}: {why} (a table of asset path = digest)",
                     self.file, pin.key_line, pin.key
                 )),
             }
@@ -203,27 +207,24 @@ impl Reader<'_> {
     /// Keeps a profile's pinned digests: each names the profile's kernel or one of its
     /// initrds (a path, not a URL), and no path is pinned to two digests.
     fn add_pins(&mut self, profile: &BootProfile, name: &str, pins: Vec<(String, Sha256, usize)>) {
-        let own = |p: &String| p.trim_start_matches('/').to_string();
-        let assets: Vec<String> = std::iter::once(&profile.kernel)
-            .chain(&profile.initrd)
-            .filter(|a| !a.contains("://"))
-            .map(own)
-            .collect();
         for (path, digest, line) in pins {
-            let at = format!("{}:{line}: profiles.{name}.sha256.{path:?}", self.file);
-            if !assets.contains(&path) {
-                self.errors.push(format!(
-                    "{at}: names neither the profile's kernel nor one of its initrds (assets: {})",
-                    assets.join(", ")
-                ));
-            } else if let Some((_, other)) = self.out.pinned.iter().find(|(p, _)| *p == path) {
-                if *other != digest {
-                    self.errors
-                        .push(format!("{at}: another profile pins a different digest"));
+            let own = std::iter::once(&profile.kernel)
+                .chain(&profile.initrd)
+                .any(|a| *a == path);
+            let other = self.out.pinned.iter().find(|(p, _)| *p == path);
+            let why = match other {
+                _ if !own => "names neither the profile's kernel nor one of its initrds",
+                Some((_, d)) if *d != digest => "another profile pins a different digest",
+                Some(_) => continue,
+                None => {
+                    self.out.pinned.push((path, digest));
+                    continue;
                 }
-            } else {
-                self.out.pinned.push((path, digest));
-            }
+            };
+            self.errors.push(format!(
+                "{}:{line}: profiles.{name}.sha256 {path:?}: {why}",
+                self.file
+            ));
         }
     }
 }
@@ -546,9 +547,9 @@ mod tests {
         );
         let err = parse(&bad, Path::new("n.toml")).unwrap_err();
         for expected in [
-            "profiles.d.sha256.\"deb/linux\": expected a SHA-256",
-            "profiles.d.sha256.\"deb/other\": names neither",
-            "n.toml:9: profiles.f.sha256: expected a table",
+            "profiles.d.sha256 \"deb/linux\": expected a SHA-256",
+            "profiles.d.sha256 \"deb/other\": names neither",
+            "n.toml:9: profiles.f.sha256 \"\": expected a SHA-256 digest: 64 hex digits (a table",
         ] {
             assert!(
                 err.iter().any(|e| e.contains(expected)),

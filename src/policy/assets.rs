@@ -57,21 +57,14 @@ pub fn expected_digest(settings: &AssetCacheSettings, relative: &str) -> Option<
     })
 }
 
-/// `name`'s digest in a sums file (`sha256sum`'s lines, `<hex>  name` or `<hex> *name`,
-/// names with or without `./`; or BSD's `SHA256 (name) = <hex>`).
+/// `name`'s digest in a sums file in `sha256sum`'s format (`<hex>  name` or `<hex> *name`,
+/// names with or without `./`).
 pub fn listed_digest(sums: &str, name: &str) -> Result<Sha256, String> {
     for line in sums.lines() {
-        let line = line.trim_end();
-        let (hex, listed) = match line.strip_prefix("SHA256 (") {
-            Some(rest) => match rest.rsplit_once(") = ") {
-                Some((n, h)) => (h, n),
-                None => continue,
-            },
-            None => match line.split_once(' ') {
-                Some((h, n)) => (h, n.strip_prefix([' ', '*']).unwrap_or(n)),
-                None => continue,
-            },
+        let Some((hex, listed)) = line.trim_end().split_once(' ') else {
+            continue;
         };
+        let listed = listed.strip_prefix([' ', '*']).unwrap_or(listed);
         if listed.strip_prefix("./").unwrap_or(listed) == name {
             return assets::sha256(hex).map_err(|why| format!("its line for {name}: {why}"));
         }
@@ -366,12 +359,9 @@ mod tests {
 
         let a = "ab".repeat(32);
         let b = "cd".repeat(32);
-        let text = format!(
-            "{a}  ./netboot/initrd.gz\n{b} *netboot/linux\nSHA256 (mini.iso) = {a}\nbroken\n"
-        );
+        let text = format!("{a}  ./netboot/initrd.gz\n{b} *netboot/linux\nbroken\n");
         assert_eq!(listed_digest(&text, "netboot/initrd.gz"), Ok([0xab; 32]));
         assert_eq!(listed_digest(&text, "netboot/linux"), Ok([0xcd; 32]));
-        assert_eq!(listed_digest(&text, "mini.iso"), Ok([0xab; 32]));
         assert!(listed_digest(&text, "netboot/other")
             .unwrap_err()
             .contains("not listed"));

@@ -274,7 +274,6 @@ impl AssetCache {
                         return Err(Refusal::Upstream(why.clone()));
                     }
                 }
-                self.counters.misses.add(1);
                 self.start(settings, key, url, None)
                     .ok_or_else(|| Refusal::Upstream("too many downloads at once".into()))?
             }
@@ -357,8 +356,10 @@ impl AssetCache {
         });
         downloads.insert(key, download.clone());
         drop(downloads);
-        if validators.is_some() {
-            self.counters.revalidations.add(1);
+        // One miss per download started, however many clients asked at once.
+        match validators {
+            Some(_) => self.counters.revalidations.add(1),
+            None => self.counters.misses.add(1),
         }
         let job = Job {
             cache: self.clone(),
@@ -581,31 +582,26 @@ impl Job {
             Some(Expected::Pinned(d)) => return Ok(Some(*d)),
             Some(Expected::Listed { sums_url, name }) => (sums_url, name),
         };
-        let Some(name) = name else {
-            return Err(format!(
-                "outside the directory of {sums_url}, which must list every file"
-            ));
-        };
-        let tls = self.tls_for(sums_url)?;
-        let request = Request {
-            url: sums_url,
-            tls: tls.as_deref(),
-            ..Request::default()
-        };
-        let limits = Limits {
-            max_body: MAX_SUMS_FILE,
-            ..Limits::default()
-        };
-        let fetched = fetch::get(&request, &limits).map_err(|e| format!("{sums_url}: {e}"))?;
-        let body = match fetched {
-            fetch::Fetched::Fresh(r) if r.status == 200 => r.body,
-            fetch::Fetched::Fresh(r) => {
-                return Err(format!("{sums_url}: upstream answered {}", r.status))
+        let listed = || {
+            let name = name.as_deref().ok_or("the file is outside its directory")?;
+            let tls = self.tls_for(sums_url)?;
+            let request = Request {
+                url: sums_url,
+                tls: tls.as_deref(),
+                ..Request::default()
+            };
+            let limits = Limits {
+                max_body: MAX_SUMS_FILE,
+                ..Limits::default()
+            };
+            match fetch::get(&request, &limits).map_err(|e| e.to_string())? {
+                fetch::Fetched::Fresh(r) if r.status == 200 => {
+                    listed_digest(&String::from_utf8_lossy(&r.body), name)
+                }
+                _ => Err("not answered with 200".into()),
             }
-            fetch::Fetched::NotModified => return Err(format!("{sums_url}: answered 304")),
         };
-        let text = String::from_utf8_lossy(&body);
-        listed_digest(&text, name)
+        listed()
             .map(Some)
             .map_err(|why| format!("{sums_url}: {why}"))
     }

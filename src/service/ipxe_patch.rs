@@ -18,15 +18,9 @@ const MAX_KEPT: usize = 32;
 /// The largest binary patched (iPXE builds are about 1 MB; an ISO of iPXE is larger).
 const MAX_BINARY: u64 = 32 << 20;
 
-/// A binary as it was on disk when patched.
-#[derive(Clone, PartialEq, Eq)]
-struct Version {
-    real: PathBuf,
-    size: u64,
-    modified_ns: i128,
-    inode: (u64, u64),
-    patch: String,
-}
+/// A binary as it was on disk when patched: path, size, modification time (ns), inode; and
+/// the patch.
+type Version = (PathBuf, u64, i64, i64, u64, String);
 
 /// A binary's patched bytes; `None`: it has no marker.
 type Patched = Option<Arc<[u8]>>;
@@ -47,26 +41,21 @@ impl PatchedBinaries {
         let Ok(meta) = file.metadata() else {
             return served;
         };
-        let version = Version {
-            real: served.real.clone(),
-            size: served.size,
-            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            inode: (meta.dev(), meta.ino()),
-            patch: patch.to_string(),
-        };
-        let known = {
-            let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-            kept.iter()
-                .find(|(v, _)| *v == version)
-                .map(|(_, p)| p.clone())
-        };
-        let patched = match known {
-            Some(p) => p,
+        let version: Version = (
+            served.real.clone(),
+            served.size,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino(),
+            patch.to_string(),
+        );
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let patched = match kept.iter().find(|(v, _)| *v == version) {
+            Some((_, p)) => p.clone(),
             None => {
                 let p = Self::patch(&served, patch);
-                let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
                 // An older version of the same file, or the same file with another patch.
-                kept.retain(|(v, _)| v.real != version.real);
+                kept.retain(|(v, _)| v.0 != version.0);
                 if kept.len() >= MAX_KEPT {
                     kept.remove(0);
                 }
@@ -74,6 +63,7 @@ impl PatchedBinaries {
                 p
             }
         };
+        drop(kept);
         match patched {
             Some(bytes) => Served {
                 content: Content::Bytes(bytes),
@@ -84,38 +74,22 @@ impl PatchedBinaries {
     }
 
     fn patch(served: &Served, patch: &str) -> Patched {
-        let name = served.real.display();
-        if served.size > MAX_BINARY {
-            warn!(
-                "ipxe {name}: larger than {MAX_BINARY} bytes; served without --ipxe-script-patch"
-            );
-            return None;
-        }
-        let mut binary = vec![0; served.size as usize];
-        if let Err(e) = served
+        let mut binary = vec![0; served.size.min(MAX_BINARY) as usize];
+        let read = served
             .content
-            .read_exact_at(&mut binary, 0, std::time::Duration::ZERO)
-        {
-            warn!("ipxe {name}: cannot read it to patch: {e}; served as it is");
-            return None;
-        }
-        match patch_binary(&binary, patch.as_bytes()) {
+            .read_exact_at(&mut binary, 0, std::time::Duration::ZERO);
+        let patched = read
+            .ok()
+            .filter(|()| served.size <= MAX_BINARY)
+            .and_then(|()| patch_binary(&binary, patch.as_bytes()));
+        let name = served.real.display();
+        match patched {
             Some(p) => {
-                info!(
-                    "ipxe {name}: --ipxe-script-patch written over its script marker ({} bytes)",
-                    patch.len()
-                );
+                info!("ipxe {name}: --ipxe-script-patch written over its script marker");
                 Some(p.into())
             }
             None => {
-                let bios = if name.to_string().ends_with(".kpxe") {
-                    " (BIOS .kpxe builds are compressed and never show it)"
-                } else {
-                    ""
-                };
-                warn!(
-                    "ipxe {name}: no script marker{bios}; served unchanged, without --ipxe-script-patch (a build with Tinkerbell's embedded script carries it)"
-                );
+                warn!("ipxe {name}: no script marker (BIOS .kpxe builds never show one), served without --ipxe-script-patch");
                 None
             }
         }
