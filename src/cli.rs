@@ -436,7 +436,6 @@ fn check(config: &Config) -> i32 {
     }
 }
 
-/// `check` of the hardware file: its status and, when usable, its machines.
 /// A warning for each file `--dhcp-ipxe-binaries` maps an architecture to that `--ipxe-dir`
 /// lacks (Debian's `ipxe` package has no ARM64 `snp.efi`, for one): those machines would get
 /// a boot file name and then "file not found".
@@ -461,6 +460,7 @@ fn missing_binaries(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// `check` of the hardware file: its status and, when usable, its machines.
 fn check_file(config: &Config, path: &Path) -> (i32, Option<Inventory>) {
     match files::load_inventory(path, &config.profiles) {
         Ok(loaded) => {

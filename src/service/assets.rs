@@ -24,8 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
-use crate::config::assets::AssetCacheSettings;
-use crate::config::assets::{sha256_hex, Sha256};
+use crate::config::assets::{sha256_hex, AssetCacheSettings, Sha256};
 use crate::io::fetch::{self, FetchError, Limits, Request};
 use crate::io::files::{make_dirs, open_served, write_atomically, Content, Hold, Served};
 use crate::io::growing::Growing;

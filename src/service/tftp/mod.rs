@@ -361,16 +361,17 @@ impl TftpService {
     /// unless the iPXE directory has a file of that name.
     fn autoexec(&self, name: &str, client: SocketAddrV4) -> Option<Served> {
         let patch = self.cfg.ipxe_script_patch.as_deref()?;
+        let inventory = self.inventory.snapshot();
+        let machine = inventory.by_ip(*client.ip());
+        let url = autoexec_script_url(machine, &self.dhcp);
+        // The name first: other requests never look in the directory for autoexec.ipxe.
+        let script = autoexec_script(name, Some(patch), &url)?;
         let on_disk = self.roots.iter().any(|(r, dir)| {
             *r == Root::Ipxe && open_served(dir, "autoexec.ipxe", r.links()).is_ok()
         });
         if on_disk {
             return None;
         }
-        let inventory = self.inventory.snapshot();
-        let machine = inventory.by_ip(*client.ip());
-        let url = autoexec_script_url(machine, &self.dhcp);
-        let script = autoexec_script(name, Some(patch), &url)?;
         info!(
             "tftp {client} RRQ {name:?}: --ipxe-script-patch and a chain to {url} (mac={})",
             machine.map_or("-".to_string(), |m| m.mac.to_string())
