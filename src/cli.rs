@@ -437,27 +437,37 @@ fn check(config: &Config) -> i32 {
 }
 
 /// A warning for each file `--dhcp-ipxe-binaries` maps an architecture to that `--ipxe-dir`
-/// lacks (Debian's `ipxe` package has no ARM64 `snp.efi`, for one): those machines would get
-/// a boot file name and then "file not found".
+/// lacks (Debian's `ipxe` package has no ARM64 `snp.efi`, for one), and for shim and GRUB
+/// (`shimx64.efi`, `grubx64.efi`) of the architectures `--dhcp-loaders` gives GRUB: those
+/// machines would get a boot file name and then "file not found".
 fn missing_binaries(config: &Config) -> Vec<String> {
     let Some(dir) = &config.ipxe_dir else {
         return Vec::new();
     };
-    let mut missing: Vec<String> = Vec::new();
+    let mut wanted: Vec<(&str, String)> = Vec::new();
     for (_, file) in &config.dhcp.ipxe_binaries {
-        if !missing.contains(file) && !file.contains("://") && !dir.join(file).is_file() {
-            missing.push(file.clone());
+        wanted.push(("--dhcp-ipxe-binaries", file.clone()));
+    }
+    for shim in config
+        .dhcp
+        .grub_arches
+        .iter()
+        .filter_map(|a| crate::value::grub_binary(*a))
+    {
+        wanted.push(("--dhcp-loaders", shim.to_string()));
+        wanted.push(("--dhcp-loaders", shim.replacen("shim", "grub", 1)));
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for (option, file) in wanted {
+        let warning = format!(
+            "{option} names {file}, which {} does not have: machines of its architectures would be told to fetch a file that is not there",
+            dir.display()
+        );
+        if !warnings.contains(&warning) && !file.contains("://") && !dir.join(&file).is_file() {
+            warnings.push(warning);
         }
     }
-    missing
-        .iter()
-        .map(|file| {
-            format!(
-                "--dhcp-ipxe-binaries names {file}, which {} does not have: machines of its architectures would be told to fetch a file that is not there",
-                dir.display()
-            )
-        })
-        .collect()
+    warnings
 }
 
 /// `check` of the hardware file: its status and, when usable, its machines.

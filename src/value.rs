@@ -59,39 +59,51 @@ pub fn positive(text: &str, max: u32) -> Result<u32, String> {
     }
 }
 
-/// A Go duration (`5s`, `500ms`, `1m30s`) or a bare number of seconds.
+/// A Go duration (`5s`, `500ms`, `1m30s`, `1.5h`) or a bare number of seconds. Counted in
+/// whole nanoseconds (digits past a nanosecond are dropped): no floating point, whose parser
+/// would cost the router build 14 KB.
 pub fn duration(text: &str) -> Result<Duration, String> {
     const BAD: &str = "expected a duration such as 5s or 500ms";
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
+    if text.is_empty() {
         return Err(BAD.into());
     }
+    let mut nanos: u128 = 0;
+    let mut rest = text;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or(BAD)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| BAD)?;
-        rest = &rest[digits..];
-        let unit_len = rest
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+            .unwrap_or(tail.len());
+        let unit: u128 = match &tail[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return Err(BAD.into()),
         };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * scale).map_err(|_| BAD)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.len() + fraction.len() == 0 || fraction.contains('.') || whole.len() > 20 {
+            return Err(BAD.into());
+        }
+        let mut part = whole.parse::<u128>().unwrap_or(0) * unit;
+        let mut scale = unit;
+        for digit in fraction.bytes().take(20) {
+            scale /= 10;
+            part += u128::from(digit - b'0') * scale;
+        }
+        nanos = nanos.checked_add(part).ok_or(BAD)?;
+        rest = &tail[unit_len..];
     }
-    Ok(total)
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| BAD)?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 pub fn scheme(text: &str) -> Result<String, String> {
@@ -278,6 +290,31 @@ pub fn arch_files(text: &str) -> Result<Vec<(u16, String)>, String> {
 }
 
 /// A boot file name that is safe in DHCP's `file` field, a URL path and a TFTP request.
+/// `--dhcp-loaders` (`ARCH=ipxe|grub,...`): the architectures given GRUB, which netbootd
+/// serves to x86-64 and ARM64 UEFI only (the shim names it hands out exist for those).
+pub fn grub_arches(text: &str) -> Result<Vec<u16>, String> {
+    let mut grub = Vec::new();
+    for (a, loader) in arch_files(text)? {
+        match loader.as_str() {
+            "ipxe" => {}
+            "grub" if grub_binary(a).is_some() => grub.push(a),
+            "grub" => return Err(format!("GRUB is served to x86-64 and ARM64 UEFI (7, 9, 11, 16, 19), not to architecture {a}")),
+            other => return Err(format!("{other:?}: expected ipxe or grub")),
+        }
+    }
+    Ok(grub)
+}
+
+/// The first file a GRUB machine's firmware gets: shim, which checks and starts GRUB
+/// (`grubx64.efi`, `grubaa64.efi` from the same place) under Secure Boot and without.
+pub fn grub_binary(arch: u16) -> Option<&'static str> {
+    match arch {
+        7 | 9 | 16 => Some("shimx64.efi"),
+        11 | 19 => Some("shimaa64.efi"),
+        _ => None,
+    }
+}
+
 pub fn binary_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 100
@@ -380,7 +417,27 @@ mod tests {
         assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
-        for bad in ["", "s", "5x", "5 s", "-5s", "ms5"] {
+        assert_eq!(duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("2h45m.5s"), Ok(Duration::from_millis(9_900_500)));
+        assert_eq!(duration("0.000000001s"), Ok(Duration::from_nanos(1)));
+        assert_eq!(duration("1.25us"), Ok(Duration::from_nanos(1250)));
+        assert_eq!(
+            duration("0.1234567891s"),
+            Ok(Duration::from_nanos(123_456_789))
+        );
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "5 s",
+            "-5s",
+            "ms5",
+            ".s",
+            "1.2.3s",
+            "1e3s",
+            "99999999999999999999h",
+            "999999999999999999999s",
+        ] {
             assert!(duration(bad).is_err(), "{bad:?}");
         }
     }

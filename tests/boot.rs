@@ -80,23 +80,34 @@ const UEFI_MILESTONES: &[&str] = &[
 /// One VM at a time.
 static BOOTS: Mutex<()> = Mutex::new(());
 
+/// Runs `tests/tools/<script>` with `args` (it builds or fetches files, once per test run).
+fn prepare(script: &str, args: &[&Path]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(script);
+    let out = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{script} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
 /// The kernel and initramfs, built once per test run.
 fn assets() -> &'static Path {
     static ASSETS: OnceLock<PathBuf> = OnceLock::new();
     ASSETS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-assets");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/boot-assets.sh");
-        let out = Command::new(&script)
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("boot-assets.sh runs");
-        assert!(
-            out.status.success(),
-            "boot-assets.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dir = tmp_dir("boot-assets");
+        prepare("boot-assets.sh", &[&dir]);
         dir
     })
 }
@@ -108,6 +119,34 @@ enum Firmware {
     Uefi,
     /// OVMF's HTTP boot client (HTTPClient, arch 16): PXE is turned off through fw_cfg.
     UefiHttp,
+    /// OVMF with Secure Boot enforced (Microsoft's keys enrolled, SMM): its PXE client, and
+    /// netbootd's `--ipxe-dir` holds Debian's signed shim and GRUB network image
+    /// (`tests/tools/secure-boot-assets.sh`) and an unsigned `ipxe.efi`.
+    UefiSecureBoot,
+    /// ARM64: `qemu-system-aarch64` with AAVMF's PXE client (arch 11); netbootd's
+    /// `--ipxe-dir` holds Debian's arm64 shim and GRUB network image, and the profile boots
+    /// Debian's arm64 kernel (`tests/tools/arm64-boot-assets.sh`).
+    Arm64,
+}
+
+/// The ARM64 loaders' directory; the kernel and initramfs go below [`assets`] (`arm64/`).
+fn arm64_loaders() -> &'static Path {
+    static LOADERS: OnceLock<PathBuf> = OnceLock::new();
+    LOADERS.get_or_init(|| {
+        let dir = tmp_dir("arm64-loaders");
+        prepare("arm64-boot-assets.sh", &[assets(), &dir]);
+        dir
+    })
+}
+
+/// shim, GRUB and the unsigned iPXE of the Secure Boot boots, fetched once per test run.
+fn secure_boot_assets() -> &'static Path {
+    static ASSETS: OnceLock<PathBuf> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let dir = tmp_dir("secure-boot");
+        prepare("secure-boot-assets.sh", &[&dir]);
+        dir
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -217,6 +256,8 @@ struct Booted {
     site_dhcp: String,
     /// The asset upstream's GET lines (boots through the cache).
     upstream: String,
+    /// The serial console, escape sequences removed.
+    console: String,
 }
 
 impl Booted {
@@ -259,6 +300,11 @@ fn plain(console: &[u8]) -> String {
 
 impl Boot {
     fn run(&self, name: &str) -> Booted {
+        self.run_until(name, MARKER)
+    }
+
+    /// Boots until the console shows `until` (the line with it is [`Booted::marker`]).
+    fn run_until(&self, name: &str, until: &str) -> Booted {
         let _one_at_a_time = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
         let assets = assets();
         let dir = TempDir::new(name);
@@ -289,8 +335,13 @@ impl Boot {
             .run(&["ip", "link", "set", "tap0", "master", "br0", "up"]);
         let serial = dir.path("serial.log");
         let qemu_out = std::fs::File::create(dir.path("qemu.out")).unwrap();
+        let qemu_bin = if self.firmware == Firmware::Arm64 {
+            "qemu-system-aarch64"
+        } else {
+            "qemu-system-x86_64"
+        };
         let mut args: Vec<String> = [
-            "qemu-system-x86_64",
+            qemu_bin,
             "-accel",
             "tcg",
             "-m",
@@ -300,8 +351,6 @@ impl Boot {
             "-nodefaults",
             "-no-user-config",
             "-display",
-            "none",
-            "-vga",
             "none",
             "-monitor",
             "none",
@@ -324,7 +373,10 @@ impl Boot {
                 // SeaBIOS runs the NIC's iPXE ROM.
                 Firmware::Bios => format!("e1000,netdev=n0,mac={VM_MAC},bootindex=1"),
                 // No ROM: OVMF's own virtio-net driver and EDK2 PXE client.
-                Firmware::Uefi | Firmware::UefiHttp => {
+                Firmware::Uefi
+                | Firmware::UefiHttp
+                | Firmware::UefiSecureBoot
+                | Firmware::Arm64 => {
                     format!("virtio-net-pci,netdev=n0,mac={VM_MAC},bootindex=1,romfile=")
                 }
             },
@@ -343,7 +395,7 @@ impl Boot {
 
         let mut seen: Vec<(Duration, &str)> = Vec::new();
         let mut known = self.source != Source::PoolThenFile;
-        let marker = loop {
+        let (marker, console) = loop {
             if !known
                 && server
                     .log(Duration::from_millis(1))
@@ -361,8 +413,8 @@ impl Boot {
                     seen.push((t0.elapsed(), m));
                 }
             }
-            if let Some(line) = console.lines().find(|l| l.contains(MARKER)) {
-                break line.to_string();
+            if let Some(line) = console.lines().find(|l| l.contains(until)) {
+                break (line.to_string(), console);
             }
             let exited = qemu.0.try_wait().unwrap().is_some();
             if exited || t0.elapsed() > BOOT_LIMIT {
@@ -375,7 +427,7 @@ impl Boot {
                     .rev()
                     .collect();
                 panic!(
-                    "{name}: no {MARKER} ({}) after {:?}\n--- console tail:\n{tail}\n--- qemu:\n{}\n--- netbootd:\n{}\n--- site DHCP server:\n{}",
+                    "{name}: no {until} ({}) after {:?}\n--- console tail:\n{tail}\n--- qemu:\n{}\n--- netbootd:\n{}\n--- site DHCP server:\n{}",
                     if exited { "QEMU exited" } else { "timed out" },
                     t0.elapsed(),
                     std::fs::read_to_string(dir.path("qemu.out")).unwrap_or_default(),
@@ -402,8 +454,9 @@ impl Boot {
                 .map(DhcpServer::log_text)
                 .unwrap_or_default(),
             upstream: std::fs::read_to_string(dir.path("upstream.log")).unwrap_or_default(),
+            console,
         };
-        self.print_timeline(name, &booted, &seen, at_marker);
+        self.print_timeline(name, &booted, &seen, at_marker, until);
         booted
     }
 
@@ -423,10 +476,42 @@ impl Boot {
                     format!("name=etc/sercon-port,file={}", port.display()),
                 ]
             }
+            Firmware::Arm64 => {
+                let vars = dir.path("AAVMF_VARS.fd");
+                std::fs::copy("/usr/share/AAVMF/AAVMF_VARS.fd", &vars).unwrap();
+                vec![
+                    "-machine".into(),
+                    "virt".into(),
+                    "-cpu".into(),
+                    "cortex-a72".into(),
+                    "-drive".into(),
+                    "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"
+                        .into(),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                ]
+            }
+            Firmware::UefiSecureBoot => {
+                // Microsoft's keys enrolled and Secure Boot on; the variable store is
+                // protected by SMM, which this firmware build requires.
+                let vars = dir.path("OVMF_VARS.fd");
+                std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", &vars).unwrap();
+                vec![
+                    "-machine".into(),
+                    "q35,smm=on".into(),
+                    "-global".into(),
+                    "driver=cfi.pflash01,property=secure,value=on".into(),
+                    "-drive".into(),
+                    "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+                        .into(),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                ]
+            }
             Firmware::Uefi | Firmware::UefiHttp => {
                 let vars = dir.path("OVMF_VARS.fd");
                 std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
-                let mut args: Vec<String> = Vec::new();
+                let mut args: Vec<String> = vec!["-vga".into(), "none".into()];
                 if self.firmware == Firmware::UefiHttp {
                     // OVMF's boot options per NIC: PXE over IPv4 and IPv6, then HTTP boot over
                     // both. Without PXE (and IPv6) the first is HTTP boot over IPv4.
@@ -458,6 +543,15 @@ impl Boot {
     ) -> Vec<String> {
         let hw = match self.source {
             Source::PoolThenFile => dir.write("hardware.yaml", "{}\n"),
+            // Debian's arm64 kernel and initramfs over TFTP (its arm64 GRUB network image has
+            // no http module); the console is the PL011.
+            _ if self.firmware == Firmware::Arm64 => dir.write(
+                "hardware.yaml",
+                &hardware(None)
+                    .replace("kernel: vmlinuz", "kernel: arm64/vmlinuz")
+                    .replace("initrd.img", "arm64/initrd.img")
+                    .replace("console=ttyS0,115200", "console=ttyAMA0"),
+            ),
             _ => dir.write("hardware.yaml", &hardware(self.script.as_deref())),
         };
         let mode = match self.mode {
@@ -537,6 +631,15 @@ impl Boot {
                 ],
             );
         }
+        let loaders = match self.firmware {
+            Firmware::UefiSecureBoot => Some(secure_boot_assets()),
+            Firmware::Arm64 => Some(arm64_loaders()),
+            _ => None,
+        };
+        if let Some(loaders) = loaders {
+            let at = all.iter().position(|a| a == "--ipxe-dir").unwrap();
+            all[at + 1] = loaders.to_str().unwrap().to_string();
+        }
         all.extend(self.extra_args.iter().map(|a| a.to_string()));
         all
     }
@@ -557,6 +660,7 @@ impl Boot {
         b: &Booted,
         console: &[(Duration, &str)],
         at_marker: Duration,
+        marker: &str,
     ) {
         let mut events: Vec<(Duration, String)> = console
             .iter()
@@ -583,7 +687,7 @@ impl Boot {
         events.push((at_marker, format!("console: {}", b.marker.trim())));
         events.sort_by_key(|(t, _)| *t);
         println!(
-            "\n{name}: {:?} {:?}, {MARKER} after {:.1} s",
+            "\n{name}: {:?} {:?}, {marker} after {:.1} s",
             self.firmware,
             self.mode,
             at_marker.as_secs_f64()
@@ -639,7 +743,7 @@ fn assert_booted_by_site(b: &Booted, peer: Peer, client_net: &str) {
 fn byo_boot(firmware: Firmware, peer: Peer, name: &str) -> Booted {
     let milestones = match firmware {
         Firmware::Bios => BIOS_MILESTONES,
-        Firmware::Uefi => UEFI_MILESTONES,
+        Firmware::Uefi | Firmware::UefiSecureBoot | Firmware::Arm64 => UEFI_MILESTONES,
         Firmware::UefiHttp => UEFI_HTTP_MILESTONES,
     };
     Boot {
@@ -1101,6 +1205,135 @@ fn uefi_pxe_fetches_snponly_efi_over_tftp_then_boots_the_profile() {
 fn uefi_pxe_fetches_ipxe_efi_over_tftp_then_boots_the_profile() {
     need_root_and("boot uefi", TOOLS);
     uefi_pxe_boot("ipxe.efi", &[], "boot-uefi");
+}
+
+const SECURE_BOOT_TOOLS: &[&str] = &[
+    "ip",
+    "qemu-system-x86_64",
+    "dnsmasq",
+    "busybox",
+    "cpio",
+    "apt-get",
+    "dpkg-deb",
+    "/usr/lib/ipxe/ipxe.efi",
+    "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+    "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+];
+
+/// A UEFI machine given GRUB for its architecture (`--dhcp-loaders ARCH=grub`): the
+/// firmware's PXE client takes `shim` over TFTP, shim starts `grub` (GRUB's network image) from
+/// the same server, GRUB reads the machine's `grub.cfg` made by netbootd and loads the
+/// profile's kernel and initramfs over TFTP; no iPXE on the way.
+fn grub_boot(
+    firmware: Firmware,
+    loaders: &'static [&'static str],
+    files: [&str; 3],
+    name: &str,
+) -> Booted {
+    let [arch, shim, grub] = files;
+    let b = Boot {
+        firmware,
+        mode: Mode::Reservation,
+        source: Source::File,
+        script: None,
+        milestones: &[
+            "Start PXE over IPv4",
+            "NBP file downloaded",
+            "netbootd: booting",
+            "EFI stub",
+            "Run /init",
+        ],
+        extra_args: loaders,
+    }
+    .run(name);
+    let (_, offer) = b.first(&[
+        "DISCOVER",
+        &format!("arch={arch} "),
+        "client=firmware",
+        "-> OFFER",
+    ]);
+    assert!(offer.contains(&format!("file={shim}")), "{offer}");
+    let (t_shim, _) = b.first(&[&format!("RRQ \"{shim}\""), ": complete"]);
+    let (t_grub, _) = b.first(&[&format!("{grub}\""), ": complete"]);
+    let (t_cfg, cfg) = b.first(&["grub.cfg\": grub.cfg made for"]);
+    assert!(cfg.contains(&format!("mac={VM_MAC}")), "{cfg}");
+    let (t_kernel, _) = b.first(&["vmlinuz\"", ": complete"]);
+    assert!(t_shim < t_grub && t_grub < t_cfg && t_cfg < t_kernel);
+    b.first(&["initrd.img\"", ": complete"]);
+    assert!(b.marker.contains("netbootd-test=profile"), "{}", b.marker);
+    assert!(!b
+        .server
+        .iter()
+        .any(|(_, l)| l.contains("client=ipxe") || l.contains("auto.ipxe")));
+    b
+}
+
+/// Secure Boot enforced (OVMF with Microsoft's keys): Debian's Microsoft-signed shim, its
+/// signed GRUB network image and its signed kernel, which reports Secure Boot on.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_secure_boot_runs_signed_shim_and_grub_with_the_machines_grub_cfg() {
+    need_root_and("boot uefi secure boot", SECURE_BOOT_TOOLS);
+    let loaders = &["--dhcp-loaders", "7=grub"];
+    let files = ["7", "shimx64.efi", "grubx64.efi"];
+    let b = grub_boot(
+        Firmware::UefiSecureBoot,
+        loaders,
+        files,
+        "boot-uefi-secure-boot",
+    );
+    assert!(
+        b.console.contains("Secure boot enabled"),
+        "the kernel did not see Secure Boot on"
+    );
+}
+
+/// The same firmware refuses a binary nobody signed: Debian's ipxe.efi, fetched over TFTP,
+/// never runs (proves the boot above passed a check that is on).
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn uefi_secure_boot_refuses_an_unsigned_ipxe_efi() {
+    need_root_and("boot uefi secure boot unsigned", SECURE_BOOT_TOOLS);
+    let b = Boot {
+        firmware: Firmware::UefiSecureBoot,
+        mode: Mode::Reservation,
+        source: Source::File,
+        script: None,
+        milestones: &[
+            "Start PXE over IPv4",
+            "NBP file downloaded",
+            "Access Denied",
+        ],
+        extra_args: &[],
+    }
+    .run_until("boot-uefi-secure-boot-unsigned", "Access Denied");
+    b.first(&["RRQ \"ipxe.efi\"", ": complete"]);
+    assert!(!b.console.contains("iPXE initialising"), "{}", b.console);
+    assert!(!b.server.iter().any(|(_, l)| l.contains("client=ipxe")));
+}
+
+const ARM64_TOOLS: &[&str] = &[
+    "ip",
+    "qemu-system-aarch64",
+    "dnsmasq",
+    "cpio",
+    "apt-get",
+    "dpkg-deb",
+    "/usr/share/AAVMF/AAVMF_CODE.fd",
+    "/usr/share/AAVMF/AAVMF_VARS.fd",
+];
+
+/// ARM64 (QEMU `virt`, TCG): AAVMF's PXE client (arch 11) gets Debian's arm64 shim, which
+/// starts the signed arm64 GRUB network image; GRUB boots Debian's arm64 kernel (32 MB) and an
+/// arm64 initramfs.
+#[test]
+#[ignore = "needs root and network namespaces: run tests/run.sh"]
+fn arm64_uefi_boots_shim_and_grub_then_an_arm64_kernel() {
+    need_root_and("boot arm64", ARM64_TOOLS);
+    let loaders = &["--dhcp-loaders", "11=grub"];
+    let files = ["11", "shimaa64.efi", "grubaa64.efi"];
+    let b = grub_boot(Firmware::Arm64, loaders, files, "boot-arm64");
+    assert!(b.marker.contains("machine=aarch64"), "{}", b.marker);
 }
 
 #[test]

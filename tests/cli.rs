@@ -263,21 +263,19 @@ fn check_warns_about_mapped_ipxe_binaries_the_directory_lacks() {
     for f in ["undionly.kpxe", "ipxe.efi"] {
         dir.write(&format!("ipxe/{f}"), "x");
     }
-    let args = |table: &str| {
-        run(
-            &[
-                "check",
-                "--public-ip-interface=lo",
-                "--dhcp-mode=auto-proxy",
-                "--backend-noop-enabled",
-                "--ipxe-dir",
-                ipxe.to_str().unwrap(),
-                "--dhcp-ipxe-binaries",
-                table,
-            ],
-            &[],
-        )
+    let check = |more: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--public-ip-interface=lo",
+            "--dhcp-mode=auto-proxy",
+            "--backend-noop-enabled",
+            "--ipxe-dir",
+            ipxe.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        run(&args, &[])
     };
+    let args = |table: &str| check(&["--dhcp-ipxe-binaries", table]);
     let out = args("0=undionly.kpxe,7=ipxe.efi,11=snp.efi,41=snp.efi,9=snponly.efi");
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
@@ -292,6 +290,35 @@ fn check_warns_about_mapped_ipxe_binaries_the_directory_lacks() {
         text(&out.stdout).contains(", 0 warnings"),
         "{}",
         text(&out.stdout)
+    );
+    // GRUB for arch 7: shim and the GRUB image it starts must be there too.
+    dir.write("ipxe/shimx64.efi", "x");
+    let out = check(&[
+        "--dhcp-ipxe-binaries",
+        "0=undionly.kpxe,7=ipxe.efi",
+        "--dhcp-loaders",
+        "7=grub,9=grub,0=ipxe",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("--dhcp-loaders names grubx64.efi, which")
+            && !stdout.contains("names shimx64.efi")
+            && stdout.contains(", 1 warnings"),
+        "{stdout}"
+    );
+    let out = run(
+        &[
+            "check",
+            "--backend-noop-enabled",
+            "--dhcp-loaders",
+            "0=grub",
+        ],
+        &[],
+    );
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("not to architecture 0"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -147,6 +147,38 @@ fn scripts_by_mac_by_address_and_by_trusted_forwarded_address() {
     }
 }
 
+/// GRUB's configuration over HTTP: by the MAC in GRUB's per-MAC name, by the client's
+/// address for plain `grub.cfg`; a machine booting an iPXE script gets a 404 with the reason.
+#[test]
+fn grub_cfg_by_mac_name_and_by_address() {
+    need_tools("http grub.cfg", &["curl"]);
+    let mut s = site("http-grub", &["--trusted-proxies", "127.0.0.0/8"]);
+    let (code, body) = get(
+        &format!("{}/grub/grub.cfg-01-02-77-00-00-00-51", s.base),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("echo 'netbootd: booting 02:77:00:00:00:51 (profile-node)'\n")
+            && body.contains("\nlinux (tftp,127.0.0.1)/boot/vmlinuz console=ttyS0\n")
+            && body.contains("\ninitrd (tftp,127.0.0.1)/boot/initrd.img\nboot\n"),
+        "{body}"
+    );
+    let (code, body) = get(
+        &format!("{}/grub/x86_64-efi/grub.cfg", s.base),
+        &["-H", "X-Forwarded-For: 10.9.9.9"],
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("for 02:77:00:00:00:51 (profile-node)"),
+        "{body}"
+    );
+    // Loopback is machine .50, whose boot is an iPXE script URL.
+    assert_eq!(get(&format!("{}/grub/grub.cfg", s.base), &[]).0, 404);
+    let (line, _) = s.server.wait_for("/grub/grub.cfg -> 404", LIMIT);
+    assert!(line.contains("GRUB cannot run"), "{line}");
+}
+
 #[test]
 fn forwarded_addresses_count_only_from_trusted_proxies() {
     need_tools("http forwarded", &["curl"]);

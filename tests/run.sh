@@ -22,6 +22,9 @@ say() { printf '\n== %s\n' "$*"; }
 # Boots (tests/boot.rs, the demo): QEMU with SeaBIOS and OVMF, Debian's iPXE binaries and NIC
 # ROMs, cpio for the initramfs, dnsmasq-base for IPv6 router adverts on the VM's segment only
 # (no service is installed); the kernel comes from `apt-get download linux-image-amd64`.
+# Secure Boot and ARM64 boots: OVMF's Secure Boot images (ovmf), qemu-system-arm and AAVMF
+# (qemu-efi-aarch64); shim, GRUB, the arm64 kernel and busybox are downloaded, not installed
+# (tests/tools/secure-boot-assets.sh, tests/tools/arm64-boot-assets.sh).
 # Packaging (tests/packaging.rs, tests/privileges.rs): systemd-analyze, util-linux's setpriv;
 # static builds (.ci/cross-check.sh, benches/footprint.sh): qemu-user, file, and python3-pip
 # to fetch zig for the armv7 and mipsel builds.
@@ -32,6 +35,7 @@ say() { printf '\n== %s\n' "$*"; }
 # the upstream is python3, the clients curl and atftp.
 APT_PACKAGES=(iproute2 procps python3 python3-pip isc-dhcp-client busybox-static dhcpcd-base nmap kea-admin tcpdump
   tftp-hpa atftp curl nftables qemu-system-x86 ovmf ipxe ipxe-qemu seabios cpio dnsmasq-base
+  qemu-system-arm qemu-efi-aarch64
   systemd util-linux qemu-user file openssl xorriso)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

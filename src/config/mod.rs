@@ -259,6 +259,8 @@ pub struct Dhcp {
     pub ipxe_script_prepend_mac: bool,
     /// iPXE binary file name per client architecture (option 93).
     pub ipxe_binaries: Vec<(u16, String)>,
+    /// `--dhcp-loaders`: architectures whose machines get GRUB unless their record says.
+    pub grub_arches: Vec<u16>,
     /// Architectures sent to the boot server on UDP 4011 by ProxyDHCP offers without option 43.
     pub boot_server_arches: Vec<u16>,
     /// `--dhcp-relays`: the only relays answered (empty: any).
@@ -559,6 +561,7 @@ impl Reader<'_> {
             },
             ipxe_script_prepend_mac: self.flag(Key::dhcp_http_ipxe_script_prepend_mac)?,
             ipxe_binaries: self.get(Key::dhcp_ipxe_binaries, value::arch_files)?,
+            grub_arches: self.get(Key::dhcp_loaders, value::grub_arches)?,
             boot_server_arches: self.get(Key::dhcp_boot_server_arches, value::arch_list)?,
             relays: self.get(Key::dhcp_relays, value::cidrs)?,
         })

@@ -137,6 +137,7 @@ options! {
     dhcp_http_ipxe_script_url: Smee Value = "", "full iPXE script URL; overrides the four options above";
     dhcp_http_ipxe_script_prepend_mac: Smee Bool = "true", "put the client MAC before the last path element of the script URL (/auto.ipxe -> /<mac>/auto.ipxe), of --dhcp-http-ipxe-script-url too, as Smee";
     dhcp_ipxe_binaries: Own Value = "0=undionly.kpxe,6=ipxe.efi,7=ipxe.efi,9=ipxe.efi,10=snp.efi,11=snp.efi,15=ipxe.efi,16=ipxe.efi,18=snp.efi,19=snp.efi,41=snp.efi", "iPXE binary per client architecture (option 93): ARCH=FILE,...";
+    dhcp_loaders: Own Value = "", "boot loader per client architecture for machines whose record names none: ARCH=ipxe|grub,... (GRUB: shimx64.efi for x86-64 UEFI, shimaa64.efi for ARM64, from --ipxe-dir; default iPXE)";
     dhcp_boot_server_arches: Own Value = "6,7,9,10,11", "architectures whose ProxyDHCP offers leave out option 43, so the firmware asks the boot server on UDP 4011 (the others boot straight from the offer)";
     auto_proxy_profile: Own Value = "", "in auto-proxy mode, the boot profile (a [profiles.NAME] of the config file) that machines with no record get instead of Smee's static Hook script";
     ipxe_script_url_template: Own Value = "", "script URL for iPXE clients of SMD machines, with {mac}, {mac-hyphen}, {ip}, {xname}, {nid} and {arch} filled in (OpenCHAMI BSS: http://bss:8081/boot/v1/bootscript?mac={mac})";

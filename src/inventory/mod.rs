@@ -95,11 +95,22 @@ pub struct Netboot {
     pub console: Option<String>,
     /// netbootd's own: the iPXE binary this machine's firmware gets, whatever its architecture.
     pub ipxe_binary: Option<String>,
+    /// netbootd's own: which boot loader the firmware gets (`None`: `--dhcp-loaders` by
+    /// architecture, else iPXE).
+    pub loader: Option<Loader>,
     /// netbootd's own (Tinkerbell's `netboot.osie`): the Hook script's download URL, kernel and
     /// initrd file names instead of `--osie-url`'s and the defaults.
     pub osie_base_url: Option<String>,
     pub osie_kernel: Option<String>,
     pub osie_initrd: Option<String>,
+}
+
+/// The boot loader a machine's firmware is given: iPXE, which runs the machine's script, or
+/// GRUB (through shim under Secure Boot), which reads its `grub.cfg`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loader {
+    Ipxe,
+    Grub,
 }
 
 /// A kernel, its initrds and command line. A kernel or initrd is either an absolute URL

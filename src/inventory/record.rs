@@ -44,6 +44,7 @@ const NETBOOT_FIELDS: &[&str] = &[
     "facility",
     "console",
     "ipxeBinary",
+    "loader",
     "osieBaseUrl",
     "osieKernel",
     "osieInitrd",
@@ -521,6 +522,13 @@ impl<'a> Checker<'a> {
         nb.console = sub("console", "netboot.console").and_then(|a| self.line(a));
         nb.ipxe_binary = sub("ipxeBinary", "netboot.ipxeBinary")
             .and_then(|a| self.checked(a, |t| value::binary_name(t).map(|()| t.to_string())));
+        nb.loader = sub("loader", "netboot.loader").and_then(|a| {
+            self.checked(a, |t| match t {
+                "ipxe" => Ok(super::Loader::Ipxe),
+                "grub" => Ok(super::Loader::Grub),
+                _ => Err("expected ipxe or grub".into()),
+            })
+        });
         nb.osie_base_url = sub("osieBaseUrl", "netboot.osieBaseUrl").and_then(|a| self.url(a));
         nb.osie_kernel = sub("osieKernel", "netboot.osieKernel").and_then(|a| self.word(a));
         nb.osie_initrd = sub("osieInitrd", "netboot.osieInitrd").and_then(|a| self.word(a));

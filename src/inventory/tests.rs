@@ -70,6 +70,7 @@ fn a_smee_file_with_every_field_loads_with_the_right_values() {
             facility: Some("onprem".into()),
             console: Some("ttyS0,115200".into()),
             ipxe_binary: None,
+            loader: None,
             osie_base_url: None,
             osie_kernel: None,
             osie_initrd: None,

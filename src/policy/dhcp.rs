@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::config::pools::PoolSettings;
 use crate::config::{Dhcp, DhcpMode};
-use crate::inventory::{Inventory, Machine, Netboot};
+use crate::inventory::{Inventory, Loader, Machine, Netboot};
 use crate::policy::pool::{Ask, AskKind, ClientKey, Decision, Quiet};
 use crate::wire::dhcp::{code, Message, MessageType, Op, BROADCAST_FLAG};
 use crate::wire::{pxe, MacAddr};
@@ -235,7 +235,7 @@ impl fmt::Display for Silence {
             Silence::NoBinaryForArch(Some(a)) => {
                 write!(
                     f,
-                    "no iPXE binary for architecture {a} (see --dhcp-ipxe-binaries)"
+                    "no boot loader for architecture {a} (see --dhcp-ipxe-binaries, --dhcp-loaders)"
                 )
             }
             Silence::NoBinaryForArch(None) => f.write_str("no iPXE binary for this client"),
@@ -669,16 +669,28 @@ pub fn choose_boot(
             next_server,
         });
     }
-    let binary = machine
-        .and_then(|m| m.netboot.ipxe_binary.clone())
-        .or_else(|| {
-            let arch = client.arch?;
-            cfg.ipxe_binaries
-                .iter()
-                .find(|(a, _)| *a == arch)
-                .map(|(_, f)| f.clone())
-        })
-        .ok_or(Silence::NoBinaryForArch(client.arch))?;
+    // The machine's loader, else its architecture's (`--dhcp-loaders`), else iPXE.
+    let grub = match machine.and_then(|m| m.netboot.loader) {
+        Some(loader) => loader == Loader::Grub,
+        None => client.arch.is_some_and(|a| cfg.grub_arches.contains(&a)),
+    };
+    let binary = if grub {
+        client
+            .arch
+            .and_then(crate::value::grub_binary)
+            .map(String::from)
+    } else {
+        machine
+            .and_then(|m| m.netboot.ipxe_binary.clone())
+            .or_else(|| {
+                let arch = client.arch?;
+                cfg.ipxe_binaries
+                    .iter()
+                    .find(|(a, _)| *a == arch)
+                    .map(|(_, f)| f.clone())
+            })
+    }
+    .ok_or(Silence::NoBinaryForArch(client.arch))?;
     let file = match client.kind {
         ClientKind::HttpBoot => {
             let base = &cfg.ipxe_binary_base;

@@ -34,6 +34,10 @@ pub enum Route {
     IpxeBinary(String),
     /// `/assets/<path>`: a cleaned relative path below `--assets-dir` (or from its upstream).
     Asset(String),
+    /// `grub.cfg` in any directory (GRUB's network image asks `<prefix>/grub.cfg` and
+    /// `<prefix>/<platform>/grub.cfg`), or `grub.cfg-01-<mac>`: the machine's GRUB
+    /// configuration (`None`: the machine is the client's address).
+    GrubConfig(Option<MacAddr>),
     /// `/iso/<anything>/<mac>/<name>.iso`: Smee's ISO patched for the machine (`None`: the
     /// element before the name is no MAC).
     Iso(Option<MacAddr>),
@@ -53,6 +57,7 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::ScriptByIp | Route::ScriptByMac(_) => "script",
+            Route::GrubConfig(_) => "grub",
             Route::IpxeBinary(_) => "ipxe",
             Route::Asset(_) => "assets",
             Route::Iso(_) => "iso",
@@ -98,6 +103,9 @@ pub fn route(path: &str) -> Route {
             None => Route::ScriptByIp,
         },
         ["auto.ipxe"] => Route::ScriptByIp,
+        [.., name] if grub_config_name(name).is_some() => {
+            Route::GrubConfig(grub_config_name(name).flatten())
+        }
         _ => Route::NotFound("no such route"),
     }
 }
@@ -278,6 +286,164 @@ pub fn pool_script(
         }
         PoolBoot::Profile(_, None) => Err(NoScript::NothingToBoot),
     }
+}
+
+/// A name GRUB asks for its configuration: `grub.cfg` (`Some(None)`: the machine is the
+/// client's address), `grub.cfg-01-<mac>` (`Some(Some(mac))`), or `grub.cfg-<hex address>`
+/// (GRUB's per-address names, `Some(None)`). `None`: another name.
+pub fn grub_config_name(name: &str) -> Option<Option<MacAddr>> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let rest = base.strip_prefix("grub.cfg")?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let rest = rest.strip_prefix('-')?;
+    if let Some(mac) = rest.strip_prefix("01-").and_then(MacAddr::parse) {
+        return Some(Some(mac));
+    }
+    (rest.len() <= 8 && rest.bytes().all(|b| b.is_ascii_hexdigit())).then_some(None)
+}
+
+/// The GRUB configuration a machine gets (`grub.cfg`, over TFTP and HTTP): the boot its
+/// iPXE script would do (boot profile or the machine's own kernel; the Hook with
+/// `--osie-url`; `--auto-proxy-profile` for a machine with no record) as GRUB commands.
+/// netbootd's assets are named on its TFTP server, `(tftp,<tftp_ip>)/<path>`: naming the
+/// server keeps a GRUB started by a proxy-mode offer from asking the DHCP server instead.
+/// URLs become `(http,host[:port])/path` and `(tftp,host)/path` (a port needs GRUB 2.12;
+/// GRUB has no https). A machine whose boot is an iPXE script has nothing GRUB can run.
+pub fn grub_config(
+    machine: Option<&Machine>,
+    s: &ScriptSettings,
+    tftp_ip: std::net::Ipv4Addr,
+) -> Result<String, NoScript> {
+    use crate::inventory::BootProfile;
+    let hook;
+    let (who, profile, boot) = match machine {
+        None => match &s.http.unknown_script {
+            UnknownScript::Profile(name, profile) => (
+                "a machine with no record".to_string(),
+                Some(name.as_str()),
+                profile,
+            ),
+            _ => return Err(NoScript::UnknownMachine),
+        },
+        Some(m) if m.disabled => return Err(NoScript::Disabled),
+        Some(m) if !m.netboot.allow_pxe => return Err(NoScript::NotAllowed),
+        Some(m) if m.netboot.ipxe_script_url.is_some() || m.netboot.ipxe_script.is_some() => {
+            return Err(NoScript::Unsafe(
+                "the machine",
+                "boots an iPXE script, which GRUB cannot run",
+            ))
+        }
+        Some(m) => {
+            let who = match &m.hostname {
+                Some(host) => format!("{} ({host})", m.mac),
+                None => m.mac.to_string(),
+            };
+            match (&m.boot, &s.http.osie_url) {
+                (Some(boot), _) => (who, boot.profile.as_deref(), &boot.resolved),
+                (None, Some(osie)) => {
+                    hook = hook_boot(m, osie, s);
+                    (who, Some("Hook (--osie-url)"), &hook)
+                }
+                (None, None) => return Err(NoScript::NothingToBoot),
+            }
+        }
+    };
+    let BootProfile {
+        kernel,
+        initrd,
+        cmdline,
+    } = boot;
+    let mut out = format!(
+        "# netbootd: boot profile {} for {who}\nset timeout=0\necho 'netbootd: booting {who}'\nlinux {} {}\n",
+        profile.unwrap_or("(the machine's own)"),
+        grub_path("kernel", kernel, tftp_ip)?,
+        grub_safe("cmdline", cmdline.trim())?,
+    );
+    if !initrd.is_empty() {
+        out.push_str("initrd");
+        for i in initrd {
+            out.push(' ');
+            out.push_str(&grub_path("initrd", i, tftp_ip)?);
+        }
+        out.push('\n');
+    }
+    out.push_str("boot\n");
+    Ok(out)
+}
+
+/// What the Hook script boots, as a kernel, initrd and arguments (iPXE's `${arch}` filled in).
+fn hook_boot(m: &Machine, osie_url: &str, s: &ScriptSettings) -> crate::inventory::BootProfile {
+    let (h, nb, arch) = (s.http, &m.netboot, hook_arch(m));
+    let url = nb
+        .osie_base_url
+        .as_deref()
+        .unwrap_or(osie_url)
+        .trim_end_matches('/');
+    let file = |own: &Option<String>, default: &str| {
+        format!(
+            "{url}/{}",
+            own.as_deref().unwrap_or(default).replace("${arch}", arch)
+        )
+    };
+    let vlan = m
+        .vlan_id
+        .map(|v| format!("vlan_id={v} "))
+        .unwrap_or_default();
+    crate::inventory::BootProfile {
+        kernel: file(&nb.osie_kernel, "vmlinuz-${arch}"),
+        initrd: vec![file(&nb.osie_initrd, "initramfs-${arch}")],
+        cmdline: format!(
+            "{vlan}{} facility={} syslog_host={} grpc_authority={} tinkerbell_tls={} tinkerbell_insecure_tls={} worker_id={mac} hw_addr={mac} modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt console=tty0 console=ttyS1,115200",
+            h.extra_kernel_args.trim(),
+            nb.facility.as_deref().unwrap_or(""),
+            s.syslog_host,
+            h.tink_server.as_deref().unwrap_or(""),
+            h.tink_server_tls,
+            h.tink_server_insecure_tls,
+            mac = m.mac,
+        ),
+    }
+}
+
+/// A value GRUB's script reader takes literally: what [`safe`] allows, without `$`, quotes or
+/// backslashes (GRUB would expand or unquote them).
+fn grub_safe<'a>(field: &'static str, value: &'a str) -> Result<&'a str, NoScript> {
+    safe(field, value, false)?;
+    if value.contains(['$', '\'', '"', '\\']) {
+        return Err(NoScript::Unsafe(
+            field,
+            "contains $, a quote or a backslash",
+        ));
+    }
+    Ok(value)
+}
+
+/// A kernel or initrd as GRUB names a file: see [`grub_config`].
+fn grub_path(
+    field: &'static str,
+    value: &str,
+    tftp_ip: std::net::Ipv4Addr,
+) -> Result<String, NoScript> {
+    grub_safe(field, value)?;
+    if value.contains(char::is_whitespace) {
+        return Err(NoScript::Unsafe(field, "contains a space"));
+    }
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return Ok(format!(
+            "(tftp,{tftp_ip})/{}",
+            value.trim_start_matches('/')
+        ));
+    };
+    if scheme != "http" && scheme != "tftp" {
+        return Err(NoScript::Unsafe(
+            field,
+            "is a URL GRUB cannot fetch (http and tftp only)",
+        ));
+    }
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok(format!("({scheme},{host})/{path}"))
 }
 
 /// A value may go into a script line: no control characters, no command separators; a `word`

@@ -26,21 +26,5 @@ if [ ! -s "$DIR/vmlinuz" ]; then
   rm -f "$DIR/$pkg"_*.deb
 fi
 
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys}
-cp /bin/busybox "$root/bin/busybox"   # busybox-static: no shared libraries needed
-mknod -m 600 "$root/dev/console" c 5 1
-cat > "$root/init" <<'INIT'
-#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
-read up _ < /proc/uptime
-echo "NETBOOT-OK kernel=$(/bin/busybox uname -r) cmdline=$(/bin/busybox cat /proc/cmdline) guest_uptime=${up}s" > /dev/console
-/bin/busybox sleep 1
-/bin/busybox poweroff -f
-INIT
-chmod 755 "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$DIR/initrd.img.part"
-mv "$DIR/initrd.img.part" "$DIR/initrd.img"
+"$(dirname "$0")/busybox-initramfs.sh" /bin/busybox "$DIR/initrd.img"
 ls -l "$DIR"

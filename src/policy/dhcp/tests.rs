@@ -92,6 +92,7 @@ pub(crate) fn cfg(mode: DhcpMode) -> Dhcp {
                 .default,
         )
         .unwrap(),
+        grub_arches: vec![],
         boot_server_arches: vec![6, 7, 9, 10, 11],
         relays: vec![],
     }
@@ -1015,5 +1016,51 @@ fn pool_asks_and_replies() {
         )
         .map(|_| ()),
         Err(Silence::Pool(Quiet::Full { pool: 0 }))
+    );
+}
+
+#[test]
+fn grub_machines_get_shim_for_their_arch_and_the_table_picks_a_loader_per_arch() {
+    let hw = "02:00:00:00:00:05:\n  netboot:\n    allowPxe: true\n    loader: grub\n\
+              02:00:00:00:00:06:\n  netboot:\n    allowPxe: true\n    loader: ipxe\n";
+    let inv = load_str(hw, Format::Yaml, "hw.yaml", &Profiles::new())
+        .unwrap()
+        .inventory;
+    let grub = inv.by_mac(MacAddr::parse("02:00:00:00:00:05").unwrap());
+    let ipxe = inv.by_mac(MacAddr::parse("02:00:00:00:00:06").unwrap());
+    let mut c = cfg(DhcpMode::Reservation);
+    let file = |m: Option<&Machine>, arch: u16, c: &Dhcp| {
+        let client = Client {
+            kind: ClientKind::Firmware,
+            arch: Some(arch),
+            guid: None,
+        };
+        let mac = MacAddr::parse("02:00:00:00:00:07").unwrap();
+        choose_boot(&client, m, mac, c).map(|b| b.file)
+    };
+    assert_eq!(file(grub, 7, &c).unwrap(), "shimx64.efi");
+    assert_eq!(file(grub, 11, &c).unwrap(), "shimaa64.efi");
+    assert_eq!(file(grub, 0, &c), Err(Silence::NoBinaryForArch(Some(0))));
+    assert_eq!(file(None, 7, &c).unwrap(), "ipxe.efi");
+    c.grub_arches = crate::value::grub_arches("7=grub,0=ipxe,11=grub").unwrap();
+    assert_eq!(file(None, 7, &c).unwrap(), "shimx64.efi");
+    assert_eq!(file(None, 0, &c).unwrap(), "undionly.kpxe");
+    // The machine's own choice wins over its architecture's.
+    assert_eq!(file(ipxe, 11, &c).unwrap(), "snp.efi");
+    assert!(crate::value::grub_arches("0=grub").is_err());
+    assert!(crate::value::grub_arches("7=pxelinux").is_err());
+    let bad = load_str(
+        "02:00:00:00:00:05:\n  netboot:\n    loader: syslinux\n",
+        Format::Yaml,
+        "hw.yaml",
+        &Profiles::new(),
+    )
+    .unwrap();
+    assert!(
+        bad.errors
+            .iter()
+            .any(|e| e.to_string().contains("netboot.loader")),
+        "{:?}",
+        bad.errors
     );
 }

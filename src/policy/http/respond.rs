@@ -151,6 +151,38 @@ fn answer(
             plan.mac.get_or_insert_with(|| mac.to_string());
             plan
         }
+        Route::GrubConfig(_) if !cfg.http.ipxe_script_enabled => {
+            Plan::status(404, "scripts are off")
+        }
+        Route::GrubConfig(mac) => {
+            let forwarded: Vec<&str> = head.headers_named("x-forwarded-for").collect();
+            let machine = match (mac, client_ip(peer, &forwarded, &cfg.http.trusted_proxies)) {
+                (Some(mac), _) => inventory.by_mac(*mac),
+                (None, IpAddr::V4(v4)) => inventory.by_ip(v4),
+                (None, IpAddr::V6(_)) => None,
+            };
+            let authority = authority(cfg, head.header("host"));
+            // The TFTP server GRUB fetches assets from: netbootd's, else the host asked.
+            let tftp_ip = Some(cfg.dhcp.tftp_ip)
+                .filter(|ip| !ip.is_unspecified())
+                .or_else(|| authority.split(':').next()?.parse().ok())
+                .unwrap_or(cfg.dhcp.tftp_ip);
+            let settings = ScriptSettings {
+                http: &cfg.http,
+                syslog_host: &cfg.dhcp.syslog_host,
+                base_url: format!("http://{authority}"),
+            };
+            let mut plan = match super::grub_config(machine, &settings, tftp_ip) {
+                Ok(text) => {
+                    let mut plan = Plan::text(200, "text/plain; charset=utf-8", text);
+                    plan.note = "grub.cfg".into();
+                    plan
+                }
+                Err(why) => Plan::status(404, why.describe()),
+            };
+            plan.mac = machine.map(|m| m.mac).or(*mac).map(|m| m.to_string());
+            plan
+        }
         Route::IpxeBinary(_) if !cfg.http.ipxe_binary_enabled => {
             Plan::status(404, "iPXE binaries are off")
         }

@@ -425,3 +425,97 @@ fn the_pool_script_reboots_or_boots_the_pools_profile() {
     assert_eq!(route("/a/b/unknown.ipxe"), Route::UnknownScript);
     assert_eq!(route("/unknown"), Route::Unknown);
 }
+
+#[test]
+fn grub_asks_for_its_configuration_by_these_names() {
+    let m = mac("02:77:00:00:00:50");
+    for (name, want) in [
+        ("grub.cfg", Some(None)),
+        ("/grub/x86_64-efi/grub.cfg", Some(None)),
+        ("grub/grub.cfg-01-02-77-00-00-00-50", Some(Some(m))),
+        ("grub.cfg-0A4D0033", Some(None)),
+        ("grub.cfg-0A4", Some(None)),
+        ("grub.cfg-01-zz", None),
+        ("grub.cfg.bak", None),
+        ("grubx64.efi", None),
+        ("mygrub.cfg", None),
+    ] {
+        assert_eq!(grub_config_name(name), want, "{name}");
+    }
+    assert_eq!(route("/grub/grub.cfg"), Route::GrubConfig(None));
+    assert_eq!(
+        route("/grub/arm64-efi/grub.cfg-01-02-77-00-00-00-50"),
+        Route::GrubConfig(Some(m))
+    );
+}
+
+#[test]
+fn grub_gets_the_same_boot_as_the_ipxe_script() {
+    let tftp = Ipv4Addr::new(10, 77, 0, 1);
+    let mut h = http();
+    let s = settings(&h);
+    let mut m = machine();
+    assert_eq!(grub_config(None, &s, tftp), Err(NoScript::UnknownMachine));
+    assert_eq!(
+        grub_config(Some(&m), &s, tftp),
+        Err(NoScript::NothingToBoot)
+    );
+    m.boot = Some(Boot {
+        profile: Some("debian".into()),
+        resolved: BootProfile {
+            kernel: "debian/linux".into(),
+            initrd: vec![
+                "/debian/initrd.gz".into(),
+                "http://cdn.test:8080/fw.cpio".into(),
+            ],
+            cmdline: " console=ttyS0 auto=true ".into(),
+        },
+    });
+    assert_eq!(
+        grub_config(Some(&m), &s, tftp).unwrap(),
+        "# netbootd: boot profile debian for 02:77:00:00:00:50 (node1)\nset timeout=0\n\
+         echo 'netbootd: booting 02:77:00:00:00:50 (node1)'\n\
+         linux (tftp,10.77.0.1)/debian/linux console=ttyS0 auto=true\n\
+         initrd (tftp,10.77.0.1)/debian/initrd.gz (http,cdn.test:8080)/fw.cpio\nboot\n"
+    );
+    // Nothing GRUB would expand, unquote or run as a second command.
+    for (field, kernel, cmdline) in [
+        ("cmdline", "k", "a $prefix"),
+        ("cmdline", "k", "a 'b'"),
+        ("cmdline", "k", "a\nboot"),
+        ("cmdline", "k", "a; reboot"),
+        ("kernel", "https://x/k", ""),
+        ("kernel", "k\\x", ""),
+    ] {
+        let mut bad = m.clone();
+        let resolved = &mut bad.boot.as_mut().unwrap().resolved;
+        resolved.kernel = kernel.into();
+        resolved.cmdline = cmdline.into();
+        assert!(
+            matches!(grub_config(Some(&bad), &s, tftp), Err(NoScript::Unsafe(f, _)) if f == field),
+            "{kernel:?} {cmdline:?}"
+        );
+    }
+    // An iPXE script cannot be run by GRUB.
+    let mut ipxe = m.clone();
+    ipxe.netboot.ipxe_script = Some("chain http://x/y".into());
+    assert!(matches!(
+        grub_config(Some(&ipxe), &s, tftp),
+        Err(NoScript::Unsafe(..))
+    ));
+    // The Hook: its kernel and initrd for the machine's arch, Smee's arguments.
+    h.osie_url = Some("http://10.77.0.9:8080/hook/".into());
+    h.tink_server = Some("10.77.0.9:42113".into());
+    let s = settings(&h);
+    let mut hook = machine();
+    hook.arch = Some("arm64".into());
+    let text = grub_config(Some(&hook), &s, tftp).unwrap();
+    assert!(
+        text.contains("linux (http,10.77.0.9:8080)/hook/vmlinuz-aarch64 facility= syslog_host=10.77.0.1 grpc_authority=10.77.0.9:42113 tinkerbell_tls=false tinkerbell_insecure_tls=false worker_id=02:77:00:00:00:50 hw_addr=02:77:00:00:00:50 modules="),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ninitrd (http,10.77.0.9:8080)/hook/initramfs-aarch64\n"),
+        "{text}"
+    );
+}

@@ -27,6 +27,7 @@ use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
+use crate::policy::http::{grub_config, grub_config_name, ScriptSettings};
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
     admit, autoexec_script, autoexec_script_url, blksize_cap, interpret_name, negotiate,
@@ -85,6 +86,17 @@ impl TftpCounters {
 }
 
 /// The directories served, by the root a request name selects.
+/// A file netbootd wrote for the request (`what` stands for its path in the log).
+fn made(text: String, what: &str) -> Served {
+    Served {
+        size: text.len() as u64,
+        content: Content::Bytes(text.into_bytes().into()),
+        real: PathBuf::from(what),
+        modified: None,
+        hold: None,
+    }
+}
+
 fn roots(ipxe_dir: Option<&Path>, assets_dir: Option<&Path>) -> Vec<(Root, PathBuf)> {
     let mut roots = Vec::new();
     if let Some(d) = ipxe_dir {
@@ -134,6 +146,8 @@ pub struct TftpService {
     ipxe_binaries: Arc<crate::service::ipxe_patch::PatchedBinaries>,
     /// For `autoexec.ipxe`: the script URL settings and the machines by address.
     dhcp: crate::config::Dhcp,
+    /// For `grub.cfg`: the Hook's and `--auto-proxy-profile`'s settings.
+    http: crate::config::Http,
     inventory: Arc<crate::inventory::InventoryStore>,
 }
 
@@ -161,6 +175,7 @@ impl TftpService {
             assets: ctx.assets.clone(),
             ipxe_binaries: ctx.ipxe_binaries.clone(),
             dhcp: config.dhcp.clone(),
+            http: config.http.clone(),
             inventory: ctx.inventory.clone(),
             asset_cache: config.asset_cache.clone(),
             listener,
@@ -280,8 +295,15 @@ impl TftpService {
             }
             Admit::Refuse(code, why) => return self.refuse(rx, "RRQ", name, code, &why),
         }
-        let opened = match self.autoexec(name, rx.from) {
-            Some(script) => Ok(script),
+        let local = rx
+            .local
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(self.cfg.addr);
+        let made = self
+            .autoexec(name, rx.from)
+            .or_else(|| self.grub_config(name, rx.from, local));
+        let opened = match made {
+            Some(made) => Ok(made),
             None => self.open(name, &request.mode),
         };
         let served = match opened {
@@ -302,10 +324,6 @@ impl TftpService {
             max_retries: MAX_RETRIES,
         };
         let negotiated = negotiate(&request.options, served.size, &limits);
-        let local = rx
-            .local
-            .filter(|ip| !ip.is_unspecified())
-            .unwrap_or(self.cfg.addr);
         let (link, inbox) = match self.link(local) {
             Ok(l) => l,
             Err(e) => {
@@ -376,13 +394,47 @@ impl TftpService {
             "tftp {client} RRQ {name:?}: --ipxe-script-patch and a chain to {url} (mac={})",
             machine.map_or("-".to_string(), |m| m.mac.to_string())
         );
-        Some(Served {
-            size: script.len() as u64,
-            content: Content::Bytes(script.into_bytes().into()),
-            real: PathBuf::from("autoexec.ipxe (made of --ipxe-script-patch)"),
-            modified: None,
-            hold: None,
-        })
+        Some(made(script, "autoexec.ipxe (made of --ipxe-script-patch)"))
+    }
+
+    /// `grub.cfg` (any directory, or `grub.cfg-01-<mac>`) for the machine its name or the
+    /// client's address names, unless the iPXE directory has a file of that name. The
+    /// machine's assets are named on `local`, the address the request came to.
+    fn grub_config(&self, name: &str, client: SocketAddrV4, local: Ipv4Addr) -> Option<Served> {
+        let by_mac = grub_config_name(name)?;
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let on_disk = self
+            .roots
+            .iter()
+            .any(|(r, dir)| *r == Root::Ipxe && open_served(dir, base, r.links()).is_ok());
+        if on_disk {
+            return None;
+        }
+        let inventory = self.inventory.snapshot();
+        let machine = match by_mac {
+            Some(mac) => inventory.by_mac(mac),
+            None => inventory.by_ip(*client.ip()),
+        };
+        let settings = ScriptSettings {
+            http: &self.http,
+            syslog_host: &self.dhcp.syslog_host,
+            base_url: String::new(),
+        };
+        let mac = machine.map(|m| m.mac).or(by_mac);
+        let mac = mac.map_or("-".to_string(), |m| m.to_string());
+        match grub_config(machine, &settings, local) {
+            Ok(text) => {
+                info!("tftp {client} RRQ {name:?}: grub.cfg made for mac={mac}");
+                Some(made(text, "grub.cfg (made from the machine's boot)"))
+            }
+            Err(why) => {
+                info!(
+                    "tftp {client} RRQ {name:?}: no grub.cfg for mac={mac}: {}",
+                    why.describe()
+                );
+                None
+            }
+        }
     }
 
     /// Finds the file a name means, trying each candidate root in turn (netascii: converted
@@ -465,6 +517,7 @@ impl Service for TftpService {
         self.roots = roots(config.ipxe_dir.as_deref(), config.assets_dir.as_deref());
         self.asset_cache = config.asset_cache.clone();
         self.dhcp = config.dhcp.clone();
+        self.http = config.http.clone();
     }
 
     /// New requests get "server shutting down"; running transfers go on (in single-port mode
