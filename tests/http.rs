@@ -173,6 +173,16 @@ fn grub_cfg_by_mac_name_and_by_address() {
         body.contains("for 02:77:00:00:00:51 (profile-node)"),
         "{body}"
     );
+    // An address no machine has (proxy modes): GRUB is told to ask again by its MAC.
+    let (code, body) = get(
+        &format!("{}/grub/grub.cfg", s.base),
+        &["-H", "X-Forwarded-For: 10.9.9.99"],
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.ends_with("\nconfigfile $prefix/grub.cfg-01-$net_default_mac\n"),
+        "{body}"
+    );
     // Loopback is machine .50, whose boot is an iPXE script URL.
     assert_eq!(get(&format!("{}/grub/grub.cfg", s.base), &[]).0, 404);
     let (line, _) = s.server.wait_for("/grub/grub.cfg -> 404", LIMIT);

@@ -304,11 +304,15 @@ pub fn grub_config_name(name: &str) -> Option<Option<MacAddr>> {
     (rest.len() <= 8 && rest.bytes().all(|b| b.is_ascii_hexdigit())).then_some(None)
 }
 
+/// What `grub.cfg` says when its client's address names no machine (proxy modes: the
+/// address is the site server's): ask again by GRUB's own MAC, which GRUB fills in.
+pub const GRUB_ASK_BY_MAC: &str = "# netbootd: no machine has this address; asking by MAC\nconfigfile $prefix/grub.cfg-01-$net_default_mac\n";
+
 /// The GRUB configuration a machine gets (`grub.cfg`, over TFTP and HTTP): the boot its
 /// iPXE script would do (boot profile or the machine's own kernel; the Hook with
 /// `--osie-url`; `--auto-proxy-profile` for a machine with no record) as GRUB commands.
-/// netbootd's assets are named on its TFTP server, `(tftp,<tftp_ip>)/<path>`: naming the
-/// server keeps a GRUB started by a proxy-mode offer from asking the DHCP server instead.
+/// netbootd's assets are named on its TFTP server, `(tftp,<tftp_ip>)/<path>`, whatever
+/// device GRUB was started from.
 /// URLs become `(http,host[:port])/path` and `(tftp,host)/path` (a port needs GRUB 2.12;
 /// GRUB has no https). A machine whose boot is an iPXE script has nothing GRUB can run.
 pub fn grub_config(

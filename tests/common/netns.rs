@@ -264,6 +264,12 @@ impl Lab {
 
     /// An address-only DHCP server (busybox udhcpd, 10.77.3.10-200) on the clients' segment.
     pub fn start_plain_dhcp(&mut self, dir: &Path) {
+        self.start_plain_dhcp_with(dir, "");
+    }
+
+    /// [`Lab::start_plain_dhcp`] with more lines for udhcpd.conf (`siaddr 10.77.0.1`: the
+    /// site's server names a next server in its own replies).
+    pub fn start_plain_dhcp_with(&mut self, dir: &Path, more: &str) {
         self.add_dhcp_segment();
         let ns = self.dhcp.as_ref().unwrap();
         let conf = dir.join("udhcpd.conf");
@@ -273,7 +279,7 @@ impl Lab {
             &conf,
             format!(
                 "interface p0\nstart 10.77.3.10\nend 10.77.3.200\nmax_leases 190\n\
-                 lease_file {}\noption subnet 255.255.0.0\noption router {SRV_IP}\noption lease 3600\n",
+                 lease_file {}\noption subnet 255.255.0.0\noption router {SRV_IP}\noption lease 3600\n{more}",
                 leases.display()
             ),
         )

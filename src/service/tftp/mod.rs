@@ -27,7 +27,7 @@ use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
-use crate::policy::http::{grub_config, grub_config_name, ScriptSettings};
+use crate::policy::http::{grub_config, grub_config_name, ScriptSettings, GRUB_ASK_BY_MAC};
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
     admit, autoexec_script, autoexec_script_url, blksize_cap, interpret_name, negotiate,
@@ -422,7 +422,11 @@ impl TftpService {
         };
         let mac = machine.map(|m| m.mac).or(by_mac);
         let mac = mac.map_or("-".to_string(), |m| m.to_string());
-        match grub_config(machine, &settings, local) {
+        let config = match (by_mac, machine) {
+            (None, None) => Ok(GRUB_ASK_BY_MAC.to_string()),
+            _ => grub_config(machine, &settings, local),
+        };
+        match config {
             Ok(text) => {
                 info!("tftp {client} RRQ {name:?}: grub.cfg made for mac={mac}");
                 Some(made(text, "grub.cfg (made from the machine's boot)"))
