@@ -220,8 +220,9 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Every boot rule: iPXE's, then firmware's per architecture (`--dhcp-ipxe-binaries`, or
-    /// the group's own binary), for the shared rules and for each group with its own.
+    /// Every boot rule: iPXE's, then firmware's per architecture (`--dhcp-ipxe-binaries`, shim
+    /// for `--dhcp-loaders`' GRUB architectures, or the group's own binary), for the shared
+    /// rules and for each group with its own.
     fn rules(&self) -> Vec<Rule> {
         let mut rules = Vec::new();
         let mut add = |group: Option<usize>, script: &str, binary: Option<&str>| {
@@ -231,6 +232,11 @@ impl<'a> Plan<'a> {
                 file: script.to_string(),
             });
             for (arch, file) in &self.cfg.ipxe_binaries {
+                // `--dhcp-loaders`: shim for the architectures given GRUB.
+                let file = match crate::value::grub_binary(*arch) {
+                    Some(shim) if self.cfg.grub_arches.contains(arch) => shim,
+                    _ => file,
+                };
                 rules.push(Rule {
                     group,
                     arch: Some(*arch),

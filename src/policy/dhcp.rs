@@ -669,10 +669,14 @@ pub fn choose_boot(
             next_server,
         });
     }
-    // The machine's loader, else its architecture's (`--dhcp-loaders`), else iPXE.
+    // The machine's loader, else its architecture's (`--dhcp-loaders`), else iPXE; a machine
+    // with its own iPXE binary chose iPXE.
     let grub = match machine.and_then(|m| m.netboot.loader) {
         Some(loader) => loader == Loader::Grub,
-        None => client.arch.is_some_and(|a| cfg.grub_arches.contains(&a)),
+        None => {
+            machine.is_none_or(|m| m.netboot.ipxe_binary.is_none())
+                && client.arch.is_some_and(|a| cfg.grub_arches.contains(&a))
+        }
     };
     let binary = if grub {
         client

@@ -252,3 +252,34 @@ fn isc_groups_carry_the_boot_rules_and_hosts_their_addresses() {
     );
     assert!(!out.contains("02:00:00:00:00:02;"), "disabled: left out");
 }
+
+#[test]
+fn grub_architectures_get_shim_in_every_recipe() {
+    let inv = inventory();
+    let machines: Vec<&Machine> = inv.machines().collect();
+    let mut c = cfg(DhcpMode::Reservation);
+    c.grub_arches = crate::value::grub_arches("7=grub,11=grub").unwrap();
+    for server in [
+        Server::Dnsmasq,
+        Server::DnsmasqProxy,
+        Server::Kea,
+        Server::Isc,
+    ] {
+        let text = generate(server, &machines, &c);
+        assert!(text.contains("shimx64.efi"), "{}: {text}", server.name());
+        assert!(text.contains("shimaa64.efi"), "{}: {text}", server.name());
+        // Architecture 9 stays on iPXE.
+        assert!(text.contains("ipxe.efi"), "{}: {text}", server.name());
+    }
+    let dnsmasq = generate(Server::Dnsmasq, &machines, &c);
+    // The shared rules and the group with its own script get shim; the machine with its own
+    // iPXE binary keeps it, as netbootd's own DHCP answers it.
+    assert_eq!(
+        lines_with(&dnsmasq, "tag:netbootd-arch-7,"),
+        [
+            "dhcp-boot=tag:netbootd-boot,tag:!netbootd-ipxe,tag:netbootd-arch-7,shimx64.efi,,10.77.0.1",
+            "dhcp-boot=tag:netbootd-2,tag:!netbootd-ipxe,tag:netbootd-arch-7,shimx64.efi,,10.77.0.1",
+            "dhcp-boot=tag:netbootd-5,tag:!netbootd-ipxe,tag:netbootd-arch-7,snponly.efi,,10.77.0.1",
+        ]
+    );
+}

@@ -1045,8 +1045,11 @@ fn grub_machines_get_shim_for_their_arch_and_the_table_picks_a_loader_per_arch()
     c.grub_arches = crate::value::grub_arches("7=grub,0=ipxe,11=grub").unwrap();
     assert_eq!(file(None, 7, &c).unwrap(), "shimx64.efi");
     assert_eq!(file(None, 0, &c).unwrap(), "undionly.kpxe");
-    // The machine's own choice wins over its architecture's.
+    // The machine's own choice wins over its architecture's, and so does its own binary.
     assert_eq!(file(ipxe, 11, &c).unwrap(), "snp.efi");
+    let own = inventory();
+    let own = own.by_mac(MacAddr::parse("02:00:00:00:00:04").unwrap());
+    assert_eq!(file(own, 7, &c).unwrap(), "snponly.efi");
     assert!(crate::value::grub_arches("0=grub").is_err());
     assert!(crate::value::grub_arches("7=pxelinux").is_err());
     let bad = load_str(
