@@ -14,6 +14,7 @@ use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
 use std::sync::Arc;
 
 use crate::io::files::{open_served, send_file, Content, Hold, Served};
+use crate::io::limits::BulkPriority;
 use crate::policy::assets::{find_markers, overlay};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
@@ -33,6 +34,8 @@ const UPSTREAM_HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3
 const UPSTREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes read, patched and written at a time for a patched ISO.
 const PATCH_CHUNK: usize = 64 << 10;
+/// Bodies from this size on are sent at the lowest CPU priority ([`BulkPriority`]).
+const BULK: u64 = 1 << 20;
 
 /// A marker and what replaces it, in a served file (Smee's ISO).
 struct Patch {
@@ -272,6 +275,7 @@ impl<'a> Connection<'a> {
                 len,
                 ..
             } => self.send_corked(&head, |stream| {
+                let _bulk = (len >= BULK).then(BulkPriority::enter);
                 // Each part as it arrives; an error after the head closes the connection,
                 // which tells the client its body is short.
                 let mut at = offset;
@@ -306,6 +310,7 @@ impl<'a> Connection<'a> {
                 len,
                 ..
             } => self.send_corked(&head, |stream| {
+                let _bulk = (len >= BULK).then(BulkPriority::enter);
                 send_file(stream, &file, offset, len).map(|()| len)
             }),
         }
