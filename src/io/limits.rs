@@ -67,7 +67,7 @@ static BULK_PRIORITY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// after, when the process may take a priority back: RLIMIT_NICE allows nice 0 (the soft
 /// limit is raised here when the hard one allows; systemd's `LimitNICE=+0` sets both), or it
 /// keeps CAP_SYS_NICE (running as root).
-/// Called after privileges are dropped; probes by lowering and restoring a thread.
+/// Called after privileges are dropped.
 /// `false`: every thread keeps the normal priority.
 #[allow(clippy::unnecessary_cast)]
 pub fn allow_bulk_priority() -> bool {
@@ -83,10 +83,16 @@ pub fn allow_bulk_priority() -> bool {
         limit.rlim_cur = 20;
         unsafe { libc::setrlimit(libc::RLIMIT_NICE, &limit) };
     }
-    // In a thread of its own: one that cannot take its priority back ends there.
-    let allowed = std::thread::spawn(|| set_thread_nice(1) && set_thread_nice(0))
-        .join()
-        .unwrap_or(false);
+    const CAP_SYS_NICE: u32 = 23;
+    let allowed = (unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut limit) } == 0
+        && limit.rlim_cur as u64 >= 20)
+        || std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+                .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0)
+        });
     BULK_PRIORITY.store(allowed, std::sync::atomic::Ordering::Relaxed);
     allowed
 }

@@ -2,7 +2,8 @@
 //! a path names ([`route`]), which machine a request is from ([`client_ip`], Smee's "IP
 //! authentication" with trusted proxies), and the iPXE script a machine gets
 //! ([`script_for`]): its own script URL or inline script, else its boot profile rendered as a
-//! robust script, else the Tinkerbell Hook script when `--osie-url` is set.
+//! robust script, else the Tinkerbell Hook script when `--osie-url` is set; and the same boot
+//! as GRUB's `grub.cfg` ([`grub_config`]) for machines booting GRUB.
 //!
 //! Values put into scripts come from a validated inventory and config; the renderers check
 //! again that none can end its line or chain another command (control characters, `||`, `&&`,
