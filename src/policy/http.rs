@@ -293,8 +293,7 @@ pub fn pool_script(
 /// client's address), `grub.cfg-01-<mac>` (`Some(Some(mac))`), or `grub.cfg-<hex address>`
 /// (GRUB's per-address names, `Some(None)`). `None`: another name.
 pub fn grub_config_name(name: &str) -> Option<Option<MacAddr>> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let rest = base.strip_prefix("grub.cfg")?;
+    let rest = crate::policy::tftp::base_name(name).strip_prefix("grub.cfg")?;
     if rest.is_empty() {
         return Some(None);
     }
@@ -307,7 +306,22 @@ pub fn grub_config_name(name: &str) -> Option<Option<MacAddr>> {
 
 /// What `grub.cfg` says when its client's address names no machine (proxy modes: the
 /// address is the site server's): ask again by GRUB's own MAC, which GRUB fills in.
-pub const GRUB_ASK_BY_MAC: &str = "# netbootd: no machine has this address; asking by MAC\nconfigfile $prefix/grub.cfg-01-$net_default_mac\n";
+const GRUB_ASK_BY_MAC: &str = "# netbootd: no machine has this address; asking by MAC\nconfigfile $prefix/grub.cfg-01-$net_default_mac\n";
+
+/// The answer to a GRUB configuration name ([`grub_config_name`]): `by_mac` is the MAC the
+/// name carries, `machine` the one found by it or by the client's address. An address that
+/// names no machine is told to ask again by MAC; otherwise [`grub_config`].
+pub fn grub_answer(
+    by_mac: Option<MacAddr>,
+    machine: Option<&Machine>,
+    s: &ScriptSettings,
+    tftp_ip: std::net::Ipv4Addr,
+) -> Result<String, NoScript> {
+    match (by_mac, machine) {
+        (None, None) => Ok(GRUB_ASK_BY_MAC.to_string()),
+        _ => grub_config(machine, s, tftp_ip),
+    }
+}
 
 /// The GRUB configuration a machine gets (`grub.cfg`, over TFTP and HTTP): the boot its
 /// iPXE script would do (boot profile or the machine's own kernel; the Hook with

@@ -99,6 +99,11 @@ pub fn interpret_name(name: &str) -> Result<Vec<(Root, String)>, NameRefusal> {
     ])
 }
 
+/// The last element of a requested name (`/` and `\\` both separate).
+pub fn base_name(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
 /// The `autoexec.ipxe` that iPXE builds without an embedded script ask for first: when
 /// `--ipxe-script-patch` is set, the patch, then DHCP and the machine's script, so that a
 /// signed iPXE binary served unmodified (Secure Boot) runs the patch too. `script_url` is the
@@ -106,8 +111,7 @@ pub fn interpret_name(name: &str) -> Result<Vec<(Root, String)>, NameRefusal> {
 /// address names no machine. `None`: another name, or no patch (the file is then looked for
 /// on disk as any other).
 pub fn autoexec_script(name: &str, patch: Option<&str>, script_url: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    if !base.eq_ignore_ascii_case("autoexec.ipxe") {
+    if !base_name(name).eq_ignore_ascii_case("autoexec.ipxe") {
         return None;
     }
     let patch = patch?;

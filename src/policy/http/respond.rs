@@ -172,11 +172,7 @@ fn answer(
                 syslog_host: &cfg.dhcp.syslog_host,
                 base_url: format!("http://{authority}"),
             };
-            let made = match (mac, machine) {
-                (None, None) => Ok(super::GRUB_ASK_BY_MAC.to_string()),
-                _ => super::grub_config(machine, &settings, tftp_ip),
-            };
-            let mut plan = match made {
+            let mut plan = match super::grub_answer(*mac, machine, &settings, tftp_ip) {
                 Ok(text) => {
                     let mut plan = Plan::text(200, "text/plain; charset=utf-8", text);
                     plan.note = "grub.cfg".into();

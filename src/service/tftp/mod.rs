@@ -27,10 +27,10 @@ use crate::io::netif::interface_mtu;
 use crate::io::udp::{Received, UdpEndpoint, UdpOptions};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
-use crate::policy::http::{grub_config, grub_config_name, ScriptSettings, GRUB_ASK_BY_MAC};
+use crate::policy::http::{grub_answer, grub_config_name, ScriptSettings};
 use crate::policy::served::Refusal;
 use crate::policy::tftp::{
-    admit, autoexec_script, autoexec_script_url, blksize_cap, interpret_name, negotiate,
+    admit, autoexec_script, autoexec_script_url, base_name, blksize_cap, interpret_name, negotiate,
     netascii_fits, Admission, Admit, Limits, Root, Transfer, MAX_NETASCII_FILE,
 };
 use crate::service::log_gate::LogGate;
@@ -402,7 +402,7 @@ impl TftpService {
     /// machine's assets are named on `local`, the address the request came to.
     fn grub_config(&self, name: &str, client: SocketAddrV4, local: Ipv4Addr) -> Option<Served> {
         let by_mac = grub_config_name(name)?;
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let base = base_name(name);
         let on_disk = self
             .roots
             .iter()
@@ -422,11 +422,7 @@ impl TftpService {
         };
         let mac = machine.map(|m| m.mac).or(by_mac);
         let mac = mac.map_or("-".to_string(), |m| m.to_string());
-        let config = match (by_mac, machine) {
-            (None, None) => Ok(GRUB_ASK_BY_MAC.to_string()),
-            _ => grub_config(machine, &settings, local),
-        };
-        match config {
+        match grub_answer(by_mac, machine, &settings, local) {
             Ok(text) => {
                 info!("tftp {client} RRQ {name:?}: grub.cfg made for mac={mac}");
                 Some(made(text, "grub.cfg (made from the machine's boot)"))
