@@ -10,11 +10,15 @@
 #         static file (sendfile on).
 # Every client's body is compared with the file (cmp). Goals: cold <= 1.0x nginx, warm >= 0.9x
 # nginx static (as throughput: netbootd's time at most 1/0.9 of nginx's).
-#   sudo benches/asset-cache.sh          # CLIENTS=100 MB=100
+# A 2-core VM varies by 10 % from run to run, so ROUNDS rounds each start both servers afresh
+# with empty caches, take turns at going first, and start after `sync` (no writeback of the
+# previous round's files); the figures are the medians.
+#   sudo benches/asset-cache.sh          # CLIENTS=100 MB=100 ROUNDS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-100}
 MB=${MB:-100}
+ROUNDS=${ROUNDS:-3}
 NS=nbt-assetbench
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespace)" >&2; exit 1; }
 need=()
@@ -45,7 +49,7 @@ ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 
-mkdir -p "$WORK/mirror" "$WORK/tmp" "$WORK/nbcache" "$WORK/ngcache"
+mkdir -p "$WORK/mirror" "$WORK/tmp"
 head -c $((MB << 20)) /dev/urandom > "$WORK/mirror/big.bin"
 echo '{}' > "$WORK/hardware.yaml"
 chmod -R a+rwX "$WORK"
@@ -93,22 +97,37 @@ ip netns exec "$NS" python3 tests/tools/upstream.py "$WORK/mirror" 8090 0 127.0.
   >/dev/null &
 PIDS+=($!)
 wait_port 8090 "$WORK/upstream.log"
-ip netns exec "$NS" "$BIN" --backend-file-path "$WORK/hardware.yaml" --user root \
-  --dhcp-enabled=false --tftp-enabled=false --syslog-enabled=false \
-  --http-addr 127.0.0.1 --http-port 8080 --http-max-connections-per-client 256 \
-  --assets-upstream http://127.0.0.1:8090/ --assets-cache-dir "$WORK/nbcache" \
-  >/dev/null 2>"$WORK/netbootd.log" &
-PIDS+=($!)
-wait_port 8080 "$WORK/netbootd.log"
-ip netns exec "$NS" "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
-  >/dev/null 2>&1 &
-PIDS+=($!)
-wait_port 8082 "$WORK/nginx-error.log"
+# start_netbootd / start_nginx: a server with an empty cache; stop_server stops it.
+start_netbootd() {
+  rm -rf "$WORK/nbcache" && mkdir -m 777 "$WORK/nbcache"
+  ip netns exec "$NS" "$BIN" --backend-file-path "$WORK/hardware.yaml" --user root \
+    --dhcp-enabled=false --tftp-enabled=false --syslog-enabled=false \
+    --http-addr 127.0.0.1 --http-port 8080 --http-max-connections-per-client 256 \
+    --assets-upstream http://127.0.0.1:8090/ --assets-cache-dir "$WORK/nbcache" \
+    >/dev/null 2>"$WORK/netbootd.log" &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_port 8080 "$WORK/netbootd.log"
+}
+start_nginx() {
+  rm -rf "$WORK/ngcache" && mkdir -m 777 "$WORK/ngcache"
+  ip netns exec "$NS" "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
+    >/dev/null 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_port 8082 "$WORK/nginx-error.log"
+}
+stop_server() {
+  kill "$SERVER"
+  wait "$SERVER" 2>/dev/null || true
+  PIDS=("${PIDS[@]/$SERVER/}")
+}
 
 # run URL: CLIENTS curls at once, each body compared with the file; prints the seconds until
 # the last one finished.
 run() {
   local url=$1 start end fails
+  sync
   start=$(date +%s.%N)
   for i in $(seq "$CLIENTS"); do
     ip netns exec "$NS" sh -c "curl -sS --max-time 600 '$url' | cmp -s - '$WORK/mirror/big.bin' || echo bad" \
@@ -129,23 +148,49 @@ wait_clients() {
 }
 upstream_mb() { grep -c "GET $1 200" "$WORK/upstream.log" || true; }
 
-nb_cold=$(run http://127.0.0.1:8080/assets/big.bin)
-nb_gets=$(upstream_mb /big.bin)
+# Untimed: the upstream's first answer and the file's first reads happen before any round.
+ip netns exec "$NS" curl -sS -o /dev/null http://127.0.0.1:8090/big.bin
 : > "$WORK/upstream.log"
-ng_cold=$(run http://127.0.0.1:8082/assets/big.bin)
-ng_gets=$(upstream_mb /big.bin)
-nb_warm=$(run http://127.0.0.1:8080/assets/big.bin)
-ng_warm=$(run http://127.0.0.1:8082/static/big.bin)
-nb_warm2=$(run http://127.0.0.1:8080/assets/big.bin)
-ng_warm2=$(run http://127.0.0.1:8082/static/big.bin)
-med() { printf '%s\n' "$@" | sort -g | head -1; }
-nb_w=$(med "$nb_warm" "$nb_warm2")
-ng_w=$(med "$ng_warm" "$ng_warm2")
 
-echo "asset cache, $CLIENTS clients x $MB MB at once, $(date -u +%F) ($(nproc) cores)"
-printf '%-48s %8.2f s   upstream GETs: %s (%s MB)\n' "netbootd cold (cache empty)" "$nb_cold" "$nb_gets" "$((nb_gets * MB))"
-printf '%-48s %8.2f s   upstream GETs: %s (%s MB)\n' "nginx proxy_cache cold (proxy_cache_lock on)" "$ng_cold" "$ng_gets" "$((ng_gets * MB))"
-printf '%-48s %8.2f s\n' "netbootd warm (from its cache; best of 2)" "$nb_w"
-printf '%-48s %8.2f s\n' "nginx static (sendfile; best of 2)" "$ng_w"
+# measure_netbootd / measure_nginx: one round's cold and warm seconds, appended to the lists.
+NB_COLD=() NB_WARM=() NG_COLD=() NG_WARM=()
+measure_netbootd() {
+  : > "$WORK/upstream.log"
+  start_netbootd
+  t=$(run http://127.0.0.1:8080/assets/big.bin)
+  NB_COLD+=("$t")
+  gets=$(upstream_mb /big.bin)
+  ((gets == 1)) || { echo "netbootd made $gets upstream GETs" >&2; exit 1; }
+  t=$(run http://127.0.0.1:8080/assets/big.bin)
+  NB_WARM+=("$t")
+  stop_server
+}
+measure_nginx() {
+  : > "$WORK/upstream.log"
+  start_nginx
+  t=$(run http://127.0.0.1:8082/assets/big.bin)
+  NG_COLD+=("$t")
+  gets=$(upstream_mb /big.bin)
+  ((gets == 1)) || { echo "nginx made $gets upstream GETs" >&2; exit 1; }
+  t=$(run http://127.0.0.1:8082/static/big.bin)
+  NG_WARM+=("$t")
+  stop_server
+}
+for round in $(seq "$ROUNDS"); do
+  if ((round % 2)); then measure_netbootd; measure_nginx; else measure_nginx; measure_netbootd; fi
+  printf 'round %d: cold netbootd %.2f s nginx %.2f s; warm netbootd %.2f s nginx %.2f s\n' "$round" \
+    "${NB_COLD[-1]}" "${NG_COLD[-1]}" "${NB_WARM[-1]}" "${NG_WARM[-1]}"
+done
+med() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+nb_cold=$(med "${NB_COLD[@]}")
+ng_cold=$(med "${NG_COLD[@]}")
+nb_w=$(med "${NB_WARM[@]}")
+ng_w=$(med "${NG_WARM[@]}")
+
+echo "asset cache, $CLIENTS clients x $MB MB at once, medians of $ROUNDS rounds, $(date -u +%F) ($(nproc) cores)"
+printf '%-48s %8.2f s   upstream GETs: 1 (%s MB) each round\n' "netbootd cold (cache empty)" "$nb_cold" "$MB"
+printf '%-48s %8.2f s   upstream GETs: 1 (%s MB) each round\n' "nginx proxy_cache cold (proxy_cache_lock on)" "$ng_cold" "$MB"
+printf '%-48s %8.2f s\n' "netbootd warm (from its cache)" "$nb_w"
+printf '%-48s %8.2f s\n' "nginx static (sendfile)" "$ng_w"
 printf 'cold: netbootd/nginx time %.2fx (goal <= 1.0x)\n' "$(echo "$nb_cold / $ng_cold" | bc -l)"
 printf 'warm: netbootd/nginx throughput %.2fx (goal >= 0.9x)\n' "$(echo "$ng_w / $nb_w" | bc -l)"

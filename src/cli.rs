@@ -622,9 +622,6 @@ fn give_up_root(config: &Config) -> bool {
             return false;
         }
     }
-    if !crate::io::limits::allow_bulk_priority() {
-        info!("HTTP downloads keep the normal CPU priority: the process could not take a lowered one back (LimitNICE=+0 in the unit allows it)");
-    }
     true
 }
 

@@ -40,7 +40,6 @@ fn the_systemd_unit_grants_only_the_two_capabilities_and_never_root() {
         "AmbientCapabilities=CAP_NET_RAW CAP_NET_BIND_SERVICE",
         "CapabilityBoundingSet=CAP_NET_RAW CAP_NET_BIND_SERVICE",
         "NoNewPrivileges=yes",
-        "LimitNICE=+0",
         "ProtectSystem=strict",
         "StateDirectory=netbootd",
         "Restart=on-failure",

@@ -92,6 +92,11 @@ impl Growing {
         Ok(())
     }
 
+    /// How it ended, if it has.
+    pub fn ended(&self) -> Option<Result<(), String>> {
+        self.state().end.clone()
+    }
+
     /// Bytes written so far.
     pub fn have(&self) -> u64 {
         self.state().have

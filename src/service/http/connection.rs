@@ -10,11 +10,10 @@ use std::time::Instant;
 
 use log::Level;
 
-use super::{Counted, Shared, BUSY, MAX_DOWNLOADS};
+use super::{bulk, Counted, Shared, BUSY, MAX_DOWNLOADS, WRITE_TIMEOUT};
 use std::sync::Arc;
 
 use crate::io::files::{open_served, send_file, Content, Hold, Served};
-use crate::io::limits::BulkPriority;
 use crate::policy::assets::{find_markers, overlay};
 use crate::policy::budget::{Kind, Origin};
 use crate::policy::event::Event;
@@ -34,7 +33,7 @@ const UPSTREAM_HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3
 const UPSTREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes read, patched and written at a time for a patched ISO.
 const PATCH_CHUNK: usize = 64 << 10;
-/// Bodies from this size on are sent at the lowest CPU priority ([`BulkPriority`]).
+/// Files from this size on are sent by the [`bulk`] senders.
 const BULK: u64 = 1 << 20;
 
 /// A marker and what replaces it, in a served file (Smee's ISO).
@@ -275,20 +274,17 @@ impl<'a> Connection<'a> {
                 len,
                 ..
             } => self.send_corked(&head, |stream| {
-                let _bulk = (len >= BULK).then(BulkPriority::enter);
                 // Each part as it arrives; an error after the head closes the connection,
                 // which tells the client its body is short.
-                let mut at = offset;
-                while at < offset + len {
-                    let n = growing
-                        .readable(at, offset + len - at, UPSTREAM_WAIT)
-                        .map_err(io::Error::other)?;
-                    send_file(stream, growing.file(), at, n)?;
-                    // What arrived goes out now, not when a segment fills.
-                    let _ = socket2::SockRef::from(stream).set_tcp_cork(false);
-                    at += n;
-                }
-                Ok(len)
+                bulk::send(
+                    stream,
+                    growing.file(),
+                    offset,
+                    len,
+                    Some(growing.clone()),
+                    UPSTREAM_WAIT,
+                )
+                .map(|()| len)
             }),
             Payload::Served {
                 content: Content::Bytes(bytes),
@@ -310,8 +306,12 @@ impl<'a> Connection<'a> {
                 len,
                 ..
             } => self.send_corked(&head, |stream| {
-                let _bulk = (len >= BULK).then(BulkPriority::enter);
-                send_file(stream, &file, offset, len).map(|()| len)
+                if len >= BULK {
+                    bulk::send(stream, &file, offset, len, None, WRITE_TIMEOUT)
+                } else {
+                    send_file(stream, &file, offset, len)
+                }
+                .map(|()| len)
             }),
         }
     }

@@ -24,6 +24,7 @@
 //! [`crate::policy::http::respond`]'s; [`connection`] executes the plans and writes the access
 //! log.
 
+mod bulk;
 mod connection;
 mod pool;
 
