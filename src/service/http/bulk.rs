@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -42,7 +42,31 @@ struct Job {
     /// How long without progress (client not reading, or upstream silent) ends it.
     patience: Duration,
     last_progress: Instant,
-    done: mpsc::SyncSender<io::Result<()>>,
+    done: Arc<Done>,
+}
+
+/// Where a sender leaves a job's outcome for the connection's thread waiting on it.
+#[derive(Default)]
+struct Done {
+    outcome: Mutex<Option<io::Result<()>>>,
+    ready: Condvar,
+}
+
+impl Done {
+    fn set(&self, outcome: io::Result<()>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> io::Result<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = outcome.take() {
+                return outcome;
+            }
+            outcome = self.ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 struct Sender {
@@ -55,7 +79,8 @@ static NEXT_SENDER: AtomicUsize = AtomicUsize::new(0);
 
 fn senders() -> &'static [Sender] {
     SENDERS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: sysconf only reads. (std's available_parallelism adds 11 KB of cgroup code.)
+        let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
         (0..(cores / 2).clamp(1, MAX_SENDERS))
             .filter_map(|index| {
                 let (wake, woken) = UnixStream::pair().ok()?;
@@ -90,7 +115,7 @@ pub(super) fn send(
         return send_here(stream, file, offset, len, growing.as_deref(), patience);
     }
     stream.set_nonblocking(true)?;
-    let (done, result) = mpsc::sync_channel(1);
+    let done = Arc::new(Done::default());
     let sender = &senders[NEXT_SENDER.fetch_add(1, Ordering::Relaxed) % senders.len()];
     sender
         .new_jobs
@@ -105,13 +130,11 @@ pub(super) fn send(
             growing,
             patience,
             last_progress: Instant::now(),
-            done,
+            done: done.clone(),
         });
     let _ = (&sender.wake).write(&[1]);
     // The sender keeps using the descriptors until it answers: wait for that, however long.
-    let sent = result
-        .recv()
-        .unwrap_or_else(|_| Err(io::Error::other("the sender thread ended")));
+    let sent = done.wait();
     stream.set_nonblocking(false)?;
     sent
 }
@@ -191,7 +214,7 @@ fn run(index: usize, woken: UnixStream) {
                 Some(result) => {
                     let job = jobs.swap_remove(i);
                     fds.swap_remove(i + 1);
-                    let _ = job.done.send(result);
+                    job.done.set(result);
                 }
                 None => i += 1,
             }
