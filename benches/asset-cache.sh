@@ -152,40 +152,33 @@ upstream_mb() { grep -c "GET $1 200" "$WORK/upstream.log" || true; }
 ip netns exec "$NS" curl -sS -o /dev/null http://127.0.0.1:8090/big.bin
 : > "$WORK/upstream.log"
 
-# measure_netbootd / measure_nginx: one round's cold and warm seconds, appended to the lists.
-NB_COLD=() NB_WARM=() NG_COLD=() NG_WARM=()
-measure_netbootd() {
+# measure SERVER COLD_URL WARM_URL: one round's cold and warm seconds for netbootd or nginx,
+# appended to SERVER_cold and SERVER_warm (one upstream GET is checked).
+netbootd_cold=() netbootd_warm=() nginx_cold=() nginx_warm=()
+measure() {
+  local server=$1 t gets
   : > "$WORK/upstream.log"
-  start_netbootd
-  t=$(run http://127.0.0.1:8080/assets/big.bin)
-  NB_COLD+=("$t")
+  "start_$server"
+  t=$(run "$2")
+  eval "${server}_cold+=($t)"
   gets=$(upstream_mb /big.bin)
-  ((gets == 1)) || { echo "netbootd made $gets upstream GETs" >&2; exit 1; }
-  t=$(run http://127.0.0.1:8080/assets/big.bin)
-  NB_WARM+=("$t")
+  ((gets == 1)) || { echo "$server made $gets upstream GETs" >&2; exit 1; }
+  t=$(run "$3")
+  eval "${server}_warm+=($t)"
   stop_server
 }
-measure_nginx() {
-  : > "$WORK/upstream.log"
-  start_nginx
-  t=$(run http://127.0.0.1:8082/assets/big.bin)
-  NG_COLD+=("$t")
-  gets=$(upstream_mb /big.bin)
-  ((gets == 1)) || { echo "nginx made $gets upstream GETs" >&2; exit 1; }
-  t=$(run http://127.0.0.1:8082/static/big.bin)
-  NG_WARM+=("$t")
-  stop_server
-}
+measure_netbootd() { measure netbootd http://127.0.0.1:8080/assets/big.bin http://127.0.0.1:8080/assets/big.bin; }
+measure_nginx() { measure nginx http://127.0.0.1:8082/assets/big.bin http://127.0.0.1:8082/static/big.bin; }
 for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then measure_netbootd; measure_nginx; else measure_nginx; measure_netbootd; fi
   printf 'round %d: cold netbootd %.2f s nginx %.2f s; warm netbootd %.2f s nginx %.2f s\n' "$round" \
-    "${NB_COLD[-1]}" "${NG_COLD[-1]}" "${NB_WARM[-1]}" "${NG_WARM[-1]}"
+    "${netbootd_cold[-1]}" "${nginx_cold[-1]}" "${netbootd_warm[-1]}" "${nginx_warm[-1]}"
 done
 med() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
-nb_cold=$(med "${NB_COLD[@]}")
-ng_cold=$(med "${NG_COLD[@]}")
-nb_w=$(med "${NB_WARM[@]}")
-ng_w=$(med "${NG_WARM[@]}")
+nb_cold=$(med "${netbootd_cold[@]}")
+ng_cold=$(med "${nginx_cold[@]}")
+nb_w=$(med "${netbootd_warm[@]}")
+ng_w=$(med "${nginx_warm[@]}")
 
 echo "asset cache, $CLIENTS clients x $MB MB at once, medians of $ROUNDS rounds, $(date -u +%F) ($(nproc) cores)"
 printf '%-48s %8.2f s   upstream GETs: 1 (%s MB) each round\n' "netbootd cold (cache empty)" "$nb_cold" "$MB"
