@@ -193,8 +193,11 @@ fn run(index: usize, woken: UnixStream) {
                 revents: 0,
             });
         }
+        // Idle: asleep until a job comes. Busy: awake at least once a second for patience.
         let timeout = if any_starved {
             STARVED_LOOK.as_millis() as libc::c_int
+        } else if jobs.is_empty() {
+            -1
         } else {
             1000
         };
