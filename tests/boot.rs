@@ -404,6 +404,7 @@ impl Boot {
 
         let mut seen: Vec<(Duration, &str)> = Vec::new();
         let mut known = self.source != Source::PoolThenFile;
+        let mut unterminated_before: Option<String> = None;
         let (marker, console) = loop {
             if !known
                 && server
@@ -422,9 +423,16 @@ impl Boot {
                     seen.push((t0.elapsed(), m));
                 }
             }
-            if let Some(line) = console.lines().find(|l| l.contains(until)) {
+            // Whole lines only: the serial file may end in the middle of the marker's line.
+            // An unterminated last line counts once it stopped growing for one poll.
+            let (complete, last) = console.split_at(console.rfind('\n').map_or(0, |end| end + 1));
+            if let Some(line) = complete.lines().find(|l| l.contains(until)) {
                 break (line.to_string(), console);
             }
+            if last.contains(until) && unterminated_before.as_deref() == Some(last) {
+                break (last.to_string(), console);
+            }
+            unterminated_before = Some(last.to_string());
             let exited = qemu.0.try_wait().unwrap().is_some();
             if exited || t0.elapsed() > BOOT_LIMIT {
                 let tail: String = console
