@@ -8,6 +8,7 @@
 //!   the upstream failure (HTTP 502, TFTP ERROR), cached files keep being served, and a retry
 //!   after the upstream returns succeeds.
 //! - A cache limit evicts the least recently used files.
+//! - A mirror's redirect is followed; a redirect loop is a clean 502.
 //! - SHA-256: files listed in the upstream's sums file (made by sha256sum) or pinned in a
 //!   profile are cached only with that digest; a mismatch reaches no client whole.
 //! - `/iso/<mac>/<name>.iso`: the marker replaced by the machine's kernel arguments, checked
@@ -420,6 +421,50 @@ fn a_full_cache_evicts_the_least_recently_used_file() {
     // b again: fetched again from the upstream.
     fetch("b");
     assert_eq!(upstream.gets_of("/b"), 2);
+    server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+}
+
+#[test]
+#[ignore = "needs python3 and curl (./tests/run.sh installs them)"]
+fn a_mirror_that_redirects_is_followed_and_a_redirect_loop_is_a_clean_502() {
+    need_tools(
+        "a_mirror_that_redirects_is_followed_and_a_redirect_loop_is_a_clean_502",
+        TOOLS,
+    );
+    let dir = TempDir::new("assets-redirect");
+    let mirror = dir.path("mirror");
+    std::fs::create_dir_all(mirror.join("d")).unwrap();
+    write_big(&mirror.join("d/vmlinuz"), 2);
+    let upstream = Upstream::start(&mirror, free_port(), 0);
+    let cache = dir.path("cache");
+    let (mut server, base, _) = start(&upstream.url(), &cache, &[]);
+    // /moved/d/vmlinuz answers 302 to /d/vmlinuz: the file is served and cached under the
+    // name asked for.
+    curl_matches(
+        &format!("{base}/assets/moved/d/vmlinuz"),
+        &mirror.join("d/vmlinuz"),
+    );
+    let gets = upstream.gets.lock().unwrap().clone();
+    assert_eq!(
+        gets,
+        ["GET /moved/d/vmlinuz 302", "GET /d/vmlinuz 200"],
+        "{gets:?}"
+    );
+    server.wait_for(
+        "assets moved/d/vmlinuz: fetched 2097152 bytes",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        std::fs::read(cache.join("moved/d/vmlinuz")).unwrap(),
+        std::fs::read(mirror.join("d/vmlinuz")).unwrap()
+    );
+    // A redirect loop: three redirects followed, then a 502 naming them, nothing cached.
+    let (code, _) = common::get(&format!("{base}/assets/loop/d/vmlinuz"));
+    assert_eq!(code, 502);
+    let log = server.log(Duration::from_millis(300));
+    assert!(log.contains("more than 3 redirects"), "{log}");
+    assert_eq!(upstream.gets_of("/loop/d/vmlinuz"), 4);
+    assert!(!cache.join("loop").exists());
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
 }
 

@@ -1,9 +1,11 @@
-//! A small synchronous HTTP/1.1 client for the remote inventory sources, run on background
-//! threads only (never on the loop's): one GET with a connect timeout, a read timeout, a
-//! deadline for the whole exchange, a cap on the body, a bounded number of redirects, an
-//! optional bearer token and `If-None-Match` (a 304 comes back as [`Fetched::NotModified`]).
-//! Bodies may be framed by length, chunked or by the close. `https://` URLs go through TLS
-//! ([`crate::io::tls`]) with the request's client configuration; without one they are refused.
+//! A small synchronous HTTP/1.1 client for the remote inventory sources and the asset
+//! cache's upstreams, run on background threads only (never on the loop's): one GET with a
+//! connect timeout, a read timeout, a deadline for the whole exchange, a cap on the body, a
+//! bounded number of redirects (never from https to http), an optional bearer token and
+//! `If-None-Match` (a 304 comes back as [`Fetched::NotModified`]). A body is read whole
+//! ([`get`]) or as it arrives ([`open`]); it may be framed by length, chunked or by the close.
+//! `https://` URLs go through TLS ([`crate::io::tls`]) with the request's client
+//! configuration; without one they are refused.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -105,38 +107,25 @@ impl fmt::Display for FetchError {
     }
 }
 
-/// GETs `req.url`, following up to `limits.max_redirects` redirects.
+/// GETs `req.url` and reads its body whole (at most `limits.max_body` bytes), following up
+/// to `limits.max_redirects` redirects.
 pub fn get(req: &Request, limits: &Limits) -> Result<Fetched, FetchError> {
     let deadline = Instant::now() + limits.total;
-    let mut target = Target::parse(req.url).map_err(FetchError::Url)?;
-    for _ in 0..=limits.max_redirects {
-        let (head, body) = exchange(&target, req, limits, deadline)?;
-        match head.status {
-            301 | 302 | 303 | 307 | 308 => {
-                let location = head
-                    .header("location")
-                    .ok_or_else(|| FetchError::Protocol("redirect without Location".into()))?;
-                let next = target.resolve(location).map_err(FetchError::Url)?;
-                // The token and the data were meant to travel encrypted.
-                if target.scheme == Scheme::Https && next.scheme == Scheme::Http {
-                    return Err(FetchError::Url(format!(
-                        "redirect from https to {location} refused"
-                    )));
-                }
-                target = next;
-            }
-            304 => return Ok(Fetched::NotModified),
-            status => {
-                return Ok(Fetched::Fresh(Response {
-                    status,
-                    content_type: head.header("content-type").map(str::to_string),
-                    etag: head.header("etag").map(str::to_string),
-                    body,
-                }))
-            }
-        }
+    let mut body = open_by(req, limits, deadline)?;
+    if body.status == 304 {
+        return Ok(Fetched::NotModified);
     }
-    Err(FetchError::TooManyRedirects(limits.max_redirects))
+    let max = limits.max_body;
+    if body.length.is_some_and(|n| n > max as u64) {
+        return Err(FetchError::TooLarge(max));
+    }
+    body.read_to_end(max, deadline, limits.read)?;
+    Ok(Fetched::Fresh(Response {
+        status: body.status,
+        content_type: body.content_type,
+        etag: body.etag,
+        body: body.pending,
+    }))
 }
 
 fn remaining(deadline: Instant, what: &'static str) -> Result<Duration, FetchError> {
@@ -228,20 +217,6 @@ fn read_some(
     }
 }
 
-/// One request and its whole response (head and decoded body).
-fn exchange(
-    target: &Target,
-    req: &Request,
-    limits: &Limits,
-    deadline: Instant,
-) -> Result<(ResponseHead, Vec<u8>), FetchError> {
-    let (mut stream, head, first) = send(target, req, limits, deadline)?;
-    let framing = head.framing().map_err(FetchError::Protocol)?;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let body = read_body(&mut stream, framing, first, limits, deadline, &mut chunk)?;
-    Ok((head, body))
-}
-
 /// Sends the request and reads the response's head: the stream, the head, and the bytes of
 /// the body read with it.
 fn send(
@@ -326,34 +301,56 @@ pub struct Streaming {
     ended: bool,
 }
 
-/// Opens `req.url` (no redirects) and reads the head; the body is read with
-/// [`Streaming::next_line`] or [`Streaming::rest`].
+/// Opens `req.url`, following up to `limits.max_redirects` redirects (never from https to
+/// http), and reads the head; the body is read with [`Streaming::next_line`],
+/// [`Streaming::next_chunk`] or [`Streaming::rest`].
 pub fn open(req: &Request, limits: &Limits) -> Result<Streaming, FetchError> {
-    let deadline = Instant::now() + limits.total;
-    let target = Target::parse(req.url).map_err(FetchError::Url)?;
-    let (stream, head, first) = send(&target, req, limits, deadline)?;
-    let framing = head.framing().map_err(FetchError::Protocol)?;
-    let mut body = Streaming {
-        status: head.status,
-        content_type: head.header("content-type").map(str::to_string),
-        length: match framing {
-            Framing::Length(n) => Some(n),
-            _ => None,
-        },
-        etag: head.header("etag").map(str::to_string),
-        last_modified: head.header("last-modified").map(str::to_string),
-        stream,
-        framing,
-        decoder: Chunked::default(),
-        left: match framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        },
-        pending: Vec::new(),
-        ended: framing == Framing::None,
-    };
-    body.take_in(&first)?;
-    Ok(body)
+    open_by(req, limits, Instant::now() + limits.total)
+}
+
+/// [`open`], the head due by `deadline`.
+fn open_by(req: &Request, limits: &Limits, deadline: Instant) -> Result<Streaming, FetchError> {
+    let mut target = Target::parse(req.url).map_err(FetchError::Url)?;
+    for _ in 0..=limits.max_redirects {
+        let (stream, head, first) = send(&target, req, limits, deadline)?;
+        if let 301 | 302 | 303 | 307 | 308 = head.status {
+            let location = head
+                .header("location")
+                .ok_or_else(|| FetchError::Protocol("redirect without Location".into()))?;
+            let next = target.resolve(location).map_err(FetchError::Url)?;
+            // The token and the data were meant to travel encrypted.
+            if target.scheme == Scheme::Https && next.scheme == Scheme::Http {
+                return Err(FetchError::Url(format!(
+                    "redirect from https to {location} refused"
+                )));
+            }
+            target = next;
+            continue;
+        }
+        let framing = head.framing().map_err(FetchError::Protocol)?;
+        let mut body = Streaming {
+            status: head.status,
+            content_type: head.header("content-type").map(str::to_string),
+            length: match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
+            etag: head.header("etag").map(str::to_string),
+            last_modified: head.header("last-modified").map(str::to_string),
+            stream,
+            framing,
+            decoder: Chunked::default(),
+            left: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            pending: Vec::new(),
+            ended: framing == Framing::None,
+        };
+        body.take_in(&first)?;
+        return Ok(body);
+    }
+    Err(FetchError::TooManyRedirects(limits.max_redirects))
 }
 
 impl Streaming {
@@ -455,79 +452,25 @@ impl Streaming {
 
     /// The rest of the body, whole (at most `max` bytes), within `wait`.
     pub fn rest(mut self, wait: Duration, max: usize) -> Result<Vec<u8>, FetchError> {
-        let until = Instant::now() + wait;
-        while self.read_more(remaining(until, "the body")?)? {
+        self.read_to_end(max, Instant::now() + wait, wait)?;
+        Ok(self.pending)
+    }
+
+    /// Reads the body to its end into [`Self::pending`]: at most `max` bytes, by `deadline`,
+    /// no wait for bytes longer than `each`.
+    fn read_to_end(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+        each: Duration,
+    ) -> Result<(), FetchError> {
+        loop {
             if self.pending.len() > max {
                 return Err(FetchError::TooLarge(max));
             }
-        }
-        Ok(self.pending)
-    }
-}
-
-fn read_body(
-    stream: &mut Stream,
-    framing: Framing,
-    first: Vec<u8>,
-    limits: &Limits,
-    deadline: Instant,
-    chunk: &mut [u8],
-) -> Result<Vec<u8>, FetchError> {
-    let max = limits.max_body;
-    match framing {
-        Framing::None => Ok(Vec::new()),
-        Framing::Length(len) => {
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or(FetchError::TooLarge(max))?;
-            let mut body = first;
-            body.truncate(len);
-            while body.len() < len {
-                let n = read_some(stream, chunk, limits, deadline, "the body")?;
-                if n == 0 {
-                    return Err(FetchError::Truncated { got: body.len() });
-                }
-                let take = n.min(len - body.len());
-                body.extend_from_slice(&chunk[..take]);
+            if !self.read_more(remaining(deadline, "the body")?.min(each))? {
+                return Ok(());
             }
-            Ok(body)
-        }
-        Framing::Close => {
-            let mut body = first;
-            loop {
-                if body.len() > max {
-                    return Err(FetchError::TooLarge(max));
-                }
-                let n = read_some(stream, chunk, limits, deadline, "the body")?;
-                if n == 0 {
-                    return Ok(body);
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        }
-        Framing::Chunked => {
-            let mut decoder = Chunked::default();
-            let mut body = Vec::new();
-            decoder
-                .feed(&first, &mut body)
-                .map_err(FetchError::Protocol)?;
-            while !decoder.is_done() {
-                if body.len() > max {
-                    return Err(FetchError::TooLarge(max));
-                }
-                let n = read_some(stream, chunk, limits, deadline, "the body")?;
-                if n == 0 {
-                    return Err(FetchError::Truncated { got: body.len() });
-                }
-                decoder
-                    .feed(&chunk[..n], &mut body)
-                    .map_err(FetchError::Protocol)?;
-            }
-            if body.len() > max {
-                return Err(FetchError::TooLarge(max));
-            }
-            Ok(body)
         }
     }
 }
@@ -642,6 +585,38 @@ mod tests {
             Err(FetchError::Timeout("the stream"))
         );
         assert_eq!(body.next_line(wait, 5), Err(FetchError::TooLarge(5)));
+        // A redirect first: the stream is the second answer's.
+        let url = serve(
+            vec![
+                b"HTTP/1.1 301 Moved\r\nLocation: /elsewhere\r\n\r\n".to_vec(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nmoved\n".to_vec(),
+            ],
+            Duration::ZERO,
+        );
+        let request = Request {
+            url: &url,
+            ..Request::default()
+        };
+        let mut body = open(&request, &quick()).unwrap();
+        assert_eq!((body.status, body.length), (200, Some(6)));
+        assert_eq!(body.next_chunk(wait), Ok(Some(b"moved\n".to_vec())));
+        assert_eq!(body.next_chunk(wait), Ok(None));
+        let no_redirects = Limits {
+            max_redirects: 0,
+            ..quick()
+        };
+        let url = serve(
+            vec![b"HTTP/1.1 302 Found\r\nLocation: /y\r\n\r\n".to_vec()],
+            Duration::ZERO,
+        );
+        let request = Request {
+            url: &url,
+            ..Request::default()
+        };
+        assert_eq!(
+            open(&request, &no_redirects).err(),
+            Some(FetchError::TooManyRedirects(0))
+        );
     }
 
     #[test]

@@ -622,7 +622,7 @@ impl Job {
             read: UPSTREAM_READ,
             total: UPSTREAM_READ,
             max_body: 0,
-            max_redirects: 0,
+            ..Limits::default()
         };
         let text = |e: FetchError| e.to_string();
         let mut body = fetch::open(&request, &limits).map_err(text)?;

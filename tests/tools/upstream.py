@@ -3,6 +3,8 @@
 loopback, one thread per connection, with Content-Length, ETag and Last-Modified (and 304 for a
 matching If-None-Match), at most RATE bytes per second per response (0: no limit). Every GET is
 one line "GET <path> <status>" on standard output, flushed, after "ready" once it listens.
+A path under /moved/ is redirected (302) to the same path without it, as a mirror director
+would; one under /loop/ is redirected to itself.
 
 usage: upstream.py DIR PORT [RATE [HOST [LOG]]]   (HOST: 127.0.0.1; LOG: GET lines go to this
 file instead of standard output)
@@ -31,6 +33,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        for prefix, target in (("/moved/", lambda p: p[len("/moved"):]), ("/loop/", lambda p: p)):
+            if self.path.startswith(prefix):
+                note(f"GET {self.path} 302")
+                self.send_response(302)
+                self.send_header("Location", target(self.path))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         path = os.path.normpath(os.path.join(ROOT, self.path.lstrip("/").split("?")[0]))
         if not path.startswith(os.path.abspath(ROOT)) or not os.path.isfile(path):
             note(f"GET {self.path} 404")
