@@ -7,7 +7,7 @@
 //! - The upstream killed mid-download: clients get an error, nothing is cached, a miss names
 //!   the upstream failure (HTTP 502, TFTP ERROR), cached files keep being served, and a retry
 //!   after the upstream returns succeeds.
-//! - A cache limit evicts the least recently used files.
+//! - A cache limit evicts the least recently used files; the ISO source is listed and removable.
 //! - A mirror's redirect is followed; a redirect loop is a clean 502.
 //! - SHA-256: files listed in the upstream's sums file (made by sha256sum) or pinned in a
 //!   profile are cached only with that digest; a mismatch reaches no client whole.
@@ -579,6 +579,20 @@ worker_id=02:00:00:00:00:0a ipam=02-00-00-00-00-0a::10.1.2.3:255.255.255.0:10.1.
     );
     assert_eq!(upstream.gets_of("/hook.iso"), 1);
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    // The source ISO is a cached file like the others: listed, and removable.
+    let dir_arg = format!("--assets-cache-dir={}", cache.display());
+    let o = common::run(&["cache", "ls", &dir_arg], &[]);
+    let out = common::text(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.ends_with(" .netbootd-iso/hook.iso"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        line.split_whitespace().next(),
+        Some(&*iso.len().to_string())
+    );
+    let o = common::run(&["cache", "rm", ".netbootd-iso/hook.iso", &dir_arg], &[]);
+    assert!(o.status.success() && !cache.join(".netbootd-iso/hook.iso").exists());
 }
 
 #[test]

@@ -134,12 +134,19 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Is `relative` a name the cache keeps for itself?
+/// Is `relative` a name the cache keeps for itself (never served under `/assets/`)?
 fn internal(relative: &str) -> bool {
     relative
         .split('/')
         .next()
         .is_some_and(|first| first.starts_with(".netbootd-"))
+}
+
+/// Is `relative` a side record or a partial file? The ISO sources (under `.netbootd-iso/`,
+/// see [`crate::policy::assets::iso_key`]) are internal but cached files like the others:
+/// listed, counted against the limit, evicted and removable.
+fn side_record(relative: &str) -> bool {
+    internal(relative) && !relative.starts_with(".netbootd-iso/")
 }
 
 /// Marks a cached file in use while its [`Hold`] lives.
@@ -410,7 +417,7 @@ impl AssetCache {
     /// Removes a cached file and its side record (`netbootd cache rm`).
     pub fn remove(settings: &AssetCacheSettings, relative: &str) -> io::Result<()> {
         let relative = relative.trim_start_matches('/');
-        if internal(relative) || relative.split('/').any(|s| s == ".." || s.is_empty()) {
+        if side_record(relative) || relative.split('/').any(|s| s == ".." || s.is_empty()) {
             return Err(io::Error::other("not a cached file's name"));
         }
         fs::remove_file(settings.dir.join(relative))?;
@@ -473,7 +480,8 @@ impl AssetCache {
     }
 }
 
-/// The cached files below `dir` (side records and partial files left out).
+/// The cached files below `dir`, the ISO sources included (side records and partial files
+/// left out).
 pub fn walk(dir: &Path, prefix: &str, out: &mut Vec<Cached>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -481,7 +489,7 @@ pub fn walk(dir: &Path, prefix: &str, out: &mut Vec<Cached>) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let relative = format!("{prefix}{name}");
-        if internal(&relative) {
+        if side_record(&format!("{relative}/")) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
@@ -975,13 +983,31 @@ mod tests {
                 .unwrap();
         }
         let _held = cache.hold("old");
+        // An ISO source counts and is evicted like any file; a partial file does neither.
+        fs::create_dir_all(s.dir.join(".netbootd-iso")).unwrap();
+        fs::write(s.dir.join(".netbootd-iso/hook.iso"), vec![0; 1000]).unwrap();
+        let old_iso = SystemTime::now() - Duration::from_secs(400);
+        std::fs::File::options()
+            .write(true)
+            .open(s.dir.join(".netbootd-iso/hook.iso"))
+            .unwrap()
+            .set_times(
+                fs::FileTimes::new()
+                    .set_accessed(old_iso)
+                    .set_modified(old_iso),
+            )
+            .unwrap();
+        fs::create_dir_all(s.dir.join(PARTIAL_DIR)).unwrap();
+        fs::write(s.dir.join(PARTIAL_DIR).join("big"), vec![0; 5000]).unwrap();
         let s = AssetCacheSettings {
             max_bytes: 2000,
             ..s
         };
         cache.evict(&s);
+        assert!(!s.dir.join(".netbootd-iso/hook.iso").exists());
         assert!(s.dir.join("old").exists() && !s.dir.join("mid").exists());
-        assert!(s.dir.join("new").exists());
+        assert!(s.dir.join("new").exists() && s.dir.join(PARTIAL_DIR).join("big").exists());
+        assert!(AssetCache::remove(&s, ".netbootd-meta/new").is_err());
         let _ = fs::remove_dir_all(&s.dir);
     }
 }
